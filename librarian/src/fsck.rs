@@ -1,0 +1,1 @@
+//! Offline consistency checks and repairs of a Librarian database, used by `fsck-lfs`.

@@ -1,0 +1,1 @@
+//! Topology configs (INI and TMCF JSON) and database population, used by `book-register`.
