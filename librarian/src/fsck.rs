@@ -1,1 +1,0 @@
-//! Offline consistency checks and repairs of a Librarian database, used by `fsck-lfs`.

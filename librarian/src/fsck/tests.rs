@@ -1,0 +1,808 @@
+//! Unit tests of the individual steps on an in-memory database.
+
+use rusqlite::types::Value;
+use rusqlite::{params, Connection};
+
+use super::*;
+use crate::schema::{LOST_FOUND_SHELF_ID, ROOT_SHELF_ID};
+
+const BOOK_SIZE: i64 = 8 << 20;
+const FILE_MODE: i64 = 0o100666;
+const SYMLINK_MODE: i64 = 0o120777;
+
+/// A fresh database: globals, 2 nodes, 8 media controllers, 2 IGs of 32 LZA books, the reserved
+/// shelves.
+fn fixture() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    schema::create_empty_db(&conn).unwrap();
+    conn.execute(
+        "INSERT INTO globals VALUES (?, ?, ?, ?, ?)",
+        params![schema::SCHEMA_VERSION, BOOK_SIZE, 64 * BOOK_SIZE, 64, 2],
+    )
+    .unwrap();
+    for node in 1..=2i64 {
+        conn.execute(
+            "INSERT INTO FRDnodes VALUES (?, 1, 1, ?, ?, ?)",
+            params![node, node, format!("Node/{node}"), format!("1:1:{node}")],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO SOCs VALUES (?, ?, 0, 'SocBoard/1/Soc/1', 'NotToday', 0, 0, 0, 0, 0, 0)",
+            params![node, format!("52:54:42:{node:02}:{node:02}:{node:02}")],
+        )
+        .unwrap();
+        for mc in 0..4i64 {
+            conn.execute(
+                "INSERT INTO FAModules VALUES (?, ?, 8, ?, 1, ?, ?)",
+                params![
+                    node,
+                    node - 1,
+                    node * 16 + mc,
+                    format!("MemoryBoard/1/MediaController/{}", mc + 1),
+                    8 * BOOK_SIZE
+                ],
+            )
+            .unwrap();
+        }
+    }
+    for ig in 0..2i64 {
+        for k in 0..32i64 {
+            conn.execute(
+                "INSERT INTO books VALUES (?, ?, ?, 0, 0)",
+                params![(ig << 46) | (k << 33), ig, k],
+            )
+            .unwrap();
+        }
+    }
+    schema::insert_initial_shelves(&conn, 1_700_000_000).unwrap();
+    conn
+}
+
+fn next_shelf_id(conn: &Connection) -> i64 {
+    conn.query_row("SELECT max(id) + 1 FROM shelves", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn add_shelf(conn: &Connection, name: &str, parent: i64, mode: i64, links: i64) -> i64 {
+    let id = next_shelf_id(conn);
+    conn.execute(
+        "INSERT INTO shelves VALUES (?, 1, 0, 0, 0, 0, ?, ?, ?, ?)",
+        params![id, name, mode, parent, links],
+    )
+    .unwrap();
+    id
+}
+
+fn add_dir(conn: &Connection, name: &str, parent: i64) -> i64 {
+    let id = add_shelf(conn, name, parent, schema::MODE_DEFAULT_DIR, 2);
+    conn.execute(
+        "UPDATE shelves SET link_count = link_count + 1 WHERE id = ?",
+        [parent],
+    )
+    .unwrap();
+    id
+}
+
+/// A regular file holding `n` books (the lowest free ids), consistent in every table.
+fn add_file(conn: &Connection, name: &str, parent: i64, n: i64) -> (i64, Vec<i64>) {
+    let id = add_shelf(conn, name, parent, FILE_MODE, 1);
+    let books: Vec<i64> = {
+        let mut stmt = conn
+            .prepare("SELECT id FROM books WHERE allocated = 0 ORDER BY id LIMIT ?")
+            .unwrap();
+        let rows = stmt.query_map([n], |r| r.get(0)).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    };
+    for (i, b) in books.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO books_on_shelves VALUES (?, ?, ?)",
+            params![id, b, i as i64 + 1],
+        )
+        .unwrap();
+        conn.execute("UPDATE books SET allocated = 1 WHERE id = ?", [b])
+            .unwrap();
+    }
+    conn.execute(
+        "UPDATE shelves SET book_count = ?, size_bytes = ? WHERE id = ?",
+        params![n, n * BOOK_SIZE, id],
+    )
+    .unwrap();
+    (id, books)
+}
+
+fn add_symlink(conn: &Connection, name: &str, parent: i64, target: &str) -> i64 {
+    let id = add_shelf(conn, name, parent, SYMLINK_MODE, 1);
+    conn.execute("INSERT INTO links VALUES (?, ?, NULL)", params![id, target])
+        .unwrap();
+    id
+}
+
+/// Every row of every table, for before/after comparisons.
+fn dump(conn: &Connection) -> Vec<String> {
+    let tables: Vec<String> = {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    };
+    let mut out = Vec::new();
+    for t in tables {
+        let mut stmt = conn
+            .prepare(&format!("SELECT rowid, * FROM \"{t}\" ORDER BY rowid"))
+            .unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let vals: Vec<Value> = (0..n).map(|i| r.get(i).unwrap()).collect();
+            out.push(format!("{t}: {vals:?}"));
+        }
+    }
+    out
+}
+
+fn int(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn problems(report: &Report) -> Vec<Problem> {
+    report.findings().map(|f| f.problem).collect()
+}
+
+/// Report mode must find the same problems as repair mode and change nothing; repair mode must
+/// leave a database that a second check finds clean. Returns the repair report.
+fn report_then_repair(conn: &Connection) -> Report {
+    let before = dump(conn);
+    let report = check(conn, false).unwrap();
+    assert_eq!(dump(conn), before, "report mode changed the database");
+    assert!(!report.repaired);
+    let repaired = check(conn, true).unwrap();
+    assert!(repaired.repaired);
+    assert_eq!(problems(&report), problems(&repaired));
+    let again = check(conn, false).unwrap();
+    let left: Vec<&Finding> = again.findings().filter(|f| f.repairable).collect();
+    assert!(left.is_empty(), "still found after repair: {left:?}");
+    repaired
+}
+
+fn only(report: &Report, problem: Problem) -> Vec<&Finding> {
+    report.findings().filter(|f| f.problem == problem).collect()
+}
+
+#[test]
+fn a_consistent_database_is_clean() {
+    let conn = fixture();
+    let d = add_dir(&conn, "d", ROOT_SHELF_ID);
+    add_dir(&conn, "e", d);
+    let (f, _) = add_file(&conn, "f", d, 3);
+    conn.execute(
+        "INSERT INTO shelf_xattrs VALUES (?, 'user.LFS.AllocationPolicy', 'RandomBooks')",
+        [f],
+    )
+    .unwrap();
+    add_file(&conn, "g", ROOT_SHELF_ID, 0);
+    add_symlink(&conn, "l", ROOT_SHELF_ID, "/lfs/f");
+    let report = check(&conn, false).unwrap();
+    assert!(report.is_clean(), "{}", report.render(true));
+    assert_eq!(report.exit_code(), exit::CLEAN);
+    assert_eq!(
+        report.before,
+        Capacity {
+            free: 61,
+            total: 64
+        }
+    );
+    assert_eq!(report.after, report.before);
+    let book_step = report.step(Step::BookOwnership).unwrap();
+    assert_eq!(book_step.summary, "3 book(s) in use");
+    assert_eq!(report.steps.len(), Step::ALL.len());
+    // A clean repair commits nothing and exits 0 too.
+    let repaired = check(&conn, true).unwrap();
+    assert_eq!(repaired.exit_code(), exit::CLEAN);
+}
+
+#[test]
+fn capacity_line_matches_the_original() {
+    let c = Capacity {
+        free: 61,
+        total: 64,
+    };
+    assert_eq!(c.to_string(), "free books / total books = 61 / 64 (95%)");
+    assert_eq!(Capacity { free: 0, total: 0 }.percent(), 0);
+}
+
+#[test]
+fn stale_opens_including_deleted_shelves() {
+    let conn = fixture();
+    let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 1);
+    conn.execute("INSERT INTO opened_shelves VALUES (1, ?, 1, 100)", [f])
+        .unwrap();
+    conn.execute("INSERT INTO opened_shelves VALUES (2, 99, 2, 200)", [])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [Problem::StaleOpen, Problem::DanglingOpen]
+    );
+    let step = report.step(Step::StaleOpens).unwrap();
+    assert_eq!(step.summary, "2 detected");
+    assert_eq!(
+        step.findings[0].message,
+        "closing f (handle 1, node 1, pid 100)"
+    );
+    assert_eq!(step.findings[1].shelf_ids, [99]);
+    assert_eq!(int(&conn, "SELECT count(*) FROM opened_shelves"), 0);
+    assert_eq!(report.exit_code(), exit::REPAIRED);
+}
+
+#[test]
+fn only_dangling_opens_are_removed_too() {
+    let conn = fixture();
+    conn.execute("INSERT INTO opened_shelves VALUES (7, 42, 1, 1)", [])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(problems(&report), [Problem::DanglingOpen]);
+    assert_eq!(int(&conn, "SELECT count(*) FROM opened_shelves"), 0);
+}
+
+#[test]
+fn pending_zero_shelves_are_finalized() {
+    let conn = fixture();
+    let (z, books) = add_file(
+        &conn,
+        ".lfs_pending_zero_a_2_1795593515.6_1_1_1",
+        ROOT_SHELF_ID,
+        2,
+    );
+    conn.execute("INSERT INTO shelf_xattrs VALUES (?, 'user.x', 'y')", [z])
+        .unwrap();
+    let (h, _) = add_file(&conn, ".tmfs_hidden_17", ROOT_SHELF_ID, 1);
+    // Look-alikes the original's LIKE would have taken: a directory, other case, other character.
+    add_dir(&conn, ".tmfs_hidden_dir", ROOT_SHELF_ID);
+    add_file(&conn, ".LFS_PENDING_ZERO_keep", ROOT_SHELF_ID, 1);
+    add_file(&conn, ".lfs_pendingXzero_keep", ROOT_SHELF_ID, 1);
+    let report = report_then_repair(&conn);
+    let found = only(&report, Problem::PartialUnlink);
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].shelf_ids, [z]);
+    assert_eq!(found[0].book_ids, books);
+    assert_eq!(found[1].shelf_ids, [h]);
+    // Their books went INUSE -> ZOMBIE (step 2) -> FREE (step 3).
+    assert_eq!(only(&report, Problem::ZombieBooks)[0].book_ids.len(), 3);
+    assert_eq!(
+        int(
+            &conn,
+            "SELECT count(*) FROM shelves WHERE name LIKE '.%' AND id > 3"
+        ),
+        3
+    );
+    assert_eq!(
+        int(
+            &conn,
+            "SELECT count(*) FROM shelf_xattrs WHERE shelf_id NOT IN (SELECT id FROM shelves)"
+        ),
+        0
+    );
+    assert_eq!(
+        int(&conn, "SELECT count(*) FROM books WHERE allocated = 1"),
+        2
+    );
+    assert_eq!(int(&conn, "SELECT count(*) FROM books_on_shelves"), 2);
+    assert_eq!(report.after.free, 62);
+}
+
+#[test]
+fn zombies_return_to_the_free_pool() {
+    let conn = fixture();
+    conn.execute(
+        "UPDATE books SET allocated = 2 WHERE book_num < 5 AND intlv_group = 1",
+        [],
+    )
+    .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(problems(&report), [Problem::ZombieBooks]);
+    assert_eq!(
+        report.step(Step::ZombieBooks).unwrap().summary,
+        "5 detected"
+    );
+    assert_eq!(report.before.free, 59);
+    assert_eq!(report.after.free, 64);
+}
+
+#[test]
+fn book_count_and_size_are_adjusted() {
+    let conn = fixture();
+    let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 2);
+    conn.execute(
+        "UPDATE shelves SET book_count = 5, size_bytes = ? WHERE id = ?",
+        params![5 * BOOK_SIZE, f],
+    )
+    .unwrap();
+    let (g, _) = add_file(&conn, "g", ROOT_SHELF_ID, 1);
+    conn.execute("UPDATE shelves SET size_bytes = NULL WHERE id = ?", [g])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [
+            Problem::WrongBookCount,
+            Problem::WrongSize,
+            Problem::WrongSize
+        ]
+    );
+    assert_eq!(
+        report.findings().next().unwrap().message,
+        "Adjusting f book count 5 -> 2"
+    );
+    assert_eq!(
+        int(
+            &conn,
+            &format!("SELECT size_bytes FROM shelves WHERE id = {f}")
+        ),
+        2 * BOOK_SIZE
+    );
+    assert_eq!(
+        int(
+            &conn,
+            &format!("SELECT book_count FROM shelves WHERE id = {f}")
+        ),
+        2
+    );
+    assert_eq!(
+        int(
+            &conn,
+            &format!("SELECT size_bytes FROM shelves WHERE id = {g}")
+        ),
+        0
+    );
+}
+
+#[test]
+fn books_on_a_shelf_become_inuse_and_shelfless_books_free() {
+    let conn = fixture();
+    let (_, books) = add_file(&conn, "f", ROOT_SHELF_ID, 3);
+    conn.execute("UPDATE books SET allocated = 0 WHERE id = ?", [books[1]])
+        .unwrap();
+    conn.execute("UPDATE books SET allocated = 3 WHERE id = ?", [books[2]])
+        .unwrap();
+    conn.execute("UPDATE books SET allocated = 1 WHERE book_num = 31", [])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [
+            Problem::BookNotInUse,
+            Problem::BookNotInUse,
+            Problem::ShelflessBooks
+        ]
+    );
+    assert_eq!(only(&report, Problem::ShelflessBooks)[0].book_ids.len(), 2);
+    assert_eq!(
+        int(&conn, "SELECT count(*) FROM books WHERE allocated = 1"),
+        3
+    );
+    assert_eq!(
+        int(&conn, "SELECT count(*) FROM books WHERE allocated = 0"),
+        61
+    );
+}
+
+#[test]
+fn a_book_on_two_shelves_stays_with_the_lowest_shelf_id() {
+    let conn = fixture();
+    let (f, fb) = add_file(&conn, "f", ROOT_SHELF_ID, 2);
+    let (g, gb) = add_file(&conn, "g", ROOT_SHELF_ID, 3);
+    // g's second book is also f's first.
+    conn.execute(
+        "UPDATE books_on_shelves SET book_id = ? WHERE shelf_id = ? AND seq_num = 2",
+        params![fb[0], g],
+    )
+    .unwrap();
+    conn.execute("UPDATE books SET allocated = 0 WHERE id = ?", [gb[1]])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [
+            Problem::BookOnSeveralShelves,
+            Problem::BadSeqNums,
+            Problem::WrongBookCount,
+            Problem::WrongSize
+        ]
+    );
+    let shared = &only(&report, Problem::BookOnSeveralShelves)[0];
+    assert_eq!(shared.shelf_ids, [f, g]);
+    assert_eq!(shared.book_ids, [fb[0]]);
+    let g_books: Vec<(i64, i64)> = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT book_id, seq_num FROM books_on_shelves WHERE shelf_id = ? ORDER BY seq_num",
+            )
+            .unwrap();
+        let rows = stmt.query_map([g], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    };
+    assert_eq!(g_books, [(gb[0], 1), (gb[2], 2)]);
+    assert_eq!(
+        int(
+            &conn,
+            &format!("SELECT book_count FROM shelves WHERE id = {g}")
+        ),
+        2
+    );
+}
+
+#[test]
+fn duplicate_and_gapped_sequence_numbers_are_renumbered() {
+    let conn = fixture();
+    let (f, fb) = add_file(&conn, "f", ROOT_SHELF_ID, 3);
+    conn.execute(
+        "UPDATE books_on_shelves SET seq_num = 1 WHERE shelf_id = ?",
+        [f],
+    )
+    .unwrap();
+    let (g, gb) = add_file(&conn, "g", ROOT_SHELF_ID, 2);
+    conn.execute(
+        "UPDATE books_on_shelves SET seq_num = seq_num * 10 WHERE shelf_id = ?",
+        [g],
+    )
+    .unwrap();
+    let report = report_then_repair(&conn);
+    let found = only(&report, Problem::BadSeqNums);
+    assert_eq!(found.len(), 2);
+    assert!(found[0]
+        .message
+        .starts_with("duplicate sequence numbers in f"));
+    assert!(found[1]
+        .message
+        .starts_with("sequence numbers not 1..n in g"));
+    let order = |shelf: i64| -> Vec<i64> {
+        let mut stmt = conn
+            .prepare("SELECT book_id FROM books_on_shelves WHERE shelf_id = ? ORDER BY seq_num")
+            .unwrap();
+        let rows = stmt.query_map([shelf], |r| r.get(0)).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    };
+    assert_eq!(order(f), fb, "ties keep insertion order");
+    assert_eq!(order(g), gb);
+}
+
+#[test]
+fn a_book_listed_twice_on_one_shelf_keeps_its_first_place() {
+    let conn = fixture();
+    let (f, fb) = add_file(&conn, "f", ROOT_SHELF_ID, 2);
+    conn.execute(
+        "INSERT INTO books_on_shelves VALUES (?, ?, 3)",
+        params![f, fb[0]],
+    )
+    .unwrap();
+    conn.execute("UPDATE shelves SET book_count = 3 WHERE id = ?", [f])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [Problem::BookTwiceOnShelf, Problem::WrongBookCount]
+    );
+    assert_eq!(int(&conn, "SELECT count(*) FROM books_on_shelves"), 2);
+}
+
+#[test]
+fn bos_rows_of_missing_shelves_and_books_are_removed() {
+    let conn = fixture();
+    let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 1);
+    conn.execute("INSERT INTO books_on_shelves VALUES (77, 0, 1)", [])
+        .unwrap();
+    conn.execute("INSERT INTO books_on_shelves VALUES (?, 12345, 2)", [f])
+        .unwrap();
+    conn.execute("INSERT INTO books_on_shelves VALUES (NULL, NULL, NULL)", [])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [
+            Problem::BosMissingShelf,
+            Problem::BosMissingShelf,
+            Problem::BosMissingBook
+        ]
+    );
+    assert_eq!(int(&conn, "SELECT count(*) FROM books_on_shelves"), 1);
+}
+
+#[test]
+fn orphan_xattrs_are_removed() {
+    let conn = fixture();
+    let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 0);
+    conn.execute("INSERT INTO shelf_xattrs VALUES (?, 'user.keep', '1')", [f])
+        .unwrap();
+    conn.execute("INSERT INTO shelf_xattrs VALUES (50, 'user.a', '1')", [])
+        .unwrap();
+    conn.execute("INSERT INTO shelf_xattrs VALUES (50, 'user.b', '2')", [])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(problems(&report), [Problem::OrphanXattrs]);
+    assert_eq!(
+        report.findings().next().unwrap().names,
+        ["user.a", "user.b"]
+    );
+    assert_eq!(int(&conn, "SELECT count(*) FROM shelf_xattrs"), 1);
+}
+
+#[test]
+fn orphans_move_to_lost_and_found_and_link_counts_follow() {
+    let conn = fixture();
+    let d = add_dir(&conn, "d", ROOT_SHELF_ID);
+    let sub = add_dir(&conn, "sub", d);
+    let (f, _) = add_file(&conn, "f", sub, 1);
+    // Lose d: sub (a directory with a file) is orphaned.
+    conn.execute("DELETE FROM shelves WHERE id = ?", [d])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [
+            Problem::OrphanShelf,
+            Problem::WrongLinkCount,
+            Problem::WrongLinkCount
+        ]
+    );
+    let (name, parent): (String, i64) = conn
+        .query_row(
+            "SELECT name, parent_id FROM shelves WHERE id = ?",
+            [sub],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(name, format!("sub_{sub}"));
+    assert_eq!(parent, LOST_FOUND_SHELF_ID);
+    assert_eq!(
+        int(
+            &conn,
+            &format!("SELECT parent_id FROM shelves WHERE id = {f}")
+        ),
+        sub
+    );
+    assert_eq!(int(&conn, "SELECT link_count FROM shelves WHERE id = 3"), 3);
+    assert_eq!(int(&conn, "SELECT link_count FROM shelves WHERE id = 2"), 3);
+    assert_eq!(report.step(Step::OrphanShelves).unwrap().summary, "1 found");
+}
+
+#[test]
+fn missing_lost_and_found_is_recreated() {
+    let conn = fixture();
+    conn.execute("DELETE FROM shelves WHERE id = 3", [])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    // Root's link count (stale while lost+found was missing) is right again.
+    assert_eq!(problems(&report), [Problem::MissingLostFound]);
+    assert_eq!(int(&conn, "SELECT link_count FROM shelves WHERE id = 2"), 3);
+    assert_eq!(int(&conn, "SELECT parent_id FROM shelves WHERE id = 3"), 2);
+    assert_eq!(int(&conn, "SELECT link_count FROM shelves WHERE id = 3"), 2);
+}
+
+#[test]
+fn link_counts_use_the_original_definition() {
+    let conn = fixture();
+    // A fresh root (parent of itself and of lost+found) has link_count 3.
+    assert!(check(&conn, false).unwrap().is_clean());
+    let d = add_dir(&conn, "d", ROOT_SHELF_ID);
+    add_file(&conn, "f", d, 0);
+    assert_eq!(int(&conn, "SELECT link_count FROM shelves WHERE id = 2"), 4);
+    assert!(check(&conn, false).unwrap().is_clean());
+    conn.execute("UPDATE shelves SET link_count = 9 WHERE id IN (2, ?)", [d])
+        .unwrap();
+    conn.execute("UPDATE shelves SET link_count = 0 WHERE id = 3", [])
+        .unwrap();
+    // The garbage placeholder is never checked.
+    conn.execute("UPDATE shelves SET link_count = 5 WHERE id = 1", [])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    let fixed: Vec<(Vec<i64>, String)> = only(&report, Problem::WrongLinkCount)
+        .iter()
+        .map(|f| (f.shelf_ids.clone(), f.message.clone()))
+        .collect();
+    assert_eq!(
+        fixed,
+        [
+            (vec![2], ". (id 2) link_count 9 -> 4".to_string()),
+            (vec![3], "lost+found (id 3) link_count 0 -> 2".to_string()),
+            (vec![d], format!("d (id {d}) link_count 9 -> 2")),
+        ]
+    );
+    assert_eq!(
+        report.step(Step::LinkCounts).unwrap().summary,
+        "3 inconsistency(ies)"
+    );
+}
+
+#[test]
+fn links_rows_of_deleted_and_non_symlink_shelves_are_removed() {
+    let conn = fixture();
+    let l = add_symlink(&conn, "l", ROOT_SHELF_ID, "/old");
+    conn.execute("INSERT INTO links VALUES (?, '/new', NULL)", [l])
+        .unwrap();
+    let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 0);
+    conn.execute("INSERT INTO links VALUES (?, '/x', NULL)", [f])
+        .unwrap();
+    conn.execute("INSERT INTO links VALUES (404, '/gone', NULL)", [])
+        .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [
+            Problem::OrphanLink,
+            Problem::OrphanLink,
+            Problem::DuplicateLink
+        ]
+    );
+    let target: String = conn
+        .query_row("SELECT target FROM links", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(target, "/new");
+    assert_eq!(int(&conn, "SELECT count(*) FROM links"), 1);
+}
+
+#[test]
+fn symlinks_without_target_are_reported_not_repaired() {
+    let conn = fixture();
+    let l = add_symlink(&conn, "l", ROOT_SHELF_ID, "/t");
+    conn.execute("DELETE FROM links", []).unwrap();
+    let before = dump(&conn);
+    let report = check(&conn, true).unwrap();
+    assert_eq!(problems(&report), [Problem::SymlinkWithoutTarget]);
+    assert_eq!(report.findings().next().unwrap().shelf_ids, [l]);
+    assert_eq!(report.unrepaired(), 1);
+    assert_eq!(report.exit_code(), exit::UNREPAIRED);
+    assert_eq!(dump(&conn), before);
+    assert!(report.render(false).contains("(no automatic repair)"));
+}
+
+#[test]
+fn duplicate_names_are_renamed() {
+    let conn = fixture();
+    let (a, _) = add_file(&conn, "a", ROOT_SHELF_ID, 0);
+    let (a2, _) = add_file(&conn, "a", ROOT_SHELF_ID, 0);
+    // The obvious new name is taken already.
+    add_file(&conn, &format!("a_{a2}"), ROOT_SHELF_ID, 0);
+    let d = add_dir(&conn, "d", ROOT_SHELF_ID);
+    let (a3, _) = add_file(&conn, "a", d, 0);
+    let report = report_then_repair(&conn);
+    assert_eq!(problems(&report), [Problem::DuplicateName]);
+    let name = |id: i64| -> String {
+        conn.query_row("SELECT name FROM shelves WHERE id = ?", [id], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(name(a), "a");
+    assert_eq!(name(a2), format!("a_{a2}_{a2}"));
+    assert_eq!(name(a3), "a");
+}
+
+#[test]
+fn a_reserved_shelf_keeps_its_name() {
+    let conn = fixture();
+    let (f, _) = add_file(&conn, "lost+found", ROOT_SHELF_ID, 0);
+    let report = report_then_repair(&conn);
+    assert_eq!(problems(&report), [Problem::DuplicateName]);
+    assert_eq!(
+        int(
+            &conn,
+            "SELECT count(*) FROM shelves WHERE name = 'lost+found' AND id = 3"
+        ),
+        1
+    );
+    let renamed: String = conn
+        .query_row("SELECT name FROM shelves WHERE id = ?", [f], |r| r.get(0))
+        .unwrap();
+    assert_eq!(renamed, format!("lost+found_{f}"));
+}
+
+#[test]
+fn wrong_schema_version_is_refused() {
+    let conn = fixture();
+    conn.execute("UPDATE globals SET schema_version = 'LIBRARIAN 0.996'", [])
+        .unwrap();
+    let err = check(&conn, true).unwrap_err();
+    assert!(matches!(err, FsckError::SchemaVersion { ref found } if found == "LIBRARIAN 0.996"));
+    assert!(err.to_string().contains("LIBRARIAN 0.997"));
+}
+
+#[test]
+fn not_a_librarian_database_is_refused() {
+    let conn = Connection::open_in_memory().unwrap();
+    assert!(matches!(
+        check(&conn, false),
+        Err(FsckError::NotLibrarian(_))
+    ));
+    let conn = fixture();
+    conn.execute("DROP TABLE links", []).unwrap();
+    let err = check(&conn, false).unwrap_err();
+    assert_eq!(err.to_string(), "not a Librarian database: no links table");
+}
+
+#[test]
+fn book_count_mismatch_is_fatal() {
+    let conn = fixture();
+    conn.execute(
+        "DELETE FROM books WHERE book_num = 0 AND intlv_group = 0",
+        [],
+    )
+    .unwrap();
+    let err = check(&conn, true).unwrap_err();
+    assert!(matches!(err, FsckError::Fatal(_)));
+    assert!(
+        err.to_string().ends_with("no recovery is possible"),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("Book count mismatch"), "{err}");
+}
+
+#[test]
+fn missing_root_is_fatal() {
+    let conn = fixture();
+    conn.execute("DELETE FROM shelves WHERE id = 2", [])
+        .unwrap();
+    assert!(matches!(check(&conn, true), Err(FsckError::Fatal(_))));
+}
+
+#[test]
+fn a_failing_repair_rolls_back_everything() {
+    let conn = fixture();
+    conn.execute("INSERT INTO opened_shelves VALUES (1, 2, 1, 1)", [])
+        .unwrap();
+    conn.execute("UPDATE books SET allocated = 2 WHERE book_num = 0", [])
+        .unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER no_free BEFORE UPDATE OF allocated ON books
+         BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .unwrap();
+    let before = dump(&conn);
+    let err = check(&conn, true).unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert_eq!(dump(&conn), before);
+    assert!(conn.is_autocommit());
+}
+
+#[test]
+fn damaged_values_do_not_stop_the_check() {
+    let conn = fixture();
+    let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 1);
+    conn.execute(
+        "UPDATE shelves SET book_count = 'many', size_bytes = x'00', parent_id = 2.0 WHERE id = ?",
+        [f],
+    )
+    .unwrap();
+    let report = report_then_repair(&conn);
+    assert_eq!(
+        problems(&report),
+        [Problem::WrongBookCount, Problem::WrongSize]
+    );
+}
+
+#[test]
+fn render_looks_like_the_original() {
+    let conn = fixture();
+    let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 1);
+    conn.execute("INSERT INTO opened_shelves VALUES (1, ?, 1, 9)", [f])
+        .unwrap();
+    let report = check(&conn, false).unwrap();
+    let text = report.render(true);
+    assert!(
+        text.starts_with("free books / total books = 63 / 64 (98%)\n\n"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "Remove stale file handles (dangling opens): 1 detected\n\tclosing f (handle 1, node 1, pid 9)\n\t\tshelf id(s): 4\n"
+    ), "{text}");
+    assert!(text.contains("Finalize partially-unlinked files: 0 detected\n"));
+    assert!(text
+        .contains("Verify book ownership & return orphan books to free pool: 1 book(s) in use\n"));
+    assert!(text.contains("Move orphan files/directories to lost+found: 0 found\n"));
+    assert!(
+        text.contains("Fix any inconsistent link_counts of directories: 0 inconsistency(ies)\n")
+    );
+    assert!(
+        text.ends_with("1 problem(s) found; run with --repair to fix them\n"),
+        "{text}"
+    );
+    assert_eq!(report.exit_code(), exit::UNREPAIRED);
+}
