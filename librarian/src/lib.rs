@@ -1,9 +1,20 @@
 //! The Librarian File System (LFS) metadata server and its tools.
 //!
 //! * [`schema`]: the SQLite schema shared with the original tools.
+//! * [`frame`], [`connection`], [`server`]: the wire protocol and the tokio server.
+//! * [`engine`]: the single writer that owns the database and the in-memory index, with group commit.
+//! * [`cmd`]: the command handlers, one module per family; [`policy`]: book allocation policies.
+//! * [`client`]: a small blocking client (tests, benchmark, tools).
 //! * [`topology`]: topology configs (INI and TMCF JSON) and database population (`book-register`).
 //! * [`fsck`]: consistency checks and repairs (`fsck-lfs`).
 
-pub mod schema;
+pub mod client;
+pub mod cmd;
+pub mod connection;
+pub mod engine;
+pub mod frame;
 pub mod fsck;
+pub mod policy;
+pub mod schema;
+pub mod server;
 pub mod topology;

@@ -1,0 +1,365 @@
+//! Files: lookup, create/open/close, sizing and destruction, and the pending-zero protocol.
+
+use super::{bool_param, int_param, resolve, resolve_parent, str_param};
+use crate::engine::state::{Open, Shelf, S_IFMT, S_IFREG};
+use crate::engine::{now_float, now_secs, CmdError, CmdResult, Engine, Request};
+use crate::policy::{self, InterleaveRequest};
+use crate::schema::{book_state, ROOT_SHELF_ID};
+use serde_json::{json, Value};
+
+/// Name prefix of shelves whose books are waiting to be zeroed by a node.
+pub const PENDING_ZERO_PREFIX: &str = ".lfs_pending_zero_";
+
+/// Resolves a path and checks size/book-count consistency, as the original `get_shelf` does.
+fn lookup(e: &Engine, path: &str) -> Result<i64, CmdError> {
+    let id = resolve(&e.st, path)?;
+    let s = e.st.shelf(id);
+    if e.st.nbooks(s.size_bytes) != s.book_count {
+        return Err(CmdError::new(
+            libc::EBADF,
+            format!("{} size metadata mismatch", s.name),
+        ));
+    }
+    Ok(id)
+}
+
+pub fn get_shelf(e: &mut Engine, req: &Request) -> CmdResult {
+    let id = lookup(e, str_param(req, "path")?)?;
+    Ok(e.st.shelf(id).to_json(None))
+}
+
+fn open(e: &mut Engine, req: &Request, id: i64) -> CmdResult {
+    let handle = e.st.insert_open(
+        &e.conn,
+        Open {
+            shelf_id: id,
+            node_id: req.node_id,
+            pid: req.pid,
+        },
+    )?;
+    Ok(e.st.shelf(id).to_json(Some(handle)))
+}
+
+pub fn open_shelf(e: &mut Engine, req: &Request) -> CmdResult {
+    let id = lookup(e, str_param(req, "path")?)?;
+    open(e, req, id)
+}
+
+/// POSIX create: opens the path if it exists, else creates a regular file with the default policy.
+pub fn create_shelf(e: &mut Engine, req: &Request) -> CmdResult {
+    let path = str_param(req, "path")?;
+    let mut mode = int_param(req, "mode")?;
+    match resolve(&e.st, path) {
+        Ok(id) => return open(e, req, id),
+        Err(err) if err.errno != libc::ENOENT => return Err(err),
+        Err(_) => {}
+    }
+    let (parent, name) = resolve_parent(&e.st, path)?;
+    if mode == 0 {
+        mode = S_IFREG | 0o666;
+    } else if mode & S_IFMT == 0 {
+        mode |= S_IFREG;
+    }
+    let now = now_secs();
+    let id = e.st.insert_shelf(
+        &e.conn,
+        Shelf {
+            id: 0,
+            creator_id: 0,
+            size_bytes: 0,
+            book_count: 0,
+            ctime: now,
+            mtime: now,
+            name: name.to_string(),
+            mode,
+            parent_id: parent,
+            link_count: 1,
+        },
+    )?;
+    let default = e.st.default_policy.clone();
+    for (x, v) in [
+        ("user.LFS.AllocationPolicy", default.as_str()),
+        ("user.LFS.InterleaveRequest", ""),
+        ("user.LFS.InterleaveRequestPos", ""),
+    ] {
+        e.st.put_xattr(&e.conn, id, x, v)?;
+    }
+    open(e, req, id)
+}
+
+/// Never fails, as in the original: closing an unknown handle is a no-op.
+pub fn close_shelf(e: &mut Engine, req: &Request) -> CmdResult {
+    let id = int_param(req, "id")?;
+    let handle = int_param(req, "open_handle")?;
+    if let Some(o) = e.st.opens.get(&handle) {
+        if o.shelf_id == id && o.node_id == req.node_id {
+            e.st.delete_open(&e.conn, handle)?;
+        }
+    }
+    Ok(json!({
+        "id": id, "creator_id": 0, "size_bytes": 0, "book_count": 0, "ctime": 0, "mtime": 0,
+        "name": 0, "mode": 0, "parent_id": 0, "link_count": 0, "bos": [], "open_handle": null,
+    }))
+}
+
+pub fn list_shelf_books(e: &mut Engine, req: &Request) -> CmdResult {
+    let id = lookup(e, str_param(req, "path")?)?;
+    Ok(Value::Array(
+        e.st.books_of(id).iter().map(|&b| e.st.book_json(b)).collect(),
+    ))
+}
+
+pub fn list_open_shelves(e: &mut Engine) -> CmdResult {
+    Ok(Value::Array(
+        e.st.opens
+            .iter()
+            .map(|(id, o)| json!({"id": id, "shelf_id": o.shelf_id, "node_id": o.node_id, "pid": o.pid}))
+            .collect(),
+    ))
+}
+
+pub fn get_shelf_path(e: &mut Engine, req: &Request) -> CmdResult {
+    let name = str_param(req, "name")?;
+    let parent = int_param(req, "parent_id")?;
+    let Some(mut id) = e.st.lookup(parent, name) else {
+        return Err(CmdError::new(
+            libc::ENOENT,
+            format!("no shelf named \"{name}\" in directory {parent}"),
+        ));
+    };
+    if id == ROOT_SHELF_ID {
+        return Ok(json!("/."));
+    }
+    let mut parts = vec![];
+    while id != ROOT_SHELF_ID {
+        let s = e.st.shelf(id);
+        parts.push(s.name.clone());
+        id = s.parent_id;
+        if parts.len() > 4096 || !e.st.shelves.contains_key(&id) {
+            return Err(CmdError::new(
+                libc::EIO,
+                format!("shelf \"{name}\" is not connected to the root (run fsck-lfs)"),
+            ));
+        }
+    }
+    parts.reverse();
+    Ok(json!(format!("/{}", parts.join("/"))))
+}
+
+/// Checks that a shelf's books agree with its counters before changing its size.
+fn check_bos(e: &Engine, id: i64) -> Result<(), CmdError> {
+    let s = e.st.shelf(id);
+    let n = e.st.books_of(id).len() as i64;
+    if n != s.book_count {
+        return Err(CmdError::new(
+            libc::EREMOTEIO,
+            format!("{} book count mismatch", s.name),
+        ));
+    }
+    if e.st.nbooks(s.size_bytes) != s.book_count {
+        return Err(CmdError::new(
+            libc::EREMOTEIO,
+            format!("{} size mismatch", s.name),
+        ));
+    }
+    Ok(())
+}
+
+pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
+    let path = str_param(req, "path")?;
+    let want_id = int_param(req, "id")?;
+    let new_size = int_param(req, "size_bytes")?;
+    let zero_enabled = bool_param(req, "zero_enabled")?;
+    let id = resolve(&e.st, path)?;
+    if id != want_id {
+        return Err(CmdError::new(libc::ENOENT, format!("no such shelf {path}")));
+    }
+    check_bos(e, id)?;
+    if new_size < 0 {
+        return Err(CmdError::new(libc::EINVAL, format!("Bad size {new_size}")));
+    }
+    let shelf = e.st.shelf(id).clone();
+    if new_size == shelf.size_bytes {
+        return Ok(json!({ "z_shelf_path": null }));
+    }
+    if new_size < shelf.size_bytes {
+        let others = e
+            .st
+            .opens
+            .values()
+            .any(|o| o.shelf_id == id && (o.node_id, o.pid) != (req.node_id, req.pid));
+        if others {
+            return Err(CmdError::new(
+                libc::EMFILE,
+                "Cannot shrink multiply-opened shelf",
+            ));
+        }
+    }
+    let old_count = shelf.book_count;
+    let new_count = e.st.nbooks(new_size);
+    let mut z_path = Value::Null;
+    if new_count > old_count {
+        grow(e, req, &shelf, (new_count - old_count) as usize)?;
+    } else if new_count < old_count {
+        let freeing = shelf.name.starts_with(PENDING_ZERO_PREFIX) && new_count == 0;
+        let physloc = match (&req.physloc, e.st.nodes.get(&req.node_id)) {
+            (Some(p), _) => p.clone(),
+            (None, Some(n)) => n.physloc(),
+            (None, None) => "0_0_0".into(),
+        };
+        let zshelf = if !freeing && zero_enabled {
+            // Keep the whole name within 255 bytes however long the file's own name is.
+            let short = &shelf.name[..shelf.name.floor_char_boundary(128)];
+            let name = format!(
+                "{PENDING_ZERO_PREFIX}{}_{}_{}_{}",
+                short,
+                shelf.parent_id,
+                now_float(),
+                physloc
+            );
+            let (_, name) = resolve_parent(&e.st, &name)?;
+            let now = now_secs();
+            let zid = e.st.insert_shelf(
+                &e.conn,
+                Shelf {
+                    id: 0,
+                    creator_id: 0,
+                    size_bytes: 0,
+                    book_count: 0,
+                    ctime: now,
+                    mtime: now,
+                    name: name.to_string(),
+                    mode: S_IFREG | 0o666,
+                    parent_id: ROOT_SHELF_ID,
+                    link_count: 0,
+                },
+            )?;
+            e.st.zeroing_by.insert(zid, req.node_id);
+            z_path = json!(format!("/{name}"));
+            Some(zid)
+        } else {
+            None
+        };
+        for _ in new_count..old_count {
+            let Some(idx) = e.st.pop_book(&e.conn, id)? else {
+                break;
+            };
+            let state = if freeing && e.st.pool.book(idx).state == book_state::ZOMBIE {
+                book_state::FREE
+            } else {
+                book_state::ZOMBIE
+            };
+            e.st.set_book_state(&e.conn, idx, state)?;
+            if let Some(zid) = zshelf {
+                e.st.push_book(&e.conn, zid, idx)?;
+            }
+        }
+        if let Some(zid) = zshelf {
+            let mut z = e.st.shelf(zid).clone();
+            z.book_count = e.st.books_of(zid).len() as i64;
+            z.size_bytes = z.book_count * e.st.geo.book_size;
+            e.st.save_shelf(&e.conn, z)?;
+        }
+        if freeing {
+            e.st.zeroing_by.remove(&id);
+        }
+    }
+    let mut s = e.st.shelf(id).clone();
+    s.size_bytes = new_size;
+    s.book_count = new_count;
+    s.mtime = now_secs();
+    e.st.save_shelf(&e.conn, s)?;
+    Ok(json!({ "z_shelf_path": z_path }))
+}
+
+/// Allocates `n` books under the shelf's policy and appends them; nothing changes on failure.
+fn grow(e: &mut Engine, req: &Request, shelf: &Shelf, n: usize) -> Result<(), CmdError> {
+    let policy_name = e
+        .st
+        .get_xattr(&e.conn, shelf.id, "user.LFS.AllocationPolicy")?
+        .unwrap_or_else(|| "None".into());
+    if !policy::is_policy(&policy_name) {
+        return Err(CmdError::new(
+            libc::EINVAL,
+            format!("Unknown policy \"{policy_name}\""),
+        ));
+    }
+    let request = if policy_name == "RequestIG" {
+        let groups: Vec<i64> = e
+            .st
+            .get_xattr(&e.conn, shelf.id, "user.LFS.InterleaveRequest")?
+            .unwrap_or_default()
+            .chars()
+            .map(|c| c as i64)
+            .collect();
+        let pos = e
+            .st
+            .get_xattr(&e.conn, shelf.id, "user.LFS.InterleaveRequestPos")?
+            .and_then(|p| p.trim().parse::<usize>().ok())
+            .filter(|&p| p < groups.len())
+            .unwrap_or(0);
+        Some(InterleaveRequest { groups, pos })
+    } else {
+        None
+    };
+    let picked = policy::allocate(
+        &mut e.st,
+        &policy_name,
+        req.node_id,
+        n,
+        request.as_ref(),
+        &mut e.rng,
+    )
+    .map_err(|err| {
+        if err.errno == libc::ENOSPC && err.msg == "out of space" {
+            CmdError::new(libc::ENOSPC, format!("out of space for \"{}\"", shelf.name))
+        } else {
+            err
+        }
+    })?;
+    let result = (|| -> Result<(), CmdError> {
+        for &idx in &picked {
+            e.st.set_book_state(&e.conn, idx, book_state::INUSE)?;
+            e.st.push_book(&e.conn, shelf.id, idx)?;
+        }
+        if let Some(r) = &request {
+            let pos = (r.pos + n) % r.groups.len();
+            e.st.put_xattr(
+                &e.conn,
+                shelf.id,
+                "user.LFS.InterleaveRequestPos",
+                &pos.to_string(),
+            )?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        e.st.pool.unreserve(&picked);
+    }
+    result
+}
+
+/// Removes a file. Books still on it become ZOMBIE and are handed out for zeroing by
+/// `kill_zombie_books` (the original left them ZOMBIE until an offline fsck).
+pub fn destroy_shelf(e: &mut Engine, req: &Request) -> CmdResult {
+    let path = str_param(req, "path")?;
+    let id = lookup(e, path)?;
+    let shelf = e.st.shelf(id).clone();
+    if shelf.is_dir() {
+        return Err(CmdError::new(
+            libc::EISDIR,
+            format!("{path} is a directory: use rmdir"),
+        ));
+    }
+    if e.st.opens_of(id) > 0 {
+        return Err(CmdError::new(
+            libc::EBUSY,
+            format!("{} has active opens", shelf.name),
+        ));
+    }
+    check_bos(e, id)?;
+    let n = e.st.books_of(id).len();
+    e.st.release_books(&e.conn, id, n, book_state::ZOMBIE)?;
+    e.st.delete_shelf(&e.conn, id)?;
+    Ok(shelf.to_json(None))
+}

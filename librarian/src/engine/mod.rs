@@ -1,0 +1,301 @@
+//! The engine: one thread that owns the SQLite connection and the in-memory state, and runs
+//! commands in batches with group commit.
+//!
+//! Connections parse requests on the tokio runtime and send them here. The engine takes every job
+//! waiting (up to a limit), runs each inside its own SAVEPOINT, commits the batch once and only then
+//! releases the replies: every reply follows a durable change, and 16 clients share one fsync
+//! instead of paying one each. A command that fails changes nothing: commands check before they
+//! write, and should one fail after writing, its savepoint is rolled back and memory reloaded.
+
+pub mod pool;
+pub mod state;
+
+use crate::cmd;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rusqlite::Connection;
+use serde_json::{Map, Value};
+use state::State;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::oneshot;
+
+/// A command failure: the errno the client raises and a message for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CmdError {
+    pub errno: i32,
+    pub msg: String,
+}
+
+impl CmdError {
+    pub fn new(errno: i32, msg: impl Into<String>) -> Self {
+        CmdError {
+            errno,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for CmdError {
+    fn from(e: rusqlite::Error) -> Self {
+        CmdError::new(libc::EIO, format!("database error: {e}"))
+    }
+}
+
+pub type CmdResult = Result<Value, CmdError>;
+
+/// A parsed request: the envelope fields the engine uses and the command's parameters.
+#[derive(Debug)]
+pub struct Request {
+    pub command: String,
+    pub node_id: i64,
+    pub pid: i64,
+    pub physloc: Option<String>,
+    pub params: Map<String, Value>,
+}
+
+/// What a successful command produces: its value and, for `send_OOB`, a message for everyone else.
+#[derive(Debug)]
+pub struct Outcome {
+    pub value: Value,
+    pub oob: Option<Value>,
+}
+
+pub type Reply = Result<Outcome, CmdError>;
+
+pub enum Job {
+    Run(Request, oneshot::Sender<Reply>),
+    /// Stop after the jobs already queued.
+    Shutdown,
+}
+
+/// Tunables from the command line.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Release a node's opens when it has been silent this long (`None`: never).
+    pub open_timeout: Option<Duration>,
+    /// How many requests may share one commit.
+    pub max_batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            open_timeout: Some(Duration::from_secs(60)),
+            max_batch: 256,
+        }
+    }
+}
+
+pub struct Engine {
+    pub conn: Connection,
+    pub st: State,
+    pub rng: StdRng,
+    pub cfg: EngineConfig,
+}
+
+/// Seconds since the epoch, as the original stores times.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Seconds since the epoch with a fraction, as in zeroing-shelf names (`time.time()` in Python).
+pub fn now_float() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Engine {
+    /// Opens an existing database (the server never creates one) in WAL mode with full sync.
+    pub fn open(path: &std::path::Path, cfg: EngineConfig) -> anyhow::Result<Engine> {
+        if !path.exists() {
+            anyhow::bail!(
+                "DB file \"{}\" does not exist: create it with `book-register -d {} CONFIG.ini`",
+                path.display(),
+                path.display()
+            );
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            anyhow::bail!(
+                "Cannot open WAL journal in {}: is the directory writable?",
+                path.parent().unwrap_or(path).display()
+            );
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let st = State::load(&conn)
+            .map_err(|e| anyhow::anyhow!("cannot serve {}: {e}", path.display()))?;
+        Ok(Engine {
+            conn,
+            st,
+            rng: StdRng::from_entropy(),
+            cfg,
+        })
+    }
+
+    /// The engine loop: batches jobs, commits once per batch, then replies.
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        let tick = Duration::from_secs(1);
+        let mut last_tick = Instant::now();
+        let mut batch: Vec<(Request, oneshot::Sender<Reply>)> = Vec::new();
+        let mut replies: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::new();
+        let mut shutdown = false;
+        while !shutdown {
+            match jobs.recv_timeout(tick) {
+                Ok(Job::Run(r, tx)) => batch.push((r, tx)),
+                Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => shutdown = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            while !shutdown && batch.len() < self.cfg.max_batch {
+                match jobs.try_recv() {
+                    Ok(Job::Run(r, tx)) => batch.push((r, tx)),
+                    Ok(Job::Shutdown) => shutdown = true,
+                    Err(_) => break,
+                }
+            }
+            let periodic = last_tick.elapsed() >= tick;
+            if batch.is_empty() && !periodic {
+                continue;
+            }
+            if let Err(e) = self.conn.execute_batch("BEGIN") {
+                tracing::error!("cannot begin a transaction: {e}");
+                for (_, tx) in batch.drain(..) {
+                    let _ = tx.send(Err(CmdError::new(libc::EIO, format!("database error: {e}"))));
+                }
+                continue;
+            }
+            for (req, tx) in batch.drain(..) {
+                let reply = self.run_one(&req);
+                replies.push((tx, reply));
+            }
+            if periodic {
+                last_tick = Instant::now();
+                if let Err(e) = self.periodic() {
+                    tracing::error!("periodic maintenance failed: {}", e.msg);
+                }
+            }
+            match self.conn.execute_batch("COMMIT") {
+                Ok(()) => {
+                    for (tx, reply) in replies.drain(..) {
+                        let _ = tx.send(reply);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("commit failed, the whole batch is rolled back: {e}");
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    self.reload();
+                    for (tx, _) in replies.drain(..) {
+                        let _ = tx.send(Err(CmdError::new(
+                            libc::EIO,
+                            format!("database commit failed, nothing was changed: {e}"),
+                        )));
+                    }
+                }
+            }
+        }
+        tracing::info!("engine stopped");
+    }
+
+    /// Runs one command inside a savepoint; on failure after a write, undoes it everywhere.
+    fn run_one(&mut self, req: &Request) -> Reply {
+        if let Err(e) = self.conn.execute_batch("SAVEPOINT cmd") {
+            return Err(e.into());
+        }
+        self.st.dirty = false;
+        let result = self.dispatch(req);
+        let failed_after_write = result.is_err() && self.st.dirty;
+        if failed_after_write {
+            let _ = self.conn.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
+            self.reload();
+        } else if let Err(e) = self.conn.execute_batch("RELEASE cmd") {
+            return Err(e.into());
+        }
+        if let Err(e) = &result {
+            tracing::debug!("{} failed: errno {}: {}", req.command, e.errno, e.msg);
+        }
+        result
+    }
+
+    /// Rebuilds memory from the database after a rollback.
+    fn reload(&mut self) {
+        match State::load(&self.conn) {
+            Ok(mut fresh) => {
+                fresh.carry_over(&self.st);
+                self.st = fresh;
+            }
+            Err(e) => tracing::error!("cannot reload state after a rollback: {e}"),
+        }
+    }
+
+    fn dispatch(&mut self, req: &Request) -> Reply {
+        self.heartbeat(req.node_id)?;
+        cmd::dispatch(self, req)
+    }
+
+    /// Node check and heartbeat: every request from a node proves it alive.
+    fn heartbeat(&mut self, node_id: i64) -> Result<(), CmdError> {
+        if !(1..=80).contains(&node_id) {
+            return Err(CmdError::new(
+                libc::EINVAL,
+                format!("Bad node enumeration value {node_id}: node ids are 1 to 80"),
+            ));
+        }
+        let now = now_secs();
+        let Some(node) = self.st.nodes.get_mut(&node_id) else {
+            return Err(CmdError::new(
+                libc::EINVAL,
+                format!("Node {node_id} is not configured in Librarian topology"),
+            ));
+        };
+        node.last_seen = Instant::now();
+        if node.heartbeat_written != now {
+            node.heartbeat_written = now;
+            self.conn
+                .prepare_cached("UPDATE SOCs SET heartbeat=? WHERE node_id=?")?
+                .execute(rusqlite::params![now, node_id])?;
+        }
+        Ok(())
+    }
+
+    /// Once a second: release the opens of nodes silent for longer than the open timeout.
+    fn periodic(&mut self) -> Result<(), CmdError> {
+        let Some(timeout) = self.cfg.open_timeout else {
+            return Ok(());
+        };
+        let silent: Vec<i64> = self
+            .st
+            .nodes
+            .values()
+            .filter(|n| n.last_seen.elapsed() > timeout)
+            .map(|n| n.node_id)
+            .filter(|id| self.st.opens.values().any(|o| o.node_id == *id))
+            .collect();
+        for node_id in silent {
+            tracing::warn!(
+                "node {node_id} silent for over {}s: releasing its opens",
+                timeout.as_secs()
+            );
+            self.conn.execute_batch("SAVEPOINT cmd")?;
+            match cmd::nodes::release_node(self, node_id) {
+                Ok(()) => self.conn.execute_batch("RELEASE cmd")?,
+                Err(e) => {
+                    tracing::error!("releasing node {node_id}: {}", e.msg);
+                    self.conn.execute_batch("ROLLBACK TO cmd; RELEASE cmd")?;
+                    self.reload();
+                }
+            }
+        }
+        Ok(())
+    }
+}

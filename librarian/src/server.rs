@@ -1,0 +1,36 @@
+//! The accept loop: one task per connection, one engine thread, a clean stop on SIGINT/SIGTERM.
+
+use crate::connection::{self, Registry};
+use crate::engine::{Engine, Job};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves until SIGINT or SIGTERM, then lets the engine commit what it has and stop.
+pub async fn run(listener: TcpListener, engine: Engine) -> anyhow::Result<()> {
+    let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+    let engine_thread = std::thread::Builder::new()
+        .name("engine".into())
+        .spawn(move || engine.run(rx))?;
+    let registry = Arc::new(Registry::default());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    tracing::debug!("connection from {peer}");
+                    tokio::spawn(connection::serve(socket, jobs.clone(), registry.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    tracing::info!("stopping: finishing queued requests");
+    let _ = jobs.send(Job::Shutdown);
+    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    Ok(())
+}
