@@ -185,6 +185,7 @@ pub async fn serve(
                         )))
                         .await;
                     let _ = tx.send(Outgoing::Close).await;
+                    drain(&mut rd).await;
                     break 'read;
                 }
             };
@@ -196,6 +197,18 @@ pub async fn serve(
     drop(tx);
     let _ = writer.await;
     registry.remove(id);
+}
+
+/// Reads and discards what the client is still sending, for a short while, so that closing does not
+/// reset the connection before the client has read our error reply.
+async fn drain(rd: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
 
 async fn write_replies(
