@@ -1,1 +1,0 @@
-//! Topology configs (INI and TMCF JSON) and database population, used by `book-register`.
