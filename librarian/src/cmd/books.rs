@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 
 pub fn get_book(e: &mut Engine, req: &Request) -> CmdResult {
     let id = int_param(req, "id")?;
-    Ok(e.st.pool.find(id).map_or(Value::Null, |b| e.st.book_json(b)))
+    Ok(e.st
+        .pool
+        .find(id)
+        .map_or(Value::Null, |b| e.st.book_json(b)))
 }
 
 pub fn get_book_all(e: &mut Engine) -> CmdResult {
@@ -30,14 +33,15 @@ pub fn get_book_ig(e: &mut Engine, req: &Request) -> CmdResult {
             ))
         }
     };
-    let out: Vec<Value> = e
-        .st
-        .pool
-        .all()
-        .filter(|(i, b)| b.state <= book_state::ZOMBIE && groups.contains(&e.st.pool.intlv_group(*i)))
-        .take(9999)
-        .map(|(i, _)| e.st.book_json(i))
-        .collect();
+    let out: Vec<Value> =
+        e.st.pool
+            .all()
+            .filter(|(i, b)| {
+                b.state() <= book_state::ZOMBIE && groups.contains(&e.st.pool.intlv_group(*i))
+            })
+            .take(9999)
+            .map(|(i, _)| e.st.book_json(i))
+            .collect();
     Ok(Value::Array(out))
 }
 
@@ -60,7 +64,7 @@ pub fn get_book_info_all(e: &mut Engine, req: &Request) -> CmdResult {
                 .get(&i)
                 .and_then(|(id, seq)| e.st.shelves.get(id).map(|s| (s, *seq)));
             json!({
-                "id": b.id, "allocated": b.state, "attributes": 0, "intlv_group": group,
+                "id": b.id, "allocated": b.state(), "attributes": 0, "intlv_group": group,
                 "shelf_id": s.map(|(s, _)| s.id), "seq_num": s.map(|(_, q)| q),
                 "creator_id": s.map(|(s, _)| s.creator_id), "size_bytes": s.map(|(s, _)| s.size_bytes),
                 "book_count": s.map(|(s, _)| s.book_count), "ctime": s.map(|(s, _)| s.ctime),

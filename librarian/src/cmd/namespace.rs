@@ -48,7 +48,11 @@ pub fn mkdir(e: &mut Engine, req: &Request) -> CmdResult {
     }
     let (parent, name) = resolve_parent(&e.st, path)?;
     let now = now_secs();
-    let perm = if mode & 0o7777 == 0 { 0o777 } else { mode & 0o7777 };
+    let perm = if mode & 0o7777 == 0 {
+        0o777
+    } else {
+        mode & 0o7777
+    };
     let id = e.st.insert_shelf(
         &e.conn,
         Shelf {
@@ -73,13 +77,20 @@ pub fn rmdir(e: &mut Engine, req: &Request) -> CmdResult {
     let id = resolve(&e.st, path)?;
     if [GARBAGE_SHELF_ID, ROOT_SHELF_ID, LOST_FOUND_SHELF_ID].contains(&id) {
         return Err(CmdError::new(
-            if id == ROOT_SHELF_ID { libc::EBUSY } else { libc::EPERM },
+            if id == ROOT_SHELF_ID {
+                libc::EBUSY
+            } else {
+                libc::EPERM
+            },
             format!("{path} is reserved and cannot be removed"),
         ));
     }
     let s = e.st.shelf(id).clone();
     if !s.is_dir() {
-        return Err(CmdError::new(libc::ENOTDIR, format!("{path} is not a directory")));
+        return Err(CmdError::new(
+            libc::ENOTDIR,
+            format!("{path} is not a directory"),
+        ));
     }
     if e.st.has_children(id) {
         return Err(CmdError::new(libc::ENOTEMPTY, "Directory is not empty"));
@@ -121,7 +132,10 @@ pub fn readlink(e: &mut Engine, req: &Request) -> CmdResult {
     let id = resolve(&e.st, path)?;
     match e.st.links.get(&id) {
         Some(t) if e.st.shelf(id).is_symlink() => Ok(json!(t)),
-        _ => Err(CmdError::new(libc::EINVAL, format!("{path} is not a symlink"))),
+        _ => Err(CmdError::new(
+            libc::EINVAL,
+            format!("{path} is not a symlink"),
+        )),
     }
 }
 
@@ -162,7 +176,10 @@ pub fn rename_shelf(e: &mut Engine, req: &Request) -> CmdResult {
     }
     let (new_parent, new_name) = resolve_parent(&e.st, newpath)?;
     if [GARBAGE_SHELF_ID, ROOT_SHELF_ID, LOST_FOUND_SHELF_ID].contains(&id) {
-        return Err(CmdError::new(libc::EBUSY, format!("{path} cannot be renamed")));
+        return Err(CmdError::new(
+            libc::EBUSY,
+            format!("{path} cannot be renamed"),
+        ));
     }
     let old = e.st.shelf(id).clone();
     if old.is_dir() {
@@ -178,16 +195,20 @@ pub fn rename_shelf(e: &mut Engine, req: &Request) -> CmdResult {
         }
     }
     let zeroing = new_name.starts_with(PENDING_ZERO_PREFIX) && !old.is_dir();
-    let books: Vec<_> = if zeroing { e.st.books_of(id).to_vec() } else { vec![] };
-    if let Some(&bad) = books
-        .iter()
-        .find(|&&b| e.st.pool.book(b).state == book_state::FREE || e.st.pool.book(b).state == book_state::OFFLINE)
-    {
+    let books: Vec<_> = if zeroing {
+        e.st.books_of(id).to_vec()
+    } else {
+        vec![]
+    };
+    if let Some(&bad) = books.iter().find(|&&b| {
+        e.st.pool.book(b).state() == book_state::FREE
+            || e.st.pool.book(b).state() == book_state::OFFLINE
+    }) {
         return Err(CmdError::new(
             libc::EUCLEAN,
             format!(
                 "Book allocation {} -> {}",
-                e.st.pool.book(bad).state,
+                e.st.pool.book(bad).state(),
                 book_state::ZOMBIE
             ),
         ));

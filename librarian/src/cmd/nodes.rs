@@ -70,26 +70,24 @@ pub fn update_mc_status(e: &mut Engine, req: &Request) -> CmdResult {
 /// Drops every open of a node and hands the books of its unfinished zeroing shelves back as
 /// orphan zombies (for `kill_zombie_books`).
 pub fn release_node(e: &mut Engine, node_id: i64) -> Result<(), CmdError> {
-    let handles: Vec<i64> = e
-        .st
-        .opens
-        .iter()
-        .filter(|(_, o)| o.node_id == node_id)
-        .map(|(h, _)| *h)
-        .collect();
+    let handles: Vec<i64> =
+        e.st.opens
+            .iter()
+            .filter(|(_, o)| o.node_id == node_id)
+            .map(|(h, _)| *h)
+            .collect();
     if !handles.is_empty() {
         tracing::info!("node {node_id}: releasing {} stale open(s)", handles.len());
     }
     for h in handles {
         e.st.delete_open(&e.conn, h)?;
     }
-    let zeroing: Vec<i64> = e
-        .st
-        .zeroing_by
-        .iter()
-        .filter(|(_, n)| **n == node_id)
-        .map(|(s, _)| *s)
-        .collect();
+    let zeroing: Vec<i64> =
+        e.st.zeroing_by
+            .iter()
+            .filter(|(_, n)| **n == node_id)
+            .map(|(s, _)| *s)
+            .collect();
     for z in zeroing {
         if !e.st.shelves.contains_key(&z) || e.st.opens_of(z) > 0 {
             e.st.zeroing_by.remove(&z);

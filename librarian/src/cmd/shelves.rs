@@ -105,7 +105,10 @@ pub fn close_shelf(e: &mut Engine, req: &Request) -> CmdResult {
 pub fn list_shelf_books(e: &mut Engine, req: &Request) -> CmdResult {
     let id = lookup(e, str_param(req, "path")?)?;
     Ok(Value::Array(
-        e.st.books_of(id).iter().map(|&b| e.st.book_json(b)).collect(),
+        e.st.books_of(id)
+            .iter()
+            .map(|&b| e.st.book_json(b))
+            .collect(),
     ))
 }
 
@@ -183,11 +186,10 @@ pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
         return Ok(json!({ "z_shelf_path": null }));
     }
     if new_size < shelf.size_bytes {
-        let others = e
-            .st
-            .opens
-            .values()
-            .any(|o| o.shelf_id == id && (o.node_id, o.pid) != (req.node_id, req.pid));
+        let others =
+            e.st.opens
+                .values()
+                .any(|o| o.shelf_id == id && (o.node_id, o.pid) != (req.node_id, req.pid));
         if others {
             return Err(CmdError::new(
                 libc::EMFILE,
@@ -244,7 +246,7 @@ pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
             let Some(idx) = e.st.pop_book(&e.conn, id)? else {
                 break;
             };
-            let state = if freeing && e.st.pool.book(idx).state == book_state::ZOMBIE {
+            let state = if freeing && e.st.pool.book(idx).state() == book_state::ZOMBIE {
                 book_state::FREE
             } else {
                 book_state::ZOMBIE
@@ -274,10 +276,9 @@ pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
 
 /// Allocates `n` books under the shelf's policy and appends them; nothing changes on failure.
 fn grow(e: &mut Engine, req: &Request, shelf: &Shelf, n: usize) -> Result<(), CmdError> {
-    let policy_name = e
-        .st
-        .get_xattr(&e.conn, shelf.id, "user.LFS.AllocationPolicy")?
-        .unwrap_or_else(|| "None".into());
+    let policy_name =
+        e.st.get_xattr(&e.conn, shelf.id, "user.LFS.AllocationPolicy")?
+            .unwrap_or_else(|| "None".into());
     if !policy::is_policy(&policy_name) {
         return Err(CmdError::new(
             libc::EINVAL,
@@ -285,19 +286,17 @@ fn grow(e: &mut Engine, req: &Request, shelf: &Shelf, n: usize) -> Result<(), Cm
         ));
     }
     let request = if policy_name == "RequestIG" {
-        let groups: Vec<i64> = e
-            .st
-            .get_xattr(&e.conn, shelf.id, "user.LFS.InterleaveRequest")?
-            .unwrap_or_default()
-            .chars()
-            .map(|c| c as i64)
-            .collect();
-        let pos = e
-            .st
-            .get_xattr(&e.conn, shelf.id, "user.LFS.InterleaveRequestPos")?
-            .and_then(|p| p.trim().parse::<usize>().ok())
-            .filter(|&p| p < groups.len())
-            .unwrap_or(0);
+        let groups: Vec<i64> =
+            e.st.get_xattr(&e.conn, shelf.id, "user.LFS.InterleaveRequest")?
+                .unwrap_or_default()
+                .chars()
+                .map(|c| c as i64)
+                .collect();
+        let pos =
+            e.st.get_xattr(&e.conn, shelf.id, "user.LFS.InterleaveRequestPos")?
+                .and_then(|p| p.trim().parse::<usize>().ok())
+                .filter(|&p| p < groups.len())
+                .unwrap_or(0);
         Some(InterleaveRequest { groups, pos })
     } else {
         None

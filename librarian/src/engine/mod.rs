@@ -171,7 +171,10 @@ impl Engine {
             if let Err(e) = self.conn.execute_batch("BEGIN") {
                 tracing::error!("cannot begin a transaction: {e}");
                 for (_, tx) in batch.drain(..) {
-                    let _ = tx.send(Err(CmdError::new(libc::EIO, format!("database error: {e}"))));
+                    let _ = tx.send(Err(CmdError::new(
+                        libc::EIO,
+                        format!("database error: {e}"),
+                    )));
                 }
                 continue;
             }

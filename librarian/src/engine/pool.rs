@@ -76,10 +76,17 @@ impl Group {
 #[derive(Clone, Copy, Debug)]
 pub struct Book {
     pub id: i64,
-    pub book_num: i64,
-    pub state: i64,
-    group: u16,
+    pub book_num: u32,
     pos: u32,
+    group: u16,
+    state: u8,
+}
+
+impl Book {
+    /// The `books.allocated` value.
+    pub fn state(&self) -> i64 {
+        self.state as i64
+    }
 }
 
 pub struct BookPool {
@@ -87,16 +94,20 @@ pub struct BookPool {
     pub groups: Vec<Group>,
     /// Books with `allocated > 0` (INUSE, ZOMBIE, OFFLINE), as `get_fs_stats` reports.
     pub used: i64,
+    /// Books in state ZOMBIE, so that looking for orphan zombies costs nothing when there are none.
+    pub zombies: i64,
 }
 
 impl BookPool {
-    /// Builds the pool from `(id, intlv_group, book_num, allocated)` rows in ascending id order.
-    pub fn new(rows: Vec<(i64, i64, i64, i64)>) -> Self {
+    /// Builds the pool from `(id, intlv_group, book_num, allocated)` rows in ascending id order,
+    /// streamed so that loading a large pool does not hold a second copy of it.
+    pub fn new(rows: impl IntoIterator<Item = (i64, i64, i64, i64)>) -> Self {
         let mut groups: Vec<Group> = Vec::new();
-        let mut books = Vec::with_capacity(rows.len());
+        let mut books = Vec::new();
         let mut used = 0;
+        let mut zombies = 0;
         for (idx, (id, ig, num, state)) in rows.into_iter().enumerate() {
-            let g = match groups.iter().position(|g| g.intlv_group == ig) {
+            let g = match groups.iter().rposition(|g| g.intlv_group == ig) {
                 Some(g) => g,
                 None => {
                     groups.push(Group {
@@ -119,10 +130,13 @@ impl BookPool {
             } else {
                 used += 1;
             }
+            if state == crate::schema::book_state::ZOMBIE {
+                zombies += 1;
+            }
             books.push(Book {
                 id,
-                book_num: num,
-                state,
+                book_num: num as u32,
+                state: state as u8,
                 group: g as u16,
                 pos,
             });
@@ -131,6 +145,7 @@ impl BookPool {
             books,
             groups,
             used,
+            zombies,
         }
     }
 
@@ -155,7 +170,10 @@ impl BookPool {
     }
 
     pub fn all(&self) -> impl Iterator<Item = (BookIdx, &Book)> {
-        self.books.iter().enumerate().map(|(i, b)| (i as BookIdx, b))
+        self.books
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as BookIdx, b))
     }
 
     /// Finds a book by its id (LZA or physical address).
@@ -167,7 +185,9 @@ impl BookPool {
     }
 
     pub fn group_index(&self, intlv_group: i64) -> Option<usize> {
-        self.groups.iter().position(|g| g.intlv_group == intlv_group)
+        self.groups
+            .iter()
+            .position(|g| g.intlv_group == intlv_group)
     }
 
     pub fn free_total(&self) -> i64 {
@@ -177,9 +197,12 @@ impl BookPool {
     /// Records a state change (the caller writes it to SQLite).
     pub fn set_state(&mut self, idx: BookIdx, state: i64) {
         let b = &mut self.books[idx as usize];
-        let was_free = b.state == crate::schema::book_state::FREE;
+        let old = b.state as i64;
+        let zombie = crate::schema::book_state::ZOMBIE;
+        self.zombies += (state == zombie) as i64 - (old == zombie) as i64;
+        let was_free = old == crate::schema::book_state::FREE;
         let is_free = state == crate::schema::book_state::FREE;
-        b.state = state;
+        b.state = state as u8;
         let (g, pos) = (b.group as usize, b.pos);
         if was_free != is_free {
             self.groups[g].set_free(pos, is_free);
@@ -197,20 +220,14 @@ impl BookPool {
     pub fn unreserve(&mut self, picked: &[BookIdx]) {
         for &idx in picked {
             let b = self.books[idx as usize];
-            if b.state == crate::schema::book_state::FREE {
+            if b.state as i64 == crate::schema::book_state::FREE {
                 self.groups[b.group as usize].set_free(b.pos, true);
             }
         }
     }
 
     /// Takes up to `n` free books of group `g`, lowest ids first (or highest first).
-    pub fn take_ordered(
-        &mut self,
-        g: usize,
-        n: usize,
-        descending: bool,
-        out: &mut Vec<BookIdx>,
-    ) {
+    pub fn take_ordered(&mut self, g: usize, n: usize, descending: bool, out: &mut Vec<BookIdx>) {
         while out.len() < n {
             let group = &self.groups[g];
             let pos = if descending {
@@ -308,11 +325,11 @@ mod tests {
         let mut p = pool(2, 100);
         let mut out = vec![];
         p.take_ordered(1, 3, false, &mut out);
-        let nums: Vec<i64> = out.iter().map(|&i| p.book(i).book_num).collect();
+        let nums: Vec<i64> = out.iter().map(|&i| p.book(i).book_num as i64).collect();
         assert_eq!(nums, [0, 1, 2]);
         out.clear();
         p.take_ordered(1, 2, true, &mut out);
-        let nums: Vec<i64> = out.iter().map(|&i| p.book(i).book_num).collect();
+        let nums: Vec<i64> = out.iter().map(|&i| p.book(i).book_num as i64).collect();
         assert_eq!(nums, [99, 98]);
     }
 

@@ -172,15 +172,21 @@ impl State {
             return Err(invalid("globals.book_size_bytes must be positive"));
         }
 
-        let rows: Vec<(i64, i64, i64, i64)> = conn
-            .prepare("SELECT id, intlv_group, book_num, allocated FROM books ORDER BY id")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?;
-        if rows.is_empty() {
+        let mut stmt =
+            conn.prepare("SELECT id, intlv_group, book_num, allocated FROM books ORDER BY id")?;
+        let mut failure = None;
+        let pool = BookPool::new(
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .map_while(|r| r.map_err(|e| failure = Some(e)).ok()),
+        );
+        drop(stmt);
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        if pool.is_empty() {
             return Err(invalid("Database has no books"));
         }
-        let bii_mode = (rows[0].1 >> schema::bii::MODE_SHIFT) & 0xf;
-        let pool = BookPool::new(rows);
+        let bii_mode = (pool.intlv_group(0) >> schema::bii::MODE_SHIFT) & 0xf;
 
         let famodules: Vec<(i64, i64, i64)> = conn
             .prepare("SELECT node_id, IG, module_size_books FROM FAModules")?
@@ -289,8 +295,8 @@ impl State {
         }
 
         let mut bos: HashMap<i64, Vec<BookIdx>> = HashMap::new();
-        let mut stmt =
-            conn.prepare("SELECT shelf_id, book_id FROM books_on_shelves ORDER BY shelf_id, seq_num")?;
+        let mut stmt = conn
+            .prepare("SELECT shelf_id, book_id FROM books_on_shelves ORDER BY shelf_id, seq_num")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let (shelf, book): (i64, i64) = (r.get(0)?, r.get(1)?);
@@ -394,7 +400,10 @@ impl State {
     }
 
     pub fn children(&self, id: i64) -> impl Iterator<Item = i64> + '_ {
-        self.dirs.get(&id).into_iter().flat_map(|d| d.by_id.iter().copied())
+        self.dirs
+            .get(&id)
+            .into_iter()
+            .flat_map(|d| d.by_id.iter().copied())
     }
 
     pub fn has_children(&self, id: i64) -> bool {
@@ -411,7 +420,7 @@ impl State {
             "id": b.id,
             "intlv_group": self.pool.intlv_group(idx),
             "book_num": b.book_num,
-            "allocated": b.state,
+            "allocated": b.state(),
             "attributes": 0,
         })
     }
@@ -463,7 +472,10 @@ impl State {
             s.link_count,
             s.id
         ])?;
-        let old = self.shelves.insert(s.id, s.clone()).expect("saved shelf exists");
+        let old = self
+            .shelves
+            .insert(s.id, s.clone())
+            .expect("saved shelf exists");
         if old.name != s.name || old.parent_id != s.parent_id {
             self.unlink_name(&old);
             let d = self.dirs.entry(s.parent_id).or_default();
@@ -485,10 +497,13 @@ impl State {
     /// Deletes a shelf row with its xattrs and symlink target (books must be gone already).
     pub fn delete_shelf(&mut self, conn: &Connection, id: i64) -> rusqlite::Result<()> {
         self.dirty = true;
-        conn.prepare_cached("DELETE FROM shelves WHERE id=?")?.execute([id])?;
-        conn.prepare_cached("DELETE FROM shelf_xattrs WHERE shelf_id=?")?.execute([id])?;
+        conn.prepare_cached("DELETE FROM shelves WHERE id=?")?
+            .execute([id])?;
+        conn.prepare_cached("DELETE FROM shelf_xattrs WHERE shelf_id=?")?
+            .execute([id])?;
         if self.links.remove(&id).is_some() {
-            conn.prepare_cached("DELETE FROM links WHERE shelf_id=?")?.execute([id])?;
+            conn.prepare_cached("DELETE FROM links WHERE shelf_id=?")?
+                .execute([id])?;
         }
         if let Some(s) = self.shelves.remove(&id) {
             self.unlink_name(&s);
@@ -507,21 +522,24 @@ impl State {
     ) -> rusqlite::Result<()> {
         self.dirty = true;
         let id = self.pool.book(idx).id;
-        conn.prepare_cached("UPDATE books SET allocated=? WHERE id=?")?.execute(params![state, id])?;
+        conn.prepare_cached("UPDATE books SET allocated=? WHERE id=?")?
+            .execute(params![state, id])?;
         self.pool.set_state(idx, state);
         Ok(())
     }
 
     /// Appends a book to a shelf with the next sequence number.
-    pub fn push_book(&mut self, conn: &Connection, shelf: i64, idx: BookIdx) -> rusqlite::Result<()> {
+    pub fn push_book(
+        &mut self,
+        conn: &Connection,
+        shelf: i64,
+        idx: BookIdx,
+    ) -> rusqlite::Result<()> {
         self.dirty = true;
         let list = self.bos.entry(shelf).or_default();
         let seq = list.len() as i64 + 1;
-        conn.prepare_cached("INSERT INTO books_on_shelves VALUES (?, ?, ?)")?.execute(params![
-            shelf,
-            self.pool.book(idx).id,
-            seq
-        ])?;
+        conn.prepare_cached("INSERT INTO books_on_shelves VALUES (?, ?, ?)")?
+            .execute(params![shelf, self.pool.book(idx).id, seq])?;
         list.push(idx);
         Ok(())
     }
@@ -551,7 +569,8 @@ impl State {
 
     pub fn delete_open(&mut self, conn: &Connection, handle: i64) -> rusqlite::Result<()> {
         self.dirty = true;
-        conn.prepare_cached("DELETE FROM opened_shelves WHERE id=?")?.execute([handle])?;
+        conn.prepare_cached("DELETE FROM opened_shelves WHERE id=?")?
+            .execute([handle])?;
         if let Some(o) = self.opens.remove(&handle) {
             if let Some(c) = self.open_count.get_mut(&o.shelf_id) {
                 *c -= 1;
@@ -567,7 +586,12 @@ impl State {
         self.open_count.get(&shelf).copied().unwrap_or(0)
     }
 
-    pub fn get_xattr(&self, conn: &Connection, shelf: i64, name: &str) -> rusqlite::Result<Option<String>> {
+    pub fn get_xattr(
+        &self,
+        conn: &Connection,
+        shelf: i64,
+        name: &str,
+    ) -> rusqlite::Result<Option<String>> {
         conn.prepare_cached("SELECT value FROM shelf_xattrs WHERE shelf_id=? AND xattr=?")?
             .query_row(params![shelf, name], |r| r.get::<_, Option<String>>(0))
             .optional()
@@ -593,7 +617,12 @@ impl State {
         Ok(n > 0)
     }
 
-    pub fn delete_xattr(&mut self, conn: &Connection, shelf: i64, name: &str) -> rusqlite::Result<()> {
+    pub fn delete_xattr(
+        &mut self,
+        conn: &Connection,
+        shelf: i64,
+        name: &str,
+    ) -> rusqlite::Result<()> {
         self.dirty = true;
         conn.prepare_cached("DELETE FROM shelf_xattrs WHERE shelf_id=? AND xattr=?")?
             .execute(params![shelf, name])?;
@@ -606,7 +635,12 @@ impl State {
             .collect()
     }
 
-    pub fn insert_link(&mut self, conn: &Connection, shelf: i64, target: &str) -> rusqlite::Result<()> {
+    pub fn insert_link(
+        &mut self,
+        conn: &Connection,
+        shelf: i64,
+        target: &str,
+    ) -> rusqlite::Result<()> {
         self.dirty = true;
         conn.prepare_cached("INSERT INTO links VALUES (?, ?, NULL)")?
             .execute(params![shelf, target])?;
@@ -624,7 +658,9 @@ impl State {
     ) -> rusqlite::Result<Vec<BookIdx>> {
         let mut removed = Vec::with_capacity(count);
         for _ in 0..count {
-            let Some(idx) = self.pop_book(conn, shelf)? else { break };
+            let Some(idx) = self.pop_book(conn, shelf)? else {
+                break;
+            };
             self.set_book_state(conn, idx, state)?;
             removed.push(idx);
         }
@@ -633,6 +669,9 @@ impl State {
 
     /// Orphan ZOMBIE books: released but on no shelf, so nobody is zeroing them.
     pub fn orphan_zombies(&self, limit: usize) -> Vec<BookIdx> {
+        if self.pool.zombies == 0 {
+            return vec![];
+        }
         let mut owned = vec![false; self.pool.len()];
         for list in self.bos.values() {
             for &idx in list {
@@ -641,7 +680,7 @@ impl State {
         }
         self.pool
             .all()
-            .filter(|(i, b)| b.state == book_state::ZOMBIE && !owned[*i as usize])
+            .filter(|(i, b)| b.state() == book_state::ZOMBIE && !owned[*i as usize])
             .map(|(i, _)| i)
             .take(limit)
             .collect()
