@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages fame needs, only those that are missing. Run as root.
+# One list for the whole project, so the README's commands and CI install the same things.
+set -euo pipefail
+
+packages=(
+  fuse3          # fusermount3 and /etc/fuse.conf for the lfs-node FUSE mounts
+  pkg-config     # -sys crates find their C libraries
+  gcc libc6-dev  # the C example of the direct-map API and crates that build C
+  sqlite3        # inspecting librarian databases by hand (tests do not need it)
+  procps         # ps/pkill used in diagnostics
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+    [ -x "$d/cargo" ] && export PATH="$d:$PATH"
+  done
+fi
+command -v cargo >/dev/null || {
+  echo "setup: cargo not found: install a Rust toolchain (1.80 or newer) first" >&2
+  exit 1
+}
+[ -e /dev/fuse ] || echo "setup: warning: /dev/fuse is missing: lfs-node mounts will fail (modprobe fuse)" >&2
+exit 0
