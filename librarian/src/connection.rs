@@ -140,11 +140,7 @@ fn truthy(v: &Value) -> bool {
 }
 
 /// Serves one client until it closes, sends something unrecoverable, or the server stops.
-pub async fn serve(
-    socket: TcpStream,
-    jobs: std::sync::mpsc::Sender<Job>,
-    registry: Arc<Registry>,
-) {
+pub async fn serve(socket: TcpStream, jobs: std::sync::mpsc::Sender<Job>, registry: Arc<Registry>) {
     let _ = socket.set_nodelay(true);
     let (mut rd, wr) = socket.into_split();
     let (tx, rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);

@@ -37,7 +37,10 @@ fn assert_consistent(srv: &Server) {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(not_inuse_on_shelf, zeroing, "only zeroing shelves hold non-INUSE books");
+    assert_eq!(
+        not_inuse_on_shelf, zeroing,
+        "only zeroing shelves hold non-INUSE books"
+    );
     let inuse_off_shelf: i64 = db
         .query_row(
             "SELECT count(*) FROM books WHERE allocated = 1 AND id NOT IN (SELECT book_id FROM books_on_shelves)",
@@ -68,8 +71,11 @@ fn parallel_clients_never_share_a_book() {
                     let path = format!("/c{t}_{i}");
                     let s = create(&mut c, &path);
                     let id = s["id"].as_i64().unwrap();
-                    c.call("close_shelf", json!({"id": id, "open_handle": s["open_handle"]}))
-                        .unwrap();
+                    c.call(
+                        "close_shelf",
+                        json!({"id": id, "open_handle": s["open_handle"]}),
+                    )
+                    .unwrap();
                     // Pool is 256 books for 8 clients: ENOSPC is allowed, double allocation is not.
                     let _ = resize(&mut c, &path, id, (1 + (i % 5)) * BOOK);
                     held.push((path, id));
@@ -97,7 +103,9 @@ fn parallel_clients_never_share_a_book() {
     let mut c = srv.client(1);
     let listing = c.call("list_shelves", json!({"path": "/"})).unwrap();
     assert_eq!(listing.as_array().unwrap().len(), 3 + live, "{listing}");
-    let used = c.call("get_fs_stats", json!({})).unwrap()["books_used"].as_i64().unwrap();
+    let used = c.call("get_fs_stats", json!({})).unwrap()["books_used"]
+        .as_i64()
+        .unwrap();
     let on_files: i64 = listing.as_array().unwrap()[3..]
         .iter()
         .map(|s| s["book_count"].as_i64().unwrap())
@@ -132,7 +140,12 @@ fn acknowledged_changes_survive_sigkill() {
                     };
                     acked.insert(path.clone(), Some(0));
                     let id = s["id"].as_i64().unwrap();
-                    if c.call("close_shelf", json!({"id": id, "open_handle": s["open_handle"]})).is_err() {
+                    if c.call(
+                        "close_shelf",
+                        json!({"id": id, "open_handle": s["open_handle"]}),
+                    )
+                    .is_err()
+                    {
                         break;
                     }
                     let size = (i % 3) * BOOK;
@@ -148,7 +161,9 @@ fn acknowledged_changes_survive_sigkill() {
                         };
                         acked.insert(path.clone(), Some(0));
                         if let Some(zp) = z["z_shelf_path"].as_str() {
-                            let Ok(zs) = c.call("get_shelf", json!({"path": zp})) else { break };
+                            let Ok(zs) = c.call("get_shelf", json!({"path": zp})) else {
+                                break;
+                            };
                             if resize(&mut c, zp, zs["id"].as_i64().unwrap(), 0).is_err()
                                 || c.call("destroy_shelf", json!({"path": zp})).is_err()
                             {
@@ -171,7 +186,10 @@ fn acknowledged_changes_survive_sigkill() {
     stop.store(true, Ordering::Relaxed);
     let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     let total: usize = results.iter().map(|(a, _)| a.len()).sum();
-    assert!(total > 50, "the load did too little before the kill ({total} files)");
+    assert!(
+        total > 50,
+        "the load did too little before the kill ({total} files)"
+    );
 
     srv.launch();
     let mut c = srv.client(1);

@@ -17,7 +17,10 @@ struct Raw {
 
 impl Raw {
     fn new(srv: &Server) -> Raw {
-        Raw { stream: srv.raw(), scanner: librarian::frame::FrameScanner::new() }
+        Raw {
+            stream: srv.raw(),
+            scanner: librarian::frame::FrameScanner::new(),
+        }
     }
 
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
@@ -66,14 +69,27 @@ fn shelf_life_cycle_shapes() {
     let s = create(&mut c, "/f");
     let keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     for k in [
-        "id", "creator_id", "size_bytes", "book_count", "ctime", "mtime", "name", "mode",
-        "parent_id", "link_count", "bos", "open_handle",
+        "id",
+        "creator_id",
+        "size_bytes",
+        "book_count",
+        "ctime",
+        "mtime",
+        "name",
+        "mode",
+        "parent_id",
+        "link_count",
+        "bos",
+        "open_handle",
     ] {
         assert!(keys.contains(&k), "shelf lacks {k}: {s}");
     }
     assert_eq!(keys.len(), 12);
     assert!(s["open_handle"].is_i64());
-    assert_eq!((s["name"].clone(), s["parent_id"].clone()), (json!("f"), json!(2)));
+    assert_eq!(
+        (s["name"].clone(), s["parent_id"].clone()),
+        (json!("f"), json!(2))
+    );
     let id = s["id"].as_i64().unwrap();
 
     // create of an existing path opens it (POSIX create semantics).
@@ -91,11 +107,17 @@ fn shelf_life_cycle_shapes() {
     for b in books {
         assert_eq!(b.as_object().unwrap().len(), 5);
         assert_eq!(b["allocated"], 1);
-        let (ig, num) = (b["intlv_group"].as_i64().unwrap(), b["book_num"].as_i64().unwrap());
+        let (ig, num) = (
+            b["intlv_group"].as_i64().unwrap(),
+            b["book_num"].as_i64().unwrap(),
+        );
         assert_eq!(b["id"].as_i64().unwrap(), (ig << 46) | (num << 33));
     }
     let got = c.call("get_shelf", json!({"path": "//f/"})).unwrap();
-    assert_eq!((got["size_bytes"].as_i64(), got["book_count"].as_i64()), (Some(3 * BOOK - 5), Some(3)));
+    assert_eq!(
+        (got["size_bytes"].as_i64(), got["book_count"].as_i64()),
+        (Some(3 * BOOK - 5), Some(3))
+    );
     assert!(got["open_handle"].is_null());
     assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 3);
 
@@ -105,27 +127,35 @@ fn shelf_life_cycle_shapes() {
     assert_eq!(opens[0]["node_id"], 1);
 
     let closed = c
-        .call("close_shelf", json!({"id": id, "open_handle": s["open_handle"]}))
+        .call(
+            "close_shelf",
+            json!({"id": id, "open_handle": s["open_handle"]}),
+        )
         .unwrap();
     assert_eq!(closed["name"], 0);
     assert_eq!(closed["id"], id);
     // Closing an unknown handle never fails.
-    c.call("close_shelf", json!({"id": id, "open_handle": 9999})).unwrap();
+    c.call("close_shelf", json!({"id": id, "open_handle": 9999}))
+        .unwrap();
 
     let path = c
         .call("get_shelf_path", json!({"name": "f", "parent_id": 2}))
         .unwrap();
     assert_eq!(path, "/f");
     assert_eq!(
-        c.call("get_shelf_path", json!({"name": ".", "parent_id": 2})).unwrap(),
+        c.call("get_shelf_path", json!({"name": ".", "parent_id": 2}))
+            .unwrap(),
         "/."
     );
 
     // Still open once: destroy refuses with EBUSY (the original said ESTALE).
     let msg = expect_err(c.call("destroy_shelf", json!({"path": "/f"})), libc::EBUSY);
     assert!(msg.contains("active opens"), "{msg}");
-    c.call("close_shelf", json!({"id": id, "open_handle": again["open_handle"]}))
-        .unwrap();
+    c.call(
+        "close_shelf",
+        json!({"id": id, "open_handle": again["open_handle"]}),
+    )
+    .unwrap();
 
     // Shrink with zeroing: the books go to a root-level zeroing shelf.
     let z = resize(&mut c, "/f", id, BOOK).unwrap();
@@ -133,7 +163,10 @@ fn shelf_life_cycle_shapes() {
     assert!(zpath.starts_with("/.lfs_pending_zero_f_2_"), "{zpath}");
     assert!(zpath.ends_with("_1_1_1"), "{zpath}");
     let zs = c.call("get_shelf", json!({"path": zpath})).unwrap();
-    assert_eq!((zs["book_count"].as_i64(), zs["link_count"].as_i64()), (Some(2), Some(0)));
+    assert_eq!(
+        (zs["book_count"].as_i64(), zs["link_count"].as_i64()),
+        (Some(2), Some(0))
+    );
     let zb = c.call("list_shelf_books", json!({"path": zpath})).unwrap();
     assert!(zb.as_array().unwrap().iter().all(|b| b["allocated"] == 2));
     // Truncating the zeroing shelf to 0 frees its books; then it can be destroyed.
@@ -150,12 +183,18 @@ fn shelf_life_cycle_shapes() {
         .unwrap();
     assert_eq!(renamed["name"], format!(".lfs_pending_zero_{id}"));
     let zb = c
-        .call("list_shelf_books", json!({"path": format!("/.lfs_pending_zero_{id}")}))
+        .call(
+            "list_shelf_books",
+            json!({"path": format!("/.lfs_pending_zero_{id}")}),
+        )
         .unwrap();
     assert_eq!(zb[0]["allocated"], 2);
     resize(&mut c, &format!("/.lfs_pending_zero_{id}"), id, 0).unwrap();
     let gone = c
-        .call("destroy_shelf", json!({"path": format!("/.lfs_pending_zero_{id}")}))
+        .call(
+            "destroy_shelf",
+            json!({"path": format!("/.lfs_pending_zero_{id}")}),
+        )
         .unwrap();
     assert_eq!(gone["id"], id);
     assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 0);
@@ -169,10 +208,18 @@ fn directories_symlinks_and_link_counts() {
     let d = c.call("mkdir", json!({"path": "/a", "mode": 0})).unwrap();
     assert_eq!(d["mode"], 0o040777, "mode 0 makes a directory");
     assert_eq!(d["link_count"], 2);
-    c.call("mkdir", json!({"path": "/b", "mode": 0o040755})).unwrap();
-    c.call("mkdir", json!({"path": "/a/c", "mode": 0o040777})).unwrap();
-    expect_err(c.call("mkdir", json!({"path": "/a", "mode": 0o040777})), libc::EEXIST);
-    expect_err(c.call("mkdir", json!({"path": "/x/y", "mode": 0o040777})), libc::ENOENT);
+    c.call("mkdir", json!({"path": "/b", "mode": 0o040755}))
+        .unwrap();
+    c.call("mkdir", json!({"path": "/a/c", "mode": 0o040777}))
+        .unwrap();
+    expect_err(
+        c.call("mkdir", json!({"path": "/a", "mode": 0o040777})),
+        libc::EEXIST,
+    );
+    expect_err(
+        c.call("mkdir", json!({"path": "/x/y", "mode": 0o040777})),
+        libc::ENOENT,
+    );
     let links = |c: &mut librarian::client::Client, p: &str| {
         c.call("get_shelf", json!({"path": p})).unwrap()["link_count"]
             .as_i64()
@@ -182,23 +229,41 @@ fn directories_symlinks_and_link_counts() {
     assert_eq!(links(&mut c, "/a"), 3);
 
     // Same-parent rename keeps the parent's count (the original added one).
-    c.call("rename_shelf", json!({"path": "/a/c", "id": 0, "newpath": "/a/d"}))
-        .unwrap();
+    c.call(
+        "rename_shelf",
+        json!({"path": "/a/c", "id": 0, "newpath": "/a/d"}),
+    )
+    .unwrap();
     assert_eq!(links(&mut c, "/a"), 3);
-    c.call("rename_shelf", json!({"path": "/a/d", "id": 0, "newpath": "/b/d"}))
-        .unwrap();
+    c.call(
+        "rename_shelf",
+        json!({"path": "/a/d", "id": 0, "newpath": "/b/d"}),
+    )
+    .unwrap();
     assert_eq!((links(&mut c, "/a"), links(&mut c, "/b")), (2, 3));
     expect_err(
-        c.call("rename_shelf", json!({"path": "/b", "id": 0, "newpath": "/b/d/b"})),
+        c.call(
+            "rename_shelf",
+            json!({"path": "/b", "id": 0, "newpath": "/b/d/b"}),
+        ),
         libc::EINVAL,
     );
     create(&mut c, "/b/file");
     expect_err(
-        c.call("rename_shelf", json!({"path": "/b/d", "id": 0, "newpath": "/b/file"})),
+        c.call(
+            "rename_shelf",
+            json!({"path": "/b/d", "id": 0, "newpath": "/b/file"}),
+        ),
         libc::EEXIST,
     );
-    expect_err(c.call("get_shelf", json!({"path": "/b/file/x"})), libc::ENOTDIR);
-    expect_err(c.call("create_shelf", json!({"path": "/b/file/x", "mode": 0})), libc::ENOTDIR);
+    expect_err(
+        c.call("get_shelf", json!({"path": "/b/file/x"})),
+        libc::ENOTDIR,
+    );
+    expect_err(
+        c.call("create_shelf", json!({"path": "/b/file/x", "mode": 0})),
+        libc::ENOTDIR,
+    );
 
     let listing = c.call("list_shelves", json!({"path": "/b"})).unwrap();
     let names: Vec<&str> = listing
@@ -221,7 +286,10 @@ fn directories_symlinks_and_link_counts() {
     expect_err(c.call("rmdir", json!({"path": "/b/file"})), libc::ENOTDIR);
     expect_err(c.call("rmdir", json!({"path": "/lost+found"})), libc::EPERM);
     expect_err(c.call("rmdir", json!({"path": "/nope"})), libc::ENOENT);
-    expect_err(c.call("destroy_shelf", json!({"path": "/b/d"})), libc::EISDIR);
+    expect_err(
+        c.call("destroy_shelf", json!({"path": "/b/d"})),
+        libc::EISDIR,
+    );
     c.call("rmdir", json!({"path": "/b/d"})).unwrap();
     assert_eq!(links(&mut c, "/b"), 2);
 
@@ -229,24 +297,37 @@ fn directories_symlinks_and_link_counts() {
         .call("symlink", json!({"path": "/ln", "target": "/b/file"}))
         .unwrap();
     assert_eq!(l["mode"], 0o120777);
-    assert_eq!(c.call("readlink", json!({"path": "/ln"})).unwrap(), "/b/file");
-    expect_err(c.call("symlink", json!({"path": "/ln", "target": "x"})), libc::EEXIST);
+    assert_eq!(
+        c.call("readlink", json!({"path": "/ln"})).unwrap(),
+        "/b/file"
+    );
+    expect_err(
+        c.call("symlink", json!({"path": "/ln", "target": "x"})),
+        libc::EEXIST,
+    );
     expect_err(c.call("readlink", json!({"path": "/a"})), libc::EINVAL);
     expect_err(c.call("readlink", json!({"path": "/zz"})), libc::ENOENT);
 
-    c.call("set_am_time", json!({"path": "/a", "atime": 5, "mtime": 1234}))
+    c.call(
+        "set_am_time",
+        json!({"path": "/a", "atime": 5, "mtime": 1234}),
+    )
+    .unwrap();
+    assert_eq!(
+        c.call("get_shelf", json!({"path": "/a"})).unwrap()["mtime"],
+        1234
+    );
+    let m = c
+        .call("chmod", json!({"path": "/b/file", "mode": 0o600}))
         .unwrap();
-    assert_eq!(c.call("get_shelf", json!({"path": "/a"})).unwrap()["mtime"], 1234);
-    let m = c.call("chmod", json!({"path": "/b/file", "mode": 0o600})).unwrap();
     assert_eq!(m["mode"], 0o100600);
     assert_eq!(c.call("get_shelf_zaddr", json!({})).unwrap(), Value::Null);
 }
 
 #[test]
 fn xattrs_and_policies() {
-    let srv = Server::start(
-        "[global]\nnode_count = 20\nbook_size_bytes = 8M\nnvm_size_per_node = 16B\n",
-    );
+    let srv =
+        Server::start("[global]\nnode_count = 20\nbook_size_bytes = 8M\nnvm_size_per_node = 16B\n");
     let mut c = srv.client(15);
     let s = create(&mut c, "/p");
     let id = s["id"].as_i64().unwrap();
@@ -262,7 +343,9 @@ fn xattrs_and_policies() {
         json!({"value": ["user.LFS.AllocationPolicyList", "user.LFS.Interleave"]})
     );
     let get = |c: &mut librarian::client::Client, x: &str| {
-        c.call("get_xattr", json!({"path": "/p", "xattr": x})).unwrap()["value"].clone()
+        c.call("get_xattr", json!({"path": "/p", "xattr": x}))
+            .unwrap()["value"]
+            .clone()
     };
     assert_eq!(get(&mut c, "user.LFS.AllocationPolicy"), "RandomBooks");
     assert_eq!(
@@ -275,17 +358,27 @@ fn xattrs_and_policies() {
     };
     assert_eq!(set(&mut c, "user.foo", "bar\u{e9}").unwrap(), Value::Null);
     assert_eq!(get(&mut c, "user.foo"), "bar\u{e9}");
-    c.call("remove_xattr", json!({"path": "/p", "xattr": "user.foo"})).unwrap();
+    c.call("remove_xattr", json!({"path": "/p", "xattr": "user.foo"}))
+        .unwrap();
     assert_eq!(get(&mut c, "user.foo"), Value::Null);
     expect_err(set(&mut c, "user.LFS.Interleave", "x"), libc::ENOTSUP);
     expect_err(set(&mut c, "user.LFS.Bogus", "x"), libc::ENOTSUP);
-    expect_err(set(&mut c, "user.LFS.AllocationPolicy", "Bogus"), libc::EINVAL);
     expect_err(
-        c.call("set_xattr", json!({"path": "/p", "xattr": "user.x", "value": null})),
+        set(&mut c, "user.LFS.AllocationPolicy", "Bogus"),
         libc::EINVAL,
     );
     expect_err(
-        c.call("remove_xattr", json!({"path": "/p", "xattr": "user.LFS.AllocationPolicy"})),
+        c.call(
+            "set_xattr",
+            json!({"path": "/p", "xattr": "user.x", "value": null}),
+        ),
+        libc::EINVAL,
+    );
+    expect_err(
+        c.call(
+            "remove_xattr",
+            json!({"path": "/p", "xattr": "user.LFS.AllocationPolicy"}),
+        ),
         libc::EINVAL,
     );
 
@@ -309,7 +402,9 @@ fn xattrs_and_policies() {
     set(&mut c, "user.LFS.AllocationPolicy", "LocalNode").unwrap();
     assert_eq!(grow(&mut c, 3), [14, 14, 14]);
     set(&mut c, "user.LFS.AllocationPolicy", "NonLocal_Enc").unwrap();
-    assert!(grow(&mut c, 6).iter().all(|&g| (10..20).contains(&g) && g != 14));
+    assert!(grow(&mut c, 6)
+        .iter()
+        .all(|&g| (10..20).contains(&g) && g != 14));
     set(&mut c, "user.LFS.AllocationPolicy", "NearestRack").unwrap();
     assert!(grow(&mut c, 6).iter().all(|&g| g < 10));
     set(&mut c, "user.LFS.AllocationPolicy", "LocalEnc").unwrap();
@@ -321,26 +416,45 @@ fn xattrs_and_policies() {
     set(&mut c, "user.LFS.AllocationPolicy", "Nearest").unwrap();
     let local_left = 16 - igs(&mut c).iter().filter(|&&g| g == 14).count();
     let near = grow(&mut c, local_left as i64 + 3);
-    assert!(near[..local_left].iter().all(|&g| g == 14), "local books first: {near:?}");
-    assert!(near[local_left..].iter().all(|&g| (10..20).contains(&g) && g != 14));
+    assert!(
+        near[..local_left].iter().all(|&g| g == 14),
+        "local books first: {near:?}"
+    );
+    assert!(near[local_left..]
+        .iter()
+        .all(|&g| (10..20).contains(&g) && g != 14));
     set(&mut c, "user.LFS.AllocationPolicy", "RequestIG").unwrap();
     set(&mut c, "user.LFS.InterleaveRequest", "\u{2}\u{3}").unwrap();
     assert_eq!(grow(&mut c, 5), [2, 3, 2, 3, 2]);
     assert_eq!(get(&mut c, "user.LFS.InterleaveRequestPos"), "1");
-    expect_err(set(&mut c, "user.LFS.InterleaveRequest", "\u{63}"), libc::EINVAL);
+    expect_err(
+        set(&mut c, "user.LFS.InterleaveRequest", "\u{63}"),
+        libc::EINVAL,
+    );
     // Interleave: one character per book, code = group.
     let inter = get(&mut c, "user.LFS.Interleave");
     let all = igs(&mut c);
     assert_eq!(
-        inter.as_str().unwrap().chars().map(|ch| ch as i64).collect::<Vec<_>>(),
+        inter
+            .as_str()
+            .unwrap()
+            .chars()
+            .map(|ch| ch as i64)
+            .collect::<Vec<_>>(),
         all
     );
 
     // RequestIG without a request, on a fresh file.
     let q = create(&mut c, "/q");
-    c.call("set_xattr", json!({"path": "/q", "xattr": "user.LFS.AllocationPolicy", "value": "RequestIG"}))
-        .unwrap();
-    expect_err(resize(&mut c, "/q", q["id"].as_i64().unwrap(), BOOK), libc::ERANGE);
+    c.call(
+        "set_xattr",
+        json!({"path": "/q", "xattr": "user.LFS.AllocationPolicy", "value": "RequestIG"}),
+    )
+    .unwrap();
+    expect_err(
+        resize(&mut c, "/q", q["id"].as_i64().unwrap(), BOOK),
+        libc::ERANGE,
+    );
 
     // The default policy applies to new files and survives a restart.
     c.call(
@@ -362,13 +476,19 @@ fn xattrs_and_policies() {
     let mut c = srv.client(15);
     create(&mut c, "/r");
     assert_eq!(
-        c.call("get_xattr", json!({"path": "/r", "xattr": "user.LFS.AllocationPolicy"}))
-            .unwrap()["value"],
+        c.call(
+            "get_xattr",
+            json!({"path": "/r", "xattr": "user.LFS.AllocationPolicy"})
+        )
+        .unwrap()["value"],
         "LZAdescending"
     );
     assert_eq!(
-        c.call("get_xattr", json!({"path": "/r", "xattr": "user.LFS.AllocationPolicyDefault"}))
-            .unwrap()["value"],
+        c.call(
+            "get_xattr",
+            json!({"path": "/r", "xattr": "user.LFS.AllocationPolicyDefault"})
+        )
+        .unwrap()["value"],
         "LZAdescending"
     );
 }
@@ -383,26 +503,41 @@ fn errors_are_meaningful_and_change_nothing() {
     let msg = expect_err(resize(&mut c, "/big", id, 300 * BOOK), libc::ENOSPC);
     assert!(msg.contains("big"), "{msg}");
     assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 0);
-    assert_eq!(c.call("get_shelf", json!({"path": "/big"})).unwrap()["size_bytes"], 0);
+    assert_eq!(
+        c.call("get_shelf", json!({"path": "/big"})).unwrap()["size_bytes"],
+        0
+    );
     resize(&mut c, "/big", id, 256 * BOOK).unwrap();
     let t = create(&mut c, "/t");
-    expect_err(resize(&mut c, "/t", t["id"].as_i64().unwrap(), 1), libc::ENOSPC);
+    expect_err(
+        resize(&mut c, "/t", t["id"].as_i64().unwrap(), 1),
+        libc::ENOSPC,
+    );
     // Space comes back once released.
-    resize(&mut c, "/big", id, 0).map(|z| {
-        let zp = z["z_shelf_path"].as_str().unwrap().to_string();
-        let zid = c.call("get_shelf", json!({"path": zp})).unwrap()["id"].as_i64().unwrap();
-        resize(&mut c, &zp, zid, 0).unwrap();
-        c.call("destroy_shelf", json!({"path": zp})).unwrap();
-    })
-    .unwrap();
+    resize(&mut c, "/big", id, 0)
+        .map(|z| {
+            let zp = z["z_shelf_path"].as_str().unwrap().to_string();
+            let zid = c.call("get_shelf", json!({"path": zp})).unwrap()["id"]
+                .as_i64()
+                .unwrap();
+            resize(&mut c, &zp, zid, 0).unwrap();
+            c.call("destroy_shelf", json!({"path": zp})).unwrap();
+        })
+        .unwrap();
     resize(&mut c, "/t", t["id"].as_i64().unwrap(), 1).unwrap();
 
     expect_err(resize(&mut c, "/t", 999, 0), libc::ENOENT);
-    expect_err(resize(&mut c, "/t", t["id"].as_i64().unwrap(), -1), libc::EINVAL);
+    expect_err(
+        resize(&mut c, "/t", t["id"].as_i64().unwrap(), -1),
+        libc::EINVAL,
+    );
     // Shrinking a file another process has open: EMFILE, as the original.
     let mut other = srv.client(2);
     other.call("open_shelf", json!({"path": "/t"})).unwrap();
-    expect_err(resize(&mut c, "/t", t["id"].as_i64().unwrap(), 0), libc::EMFILE);
+    expect_err(
+        resize(&mut c, "/t", t["id"].as_i64().unwrap(), 0),
+        libc::EMFILE,
+    );
 
     expect_err(c.call("nosuch", json!({})), libc::ENOSYS);
     let msg = expect_err(c.call("get_shelf", json!({})), libc::EINVAL);
@@ -410,7 +545,10 @@ fn errors_are_meaningful_and_change_nothing() {
     let msg = expect_err(c.call("get_shelf", json!({"path": 5})), libc::EINVAL);
     assert!(msg.contains("string"), "{msg}");
     expect_err(
-        c.call("resize_shelf", json!({"path": "/t", "id": "x", "size_bytes": 0, "zero_enabled": true})),
+        c.call(
+            "resize_shelf",
+            json!({"path": "/t", "id": "x", "size_bytes": 0, "zero_enabled": true}),
+        ),
         libc::EINVAL,
     );
     // Numeric strings are accepted where the original int()-converted.
@@ -442,28 +580,52 @@ fn bad_input_gets_errors_and_never_stalls_others() {
         (b"[1,2]", "not a JSON object"),
         (b"42 ", "not a JSON object"),
         (b"garbage", "not a JSON object"),
-        (b"{\"command\": \"version\", \"context\": {\"node_id\": 1,}}", "malformed"),
-        (b"{\"command\":\"get_shelf\",\"context\":{\"node_id\":1},\"path\":\"\xff\xfe\"}", "malformed"),
-        (b"{\"command\":\"get_shelf\",\"context\":{\"node_id\":1},\"path\":\"\\udc80\"}", "malformed"),
+        (
+            b"{\"command\": \"version\", \"context\": {\"node_id\": 1,}}",
+            "malformed",
+        ),
+        (
+            b"{\"command\":\"get_shelf\",\"context\":{\"node_id\":1},\"path\":\"\xff\xfe\"}",
+            "malformed",
+        ),
+        (
+            b"{\"command\":\"get_shelf\",\"context\":{\"node_id\":1},\"path\":\"\\udc80\"}",
+            "malformed",
+        ),
         (b"{\"context\":{\"node_id\":1}}", "'command'"),
         (b"{\"command\":7,\"context\":{\"node_id\":1}}", "'command'"),
         (b"{\"command\":\"version\"}", "'context'"),
         (b"{\"command\":\"version\",\"context\":[]}", "'context'"),
         (b"{\"command\":\"version\",\"context\":{}}", "node_id"),
-        (b"{\"command\":\"version\",\"context\":{\"node_id\":\"x\"}}", "node_id"),
-        (b"{\"command\":\"version\",\"context\":{\"node_id\":null}}", "node_id"),
+        (
+            b"{\"command\":\"version\",\"context\":{\"node_id\":\"x\"}}",
+            "node_id",
+        ),
+        (
+            b"{\"command\":\"version\",\"context\":{\"node_id\":null}}",
+            "node_id",
+        ),
     ];
     for (input, expect) in cases {
         let mut s = Raw::new(&srv);
         s.write_all(input).unwrap();
         let v = read_object(&mut s);
-        let msg = v["errmsg"].as_str().unwrap_or_else(|| panic!("no error for {input:?}: {v}"));
+        let msg = v["errmsg"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error for {input:?}: {v}"));
         assert!(msg.contains(expect), "{input:?}: {msg}");
         assert!(v["errno"].as_i64().unwrap() > 0, "{v}");
         // The connection is still usable afterwards.
         s.write_all(&request("version", 2, json!({}))).unwrap();
-        assert_eq!(read_object(&mut s)["value"], "LIBRARIAN 0.997", "after {input:?}");
-        assert_eq!(healthy.call("version", json!({})).unwrap(), "LIBRARIAN 0.997");
+        assert_eq!(
+            read_object(&mut s)["value"],
+            "LIBRARIAN 0.997",
+            "after {input:?}"
+        );
+        assert_eq!(
+            healthy.call("version", json!({})).unwrap(),
+            "LIBRARIAN 0.997"
+        );
     }
 
     // An OOBmsg sent to the server is ignored and does not wedge the connection.
@@ -474,8 +636,12 @@ fn bad_input_gets_errors_and_never_stalls_others() {
 
     // A half-sent request that never completes does not stall anyone else.
     let mut half = Raw::new(&srv);
-    half.write_all(br#"{"command":"version","context":{"node_"#).unwrap();
-    assert_eq!(healthy.call("version", json!({})).unwrap(), "LIBRARIAN 0.997");
+    half.write_all(br#"{"command":"version","context":{"node_"#)
+        .unwrap();
+    assert_eq!(
+        healthy.call("version", json!({})).unwrap(),
+        "LIBRARIAN 0.997"
+    );
     drop(half);
 
     // Over 16 MiB: an error, then the connection is closed.
@@ -497,7 +663,10 @@ fn bad_input_gets_errors_and_never_stalls_others() {
     nested.push(b'}');
     deep.write_all(&nested).unwrap();
     assert!(read_object(&mut deep)["errmsg"].is_string());
-    assert_eq!(healthy.call("version", json!({})).unwrap(), "LIBRARIAN 0.997");
+    assert_eq!(
+        healthy.call("version", json!({})).unwrap(),
+        "LIBRARIAN 0.997"
+    );
 }
 
 #[test]
@@ -507,7 +676,11 @@ fn pipelined_requests_are_answered_in_order() {
     let mut all = vec![];
     for i in 0..200 {
         let cmd = if i % 2 == 0 {
-            request("create_shelf", i, json!({"path": format!("/p{i}"), "mode": 0}))
+            request(
+                "create_shelf",
+                i,
+                json!({"path": format!("/p{i}"), "mode": 0}),
+            )
         } else {
             request("get_shelf", i, json!({"path": format!("/p{}", i - 1)}))
         };
@@ -550,7 +723,8 @@ fn stale_opens_are_released_on_remount_and_silence() {
     let mut n1 = srv.client(1);
     expect_err(n1.call("destroy_shelf", json!({"path": "/f"})), libc::EBUSY);
     // Node 1 mounts again: its old opens go.
-    n1.call("update_node_mc_status", json!({"status": 1})).unwrap();
+    n1.call("update_node_mc_status", json!({"status": 1}))
+        .unwrap();
     n1.call("destroy_shelf", json!({"path": "/f"})).unwrap();
     let _ = f;
     // Node 2 stays silent past the timeout: its opens go too.
@@ -560,7 +734,10 @@ fn stale_opens_are_released_on_remount_and_silence() {
         if opens.as_array().unwrap().is_empty() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "opens never released: {opens}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "opens never released: {opens}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     n1.call("destroy_shelf", json!({"path": "/g"})).unwrap();
@@ -574,8 +751,11 @@ fn zombie_books_are_reclaimed() {
     let s = create(&mut c, "/z");
     let id = s["id"].as_i64().unwrap();
     resize(&mut c, "/z", id, 5 * BOOK).unwrap();
-    c.call("close_shelf", json!({"id": id, "open_handle": s["open_handle"]}))
-        .unwrap();
+    c.call(
+        "close_shelf",
+        json!({"id": id, "open_handle": s["open_handle"]}),
+    )
+    .unwrap();
     // Destroying a file that still has books (as a client without zeroing does) leaves zombies.
     c.call("destroy_shelf", json!({"path": "/z"})).unwrap();
     assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 5);
@@ -600,28 +780,52 @@ fn book_queries() {
     let all = c.call("get_book_all", json!({})).unwrap();
     assert_eq!(all.as_array().unwrap().len(), 256);
     let b = c.call("get_book", json!({"id": 1i64 << 46})).unwrap();
-    assert_eq!(b, json!({"id": 1i64 << 46, "intlv_group": 1, "book_num": 0, "allocated": 0, "attributes": 0}));
+    assert_eq!(
+        b,
+        json!({"id": 1i64 << 46, "intlv_group": 1, "book_num": 0, "allocated": 0, "attributes": 0})
+    );
     assert_eq!(c.call("get_book", json!({"id": 3})).unwrap(), Value::Null);
     assert_eq!(
-        c.call("get_book_ig", json!({"intlv_group": [2, 3]})).unwrap().as_array().unwrap().len(),
+        c.call("get_book_ig", json!({"intlv_group": [2, 3]}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
         128
     );
     assert_eq!(
-        c.call("get_book_ig", json!({"intlv_group": 2})).unwrap().as_array().unwrap().len(),
+        c.call("get_book_ig", json!({"intlv_group": 2}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
         64
     );
     let s = create(&mut c, "/i");
-    c.call("set_xattr", json!({"path": "/i", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}))
-        .unwrap();
+    c.call(
+        "set_xattr",
+        json!({"path": "/i", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
+    )
+    .unwrap();
     resize(&mut c, "/i", s["id"].as_i64().unwrap(), BOOK).unwrap();
-    let info = c.call("get_book_info_all", json!({"intlv_group": 0})).unwrap();
-    let owned: Vec<&Value> = info.as_array().unwrap().iter().filter(|b| !b["shelf_id"].is_null()).collect();
+    let info = c
+        .call("get_book_info_all", json!({"intlv_group": 0}))
+        .unwrap();
+    let owned: Vec<&Value> = info
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| !b["shelf_id"].is_null())
+        .collect();
     assert_eq!(owned.len(), 1);
     assert_eq!(owned[0]["name"], "i");
     assert_eq!(owned[0]["seq_num"], 1);
     assert!(matches!(
         c.call("get_book", json!({})),
-        Err(ClientError::Remote { errno: libc::EINVAL, .. })
+        Err(ClientError::Remote {
+            errno: libc::EINVAL,
+            ..
+        })
     ));
 }
 
@@ -632,13 +836,24 @@ fn physaddr_databases_are_served() {
     let mut c = srv.client(2);
     let st = c.call("get_fs_stats", json!({})).unwrap();
     assert_eq!(st["BIImode"], 1);
-    assert_eq!(st["books_per_IG"], json!({"0": [4, 0x40000000], "1": [4, 0x80000000i64]}));
+    assert_eq!(
+        st["books_per_IG"],
+        json!({"0": [4, 0x40000000], "1": [4, 0x80000000i64]})
+    );
     let s = create(&mut c, "/p");
-    c.call("set_xattr", json!({"path": "/p", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}))
-        .unwrap();
+    c.call(
+        "set_xattr",
+        json!({"path": "/p", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
+    )
+    .unwrap();
     resize(&mut c, "/p", s["id"].as_i64().unwrap(), 3 << 21).unwrap();
     let books = c.call("list_shelf_books", json!({"path": "/p"})).unwrap();
-    let ids: Vec<i64> = books.as_array().unwrap().iter().map(|b| b["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = books
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, [0x80000000i64, 0x80200000, 0x80400000]);
     assert_eq!(books[0]["intlv_group"], 65537);
 }

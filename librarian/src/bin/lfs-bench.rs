@@ -94,7 +94,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
         let register_secs = t.elapsed().as_secs_f64();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = Command::new(bin_dir.join("librarian"))
             .arg("--db-file")
             .arg(&db)
@@ -132,7 +134,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut lat: Vec<u32> = vec![];
     let mut errors = 0u64;
     for w in workers {
-        let (l, e) = w.join().map_err(|_| anyhow::anyhow!("a client panicked"))??;
+        let (l, e) = w
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client panicked"))??;
         lat.extend(l);
         errors += e;
     }
@@ -201,8 +205,11 @@ fn worker(
     while Instant::now() < stop_at {
         n += 1;
         let path = format!("/bench_{index}_{n}");
-        let Some(s) = timed(&mut c, "create_shelf", json!({"path": path, "mode": 0o100644}))
-        else {
+        let Some(s) = timed(
+            &mut c,
+            "create_shelf",
+            json!({"path": path, "mode": 0o100644}),
+        ) else {
             continue;
         };
         let id = s["id"].as_i64().unwrap_or(0);

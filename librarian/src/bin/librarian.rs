@@ -10,7 +10,11 @@ use std::time::Duration;
 #[command(version, about)]
 struct Args {
     /// The database file (the original's `--db_file` is accepted too).
-    #[arg(long = "db-file", alias = "db_file", default_value = "/var/hpetm/librarian.db")]
+    #[arg(
+        long = "db-file",
+        alias = "db_file",
+        default_value = "/var/hpetm/librarian.db"
+    )]
     db_file: PathBuf,
     /// TCP port to listen on (all IPv4 interfaces unless --bind says otherwise).
     #[arg(long, default_value_t = 9093)]
@@ -72,13 +76,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         ..EngineConfig::default()
     };
     let engine = Engine::open(&args.db_file, cfg)?;
-    let std_listener = std::net::TcpListener::bind((args.bind.as_str(), args.port)).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {}:{}: {e} (is another librarian running? pick another --port)",
-            args.bind,
-            args.port
-        )
-    })?;
+    let std_listener =
+        std::net::TcpListener::bind((args.bind.as_str(), args.port)).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}:{}: {e} (is another librarian running? pick another --port)",
+                args.bind,
+                args.port
+            )
+        })?;
     if args.daemon {
         daemonize()?;
     }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const FOUR_NODES: &str = "[global]\nnode_count = 4\nbook_size_bytes = 8M\nnvm_size_per_node = 64B\n";
+pub const FOUR_NODES: &str =
+    "[global]\nnode_count = 4\nbook_size_bytes = 8M\nnvm_size_per_node = 64B\n";
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -91,7 +92,11 @@ impl Server {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("librarian exited early ({status}): {}", self.log());
             }
-            assert!(Instant::now() < deadline, "librarian did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "librarian did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
