@@ -1,0 +1,308 @@
+//! Open files and their data in FAM.
+//!
+//! An open file keeps its size and the FAM offset of each of its books. While a node has a file
+//! open, no other node can shrink it (the Librarian refuses with EMFILE), so the cached books stay
+//! valid: reads and writes inside the cached size go straight to FAM with no Librarian round trip,
+//! and only reads past it or writes that grow the file ask the Librarian again.
+
+use super::{errno, LfsFs, Res};
+use crate::geometry::{Book, Shelf};
+use crate::zeroing::PENDING_ZERO_PREFIX;
+use fuser::Errno;
+use serde_json::{json, Value};
+use std::sync::{Arc, RwLock};
+
+pub struct OpenShelf {
+    pub id: u64,
+    pub size: u64,
+    /// FAM offset of each book, in file order.
+    pub books: Vec<u64>,
+    /// Open FUSE handles on this node.
+    pub handles: usize,
+}
+
+impl LfsFs {
+    /// FAM offsets of a shelf's books.
+    fn fetch_books(&self, path: &str) -> Res<Vec<u64>> {
+        let v = self.call("list_shelf_books", json!({ "path": path }))?;
+        let mut out = vec![];
+        for b in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let book = Book::from_json(b).ok_or(Errno::EIO)?;
+            let off = self.geo.fam_offset(&book).map_err(|m| {
+                tracing::error!("{path}: {m}");
+                Errno::EIO
+            })?;
+            if off + self.geo.book_size > self.fam.len() {
+                tracing::error!(
+                    "{path}: book {:#x} at FAM offset {off} lies beyond the FAM device ({} bytes)",
+                    book.lza,
+                    self.fam.len()
+                );
+                return Err(Errno::EIO);
+            }
+            out.push(off);
+        }
+        Ok(out)
+    }
+
+    /// Records an open handle (the Librarian's) on a shelf, loading its books.
+    pub(super) fn register_open(&self, path: &str, s: &Shelf) -> Res<u64> {
+        let fh = s.open_handle.ok_or(Errno::EIO)?;
+        let books = if s.book_count > 0 {
+            match self.fetch_books(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = self
+                        .link
+                        .call("close_shelf", json!({"id": s.id, "open_handle": fh}));
+                    return Err(e);
+                }
+            }
+        } else {
+            vec![]
+        };
+        {
+            let mut open = self.open.lock().unwrap();
+            let o = open.entry(s.id).or_insert_with(|| {
+                Arc::new(RwLock::new(OpenShelf {
+                    id: s.id,
+                    size: s.size,
+                    books: vec![],
+                    handles: 0,
+                }))
+            });
+            let mut o = o.write().unwrap();
+            o.handles += 1;
+            if books.len() >= o.books.len() {
+                o.size = o.size.max(s.size);
+                o.books = books;
+            }
+        }
+        self.handles.lock().unwrap().insert(fh, s.id);
+        Ok(fh)
+    }
+
+    /// Drops an open handle, here and on the Librarian.
+    pub(super) fn release_handle(&self, fh: u64) {
+        let Some(id) = self.handles.lock().unwrap().remove(&fh) else {
+            return;
+        };
+        {
+            let mut open = self.open.lock().unwrap();
+            if let Some(o) = open.get(&id).cloned() {
+                let mut o = o.write().unwrap();
+                o.handles = o.handles.saturating_sub(1);
+                if o.handles == 0 {
+                    open.remove(&id);
+                }
+            }
+        }
+        if let Err(e) = self
+            .link
+            .call("close_shelf", json!({"id": id, "open_handle": fh}))
+        {
+            tracing::warn!("close_shelf {id}/{fh} failed: {e}");
+        }
+    }
+
+    fn open_shelf(&self, fh: u64) -> Res<Arc<RwLock<OpenShelf>>> {
+        let id = *self.handles.lock().unwrap().get(&fh).ok_or(Errno::EBADF)?;
+        self.open
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Re-reads size and books from the Librarian (another node may have grown the file).
+    fn refresh(&self, path: &str, o: &mut OpenShelf) -> Res<()> {
+        let s = self.get_shelf(path)?;
+        if s.id != o.id {
+            return Err(Errno::ESTALE);
+        }
+        o.size = s.size;
+        if s.book_count as usize != o.books.len() {
+            o.books = self.fetch_books(path)?;
+        }
+        Ok(())
+    }
+
+    /// Visits the FAM pieces of file range `pos..pos+len` (each inside one book).
+    fn pieces(
+        &self,
+        o: &OpenShelf,
+        pos: u64,
+        len: usize,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Res<()> {
+        let bs = self.geo.book_size;
+        let mut done = 0usize;
+        while done < len {
+            let at = pos + done as u64;
+            let book = (at / bs) as usize;
+            let within = at % bs;
+            let n = ((bs - within) as usize).min(len - done);
+            let base = *o.books.get(book).ok_or(Errno::EIO)?;
+            f(base + within, done, n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub(super) fn read_data(
+        &self,
+        ino: fuser::INodeNo,
+        fh: u64,
+        pos: u64,
+        size: u32,
+    ) -> Res<Vec<u8>> {
+        let shelf = self.open_shelf(fh)?;
+        let mut o = shelf.read().unwrap();
+        if pos + size as u64 > o.size {
+            drop(o);
+            let path = self.path(ino)?;
+            self.refresh(&path, &mut shelf.write().unwrap())?;
+            o = shelf.read().unwrap();
+        }
+        if pos >= o.size {
+            return Ok(vec![]);
+        }
+        let len = (size as u64).min(o.size - pos) as usize;
+        let mut out = vec![0u8; len];
+        self.pieces(&o, pos, len, |off, at, n| {
+            self.fam.read(off, &mut out[at..at + n])
+        })?;
+        Ok(out)
+    }
+
+    pub(super) fn write_data(
+        &self,
+        ino: fuser::INodeNo,
+        fh: u64,
+        pos: u64,
+        data: &[u8],
+    ) -> Res<u32> {
+        let shelf = self.open_shelf(fh)?;
+        let end = pos.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
+        {
+            let o = shelf.read().unwrap();
+            if end <= o.size {
+                self.pieces(&o, pos, data.len(), |off, at, n| {
+                    self.fam.write(off, &data[at..at + n])
+                })?;
+                return Ok(data.len() as u32);
+            }
+        }
+        let path = self.path(ino)?;
+        let mut o = shelf.write().unwrap();
+        // Another node may have grown it meanwhile: never shrink it back by accident.
+        self.refresh(&path, &mut o)?;
+        if end > o.size {
+            self.resize(&path, &mut o, end)?;
+        }
+        self.pieces(&o, pos, data.len(), |off, at, n| {
+            self.fam.write(off, &data[at..at + n])
+        })?;
+        Ok(data.len() as u32)
+    }
+
+    /// Sets the size of an open shelf, keeping its cache right and queuing freed books for zeroing.
+    fn resize(&self, path: &str, o: &mut OpenShelf, size: u64) -> Res<()> {
+        self.resize_path(path, o.id, size)?;
+        o.size = size;
+        let count = size.div_ceil(self.geo.book_size) as usize;
+        if count < o.books.len() {
+            o.books.truncate(count);
+        } else if count > o.books.len() {
+            o.books = self.fetch_books(path)?;
+        }
+        Ok(())
+    }
+
+    /// `resize_shelf`, queuing the pending-zero shelf a shrink produces.
+    fn resize_path(&self, path: &str, id: u64, size: u64) -> Res<()> {
+        let v = self
+            .link
+            .call(
+                "resize_shelf",
+                json!({"path": path, "id": id, "size_bytes": size, "zero_enabled": true}),
+            )
+            .map_err(errno)?;
+        if let Some(z) = v.get("z_shelf_path").and_then(Value::as_str) {
+            self.zeroer.queue(z.to_string());
+        }
+        Ok(())
+    }
+
+    /// truncate(2), open or not.
+    pub(super) fn truncate(&self, path: &str, s: &Shelf, size: u64) -> Res<()> {
+        if !s.is_file() {
+            return Err(if s.is_dir() {
+                Errno::EISDIR
+            } else {
+                Errno::EINVAL
+            });
+        }
+        let cached = self.open.lock().unwrap().get(&s.id).cloned();
+        match cached {
+            Some(o) => {
+                let mut o = o.write().unwrap();
+                self.refresh(path, &mut o)?;
+                if size != o.size {
+                    self.resize(path, &mut o, size)?;
+                }
+                Ok(())
+            }
+            None if size != s.size => self.resize_path(path, s.id, size),
+            None => Ok(()),
+        }
+    }
+
+    /// Open handles on this node for a shelf.
+    pub(super) fn local_opens(&self, id: u64) -> usize {
+        self.open
+            .lock()
+            .unwrap()
+            .get(&id)
+            .map_or(0, |o| o.read().unwrap().handles)
+    }
+
+    /// Is the shelf open anywhere (this node or another)?
+    fn open_anywhere(&self, id: u64) -> Res<bool> {
+        if self.local_opens(id) > 0 {
+            return Ok(true);
+        }
+        let v = self.call("list_open_shelves", json!({}))?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o.get("shelf_id").and_then(Value::as_u64) == Some(id)))
+    }
+
+    /// LFS unlink of a file (spec §1.9): EBUSY while open anywhere; an empty file is destroyed, a
+    /// file with books is renamed to a pending-zero shelf that the zeroing thread clears and frees.
+    pub(super) fn remove_file(&self, path: &str, s: &Shelf) -> Res<()> {
+        if self.open_anywhere(s.id)? {
+            return Err(Errno::EBUSY);
+        }
+        if s.book_count == 0 || s.name.starts_with(PENDING_ZERO_PREFIX) {
+            return match self.link.call("destroy_shelf", json!({ "path": path })) {
+                Err(e) if e.resent && e.errno == libc::ENOENT => Ok(()),
+                r => r.map(|_| ()).map_err(errno),
+            };
+        }
+        let zpath = format!("/{PENDING_ZERO_PREFIX}{}", s.id);
+        match self.link.call(
+            "rename_shelf",
+            json!({"path": path, "id": s.id, "newpath": zpath}),
+        ) {
+            Err(e) if e.resent && e.errno == libc::ENOENT => {}
+            r => {
+                r.map_err(errno)?;
+            }
+        }
+        self.zeroer.queue(zpath);
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! The LFS file system served through FUSE: metadata from the Librarian, file data in FAM.
+//!
+//! * [`inodes`]: inode number <-> Librarian path.
+//! * [`data`]: open files, their cached book maps, and read/write/truncate in FAM.
+//! * [`ops`]: the FUSE operations.
+//! * [`xattr`]: extended attributes, including the daemon's own `user.LFS.Layout`.
+//!
+//! Attributes and names are never cached by the kernel (TTL 0) and every open file is
+//! `direct_io`, so what one node does is seen at once by the others, which share only the
+//! Librarian and the FAM.
+
+mod data;
+pub mod inodes;
+mod ops;
+mod xattr;
+
+use crate::fam::Fam;
+use crate::geometry::{Geometry, Shelf, S_IFDIR, S_IFLNK, S_IFMT};
+use crate::link::{Link, LinkError};
+use crate::zeroing::Zeroer;
+use data::OpenShelf;
+use fuser::{Errno, FileAttr, FileType, INodeNo};
+use inodes::Inodes;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use ops::mount_config;
+
+/// Kernel caching of names and attributes: none (see the module doc).
+const TTL: Duration = Duration::ZERO;
+
+/// st_blksize: big, so that tools copy in big chunks (each FUSE request costs a round trip).
+const BLKSIZE: u32 = 1 << 20;
+
+type Res<T> = Result<T, Errno>;
+
+pub struct LfsFs {
+    link: Arc<Link>,
+    fam: Arc<Fam>,
+    geo: Arc<Geometry>,
+    zeroer: Zeroer,
+    inodes: Mutex<Inodes>,
+    /// Open files by shelf id.
+    open: Mutex<HashMap<u64, Arc<RwLock<OpenShelf>>>>,
+    /// FUSE file handle (the Librarian's open handle) -> shelf id.
+    handles: Mutex<HashMap<u64, u64>>,
+    /// Directory listings taken at opendir, by directory handle.
+    dirs: Mutex<HashMap<u64, Vec<(u64, FileType, String)>>>,
+    next_dir_fh: AtomicU64,
+}
+
+/// The errno a Librarian failure becomes for the FUSE caller.
+fn errno(e: LinkError) -> Errno {
+    tracing::debug!("librarian: {e}");
+    Errno::from_i32(e.errno)
+}
+
+fn kind(mode: u32) -> FileType {
+    match mode & S_IFMT {
+        S_IFDIR => FileType::Directory,
+        S_IFLNK => FileType::Symlink,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
+}
+
+impl LfsFs {
+    pub fn new(link: Arc<Link>, fam: Arc<Fam>, geo: Arc<Geometry>, zeroer: Zeroer) -> LfsFs {
+        LfsFs {
+            link,
+            fam,
+            geo,
+            zeroer,
+            inodes: Mutex::new(Inodes::new()),
+            open: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_dir_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn call(&self, command: &str, params: Value) -> Res<Value> {
+        self.link.call(command, params).map_err(errno)
+    }
+
+    /// Path of an inode, as last seen.
+    fn path(&self, ino: INodeNo) -> Res<String> {
+        self.inodes.lock().unwrap().path(ino.0).ok_or(Errno::ESTALE)
+    }
+
+    /// Path of `name` in directory `parent`; names that are not UTF-8 or are hidden are refused.
+    fn child(&self, parent: INodeNo, name: &std::ffi::OsStr) -> Res<String> {
+        let name = name.to_str().ok_or(Errno::EINVAL)?;
+        if name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let dir = self.path(parent)?;
+        Ok(inodes::child_path(&dir, name))
+    }
+
+    fn get_shelf(&self, path: &str) -> Res<Shelf> {
+        let v = self.call("get_shelf", json!({ "path": path }))?;
+        Shelf::from_json(&v).ok_or(Errno::EIO)
+    }
+
+    /// The shelf an inode names, checking that the path still leads to that inode.
+    fn shelf_of(&self, ino: INodeNo) -> Res<(String, Shelf)> {
+        let path = self.path(ino)?;
+        let s = self.get_shelf(&path)?;
+        if inodes::ino_of(s.id) != ino.0 {
+            // Renamed or replaced behind our back (e.g. by another node).
+            return Err(Errno::ESTALE);
+        }
+        Ok((path, s))
+    }
+
+    fn attr(&self, s: &Shelf) -> FileAttr {
+        let ino = inodes::ino_of(s.id);
+        // An open file's size may be ahead of the Librarian's record while a write grows it.
+        let size = self
+            .open
+            .lock()
+            .unwrap()
+            .get(&s.id)
+            .map_or(s.size, |o| o.read().unwrap().size.max(s.size));
+        let kind = kind(s.mode);
+        FileAttr {
+            ino: INodeNo(ino),
+            size: if kind == FileType::Directory { 0 } else { size },
+            blocks: s.book_count * self.geo.book_size / 512,
+            atime: time(s.mtime),
+            mtime: time(s.mtime),
+            ctime: time(s.ctime.max(s.mtime)),
+            crtime: time(s.ctime),
+            kind,
+            perm: (s.mode & 0o7777) as u16,
+            nlink: if kind == FileType::Directory {
+                s.link_count.max(2)
+            } else {
+                1
+            },
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: BLKSIZE,
+            flags: 0,
+        }
+    }
+
+    /// Registers a shelf found at `path` and returns its attributes.
+    fn entry(&self, path: String, s: &Shelf) -> FileAttr {
+        self.inodes
+            .lock()
+            .unwrap()
+            .remember(inodes::ino_of(s.id), path);
+        self.attr(s)
+    }
+}

@@ -1,0 +1,717 @@
+//! The FUSE operations, each mapped to Librarian commands (spec §1.8) with the errno a POSIX
+//! program expects.
+
+use super::inodes::{self, ino_of, ROOT_INO};
+use super::{errno, LfsFs, Res, TTL};
+use crate::geometry::{Shelf, S_IFDIR, S_IFREG};
+use crate::zeroing::PENDING_ZERO_PREFIX;
+use fuser::{
+    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL,
+    TimeOrNow, WriteFlags,
+};
+use serde_json::{json, Value};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest read/write request the kernel sends (one FUSE round trip per MiB of data).
+const MAX_IO: u32 = 1 << 20;
+
+/// Mount options: as the original (`fsname=LibrarianFS`, allow_other, noatime), several request
+/// threads so one slow Librarian call does not stall every data access.
+pub fn mount_config() -> fuser::Config {
+    let mut c = fuser::Config::default();
+    c.mount_options = vec![
+        MountOption::FSName("LibrarianFS".into()),
+        MountOption::Subtype("lfs".into()),
+        MountOption::NoAtime,
+        MountOption::Dev,
+    ];
+    c.acl = SessionACL::All;
+    c.n_threads = Some(4);
+    c
+}
+
+fn generation(s: &Shelf) -> Generation {
+    Generation(s.ctime.max(0) as u64)
+}
+
+/// Hidden names: pending-zero shelves live in `/` but are the daemon's business.
+fn hidden(path: &str) -> bool {
+    path.strip_prefix('/')
+        .is_some_and(|n| !n.contains('/') && n.starts_with(PENDING_ZERO_PREFIX))
+}
+
+fn secs(t: TimeOrNow) -> i64 {
+    match t {
+        // 0 asks the Librarian for "now".
+        TimeOrNow::Now => 0,
+        TimeOrNow::SpecificTime(t) => t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(1)
+            .max(1),
+    }
+}
+
+impl LfsFs {
+    fn do_lookup(&self, parent: INodeNo, name: &OsStr) -> Res<(fuser::FileAttr, Generation)> {
+        let path = self.child(parent, name)?;
+        if hidden(&path) {
+            return Err(Errno::ENOENT);
+        }
+        let s = self.get_shelf(&path)?;
+        Ok((self.entry(path, &s), generation(&s)))
+    }
+
+    fn do_setattr(
+        &self,
+        ino: INodeNo,
+        mode: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<TimeOrNow>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Res<fuser::FileAttr> {
+        let (path, mut s) = self.shelf_of(ino)?;
+        if uid.is_some_and(|u| u != 0) || gid.is_some_and(|g| g != 0) {
+            // LFS has no owners; everything belongs to root.
+            return Err(Errno::EPERM);
+        }
+        if let Some(size) = size {
+            self.truncate(&path, &s, size)?;
+        }
+        if let Some(mode) = mode {
+            self.call("chmod", json!({"path": path, "mode": mode & 0o7777}))?;
+        }
+        if let Some(t) = mtime {
+            let m = secs(t);
+            self.call("set_am_time", json!({"path": path, "atime": m, "mtime": m}))?;
+        }
+        if size.is_some() || mode.is_some() || mtime.is_some() {
+            s = self.get_shelf(&path)?;
+        }
+        Ok(self.attr(&s))
+    }
+
+    fn do_mkdir(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> Res<(fuser::FileAttr, Generation)> {
+        let path = self.child(parent, name)?;
+        let mode = S_IFDIR | (mode & !umask & 0o7777);
+        let v = match self.link.call("mkdir", json!({"path": path, "mode": mode})) {
+            // A lost reply to a mkdir that did happen: the second one finds it.
+            Err(e) if e.resent && e.errno == libc::EEXIST => {
+                self.call("get_shelf", json!({ "path": path }))?
+            }
+            r => r.map_err(errno)?,
+        };
+        let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
+        Ok((self.entry(path, &s), generation(&s)))
+    }
+
+    fn do_unlink(&self, parent: INodeNo, name: &OsStr) -> Res<()> {
+        let path = self.child(parent, name)?;
+        if hidden(&path) {
+            return Err(Errno::ENOENT);
+        }
+        let s = self.get_shelf(&path)?;
+        if s.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        self.remove_file(&path, &s)?;
+        self.inodes.lock().unwrap().forget(ino_of(s.id));
+        Ok(())
+    }
+
+    fn do_rmdir(&self, path: &str) -> Res<()> {
+        match self.link.call("rmdir", json!({ "path": path })) {
+            Err(e) if e.resent && e.errno == libc::ENOENT => Ok(()),
+            r => r.map(|_| ()).map_err(errno),
+        }
+    }
+
+    fn do_rename(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> Res<()> {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            return Err(Errno::EINVAL);
+        }
+        let from = self.child(parent, name)?;
+        let to = self.child(newparent, newname)?;
+        if hidden(&from) || hidden(&to) {
+            return Err(Errno::EPERM);
+        }
+        let src = self.get_shelf(&from)?;
+        match self.get_shelf(&to) {
+            Ok(dst) if dst.id == src.id => return Ok(()),
+            Ok(_) if flags.contains(RenameFlags::RENAME_NOREPLACE) => return Err(Errno::EEXIST),
+            Ok(dst) => {
+                // POSIX replace: the old target goes away first (LFS unlink semantics; not atomic).
+                match (src.is_dir(), dst.is_dir()) {
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (false, true) => return Err(Errno::EISDIR),
+                    (true, true) => self.do_rmdir(&to)?,
+                    (false, false) => self.remove_file(&to, &dst)?,
+                }
+                self.inodes.lock().unwrap().forget(ino_of(dst.id));
+            }
+            Err(e) if e == Errno::ENOENT => {}
+            Err(e) => return Err(e),
+        }
+        match self.link.call(
+            "rename_shelf",
+            json!({"path": from, "id": src.id, "newpath": to}),
+        ) {
+            Err(e) if e.resent && e.errno == libc::ENOENT => {}
+            r => {
+                r.map_err(errno)?;
+            }
+        }
+        self.inodes.lock().unwrap().renamed(&from, &to);
+        Ok(())
+    }
+
+    fn do_create(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Res<(fuser::FileAttr, Generation, u64)> {
+        let path = self.child(parent, name)?;
+        if hidden(&path) {
+            return Err(Errno::EPERM);
+        }
+        if flags & libc::O_EXCL != 0 {
+            // The kernel checked on this node; another node may have created it since.
+            match self.get_shelf(&path) {
+                Ok(_) => return Err(Errno::EEXIST),
+                Err(e) if e == Errno::ENOENT => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mode = S_IFREG | (mode & !umask & 0o7777);
+        let v = self.call("create_shelf", json!({"path": path, "mode": mode}))?;
+        let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
+        if s.is_dir() {
+            if let Some(h) = s.open_handle {
+                let _ = self
+                    .link
+                    .call("close_shelf", json!({"id": s.id, "open_handle": h}));
+            }
+            return Err(Errno::EISDIR);
+        }
+        let fh = self.register_open(&path, &s)?;
+        Ok((self.entry(path, &s), generation(&s), fh))
+    }
+
+    fn do_open(&self, ino: INodeNo) -> Res<u64> {
+        let (path, _) = self.shelf_of(ino)?;
+        let v = self.call("open_shelf", json!({ "path": path }))?;
+        let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
+        if s.is_dir() {
+            if let Some(h) = s.open_handle {
+                let _ = self
+                    .link
+                    .call("close_shelf", json!({"id": s.id, "open_handle": h}));
+            }
+            return Err(Errno::EISDIR);
+        }
+        self.register_open(&path, &s)
+    }
+
+    fn do_opendir(&self, ino: INodeNo) -> Res<u64> {
+        let path = self.path(ino)?;
+        let v = self.call("list_shelves", json!({ "path": path }))?;
+        let list = v.as_array().ok_or(Errno::EIO)?;
+        let mut entries = Vec::with_capacity(list.len());
+        for (i, e) in list.iter().enumerate() {
+            let Some(s) = Shelf::from_json(e) else {
+                continue;
+            };
+            let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
+            if i == 0 && !s.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            let ino = match i {
+                0 => ino.0,
+                1 if ino.0 == ROOT_INO => ROOT_INO,
+                _ => ino_of(s.id),
+            };
+            if i >= 2 {
+                if path == "/" && name.starts_with(PENDING_ZERO_PREFIX) {
+                    continue;
+                }
+                self.inodes
+                    .lock()
+                    .unwrap()
+                    .remember(ino, inodes::child_path(&path, name));
+            }
+            entries.push((ino, super::kind(s.mode), name.to_string()));
+        }
+        let fh = self.next_dir_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().unwrap().insert(fh, entries);
+        Ok(fh)
+    }
+
+    fn do_fallocate(&self, ino: INodeNo, offset: u64, length: u64, mode: i32) -> Res<()> {
+        if mode != 0 {
+            // Books are allocated whole when the size grows; there is nothing to punch or keep.
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let (path, s) = self.shelf_of(ino)?;
+        let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
+        if end > self.attr(&s).size {
+            self.truncate(&path, &s, end)?;
+        }
+        Ok(())
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, r: Res<Vec<u8>>) {
+    match r {
+        Ok(data) if size == 0 => reply.size(data.len() as u32),
+        Ok(data) if data.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(data) => reply.data(&data),
+        Err(e) => reply.error(e),
+    }
+}
+
+impl Filesystem for LfsFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(MAX_IO);
+        let _ = config.set_max_readahead(MAX_IO);
+        // Lets programs mmap direct_io files (kernel 6.6+); without it shared mmap gives ENODEV.
+        if config
+            .add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+            .is_err()
+        {
+            tracing::warn!("this kernel cannot mmap direct_io files: plain mmap of LFS files will fail with ENODEV (use the direct map)");
+        }
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.do_lookup(parent, name) {
+            Ok((attr, g)) => reply.entry(&TTL, &attr, g),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.shelf_of(ino) {
+            Ok((_, s)) => reply.attr(&TTL, &self.attr(&s)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        match self.do_setattr(ino, mode, size, mtime, uid, gid) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let r = self
+            .path(ino)
+            .and_then(|p| self.call("readlink", json!({ "path": p })));
+        match r {
+            Ok(Value::String(t)) => reply.data(t.as_bytes()),
+            Ok(_) => reply.error(Errno::EINVAL),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & crate::geometry::S_IFMT != S_IFREG {
+            return reply.error(Errno::EPERM);
+        }
+        match self.do_create(parent, name, mode, umask, libc::O_EXCL) {
+            Ok((attr, g, fh)) => {
+                self.release_handle(fh);
+                reply.entry(&TTL, &attr, g)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self.do_mkdir(parent, name, mode, umask) {
+            Ok((attr, g)) => reply.entry(&TTL, &attr, g),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.do_unlink(parent, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self.child(parent, name).and_then(|p| {
+            let s = self.get_shelf(&p)?;
+            if !s.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            self.do_rmdir(&p)?;
+            self.inodes.lock().unwrap().forget(ino_of(s.id));
+            Ok(())
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = self.child(parent, link_name).and_then(|path| {
+            let target = target.to_str().ok_or(Errno::EINVAL)?;
+            let v = match self
+                .link
+                .call("symlink", json!({"path": path, "target": target}))
+            {
+                Err(e) if e.resent && e.errno == libc::EEXIST => {
+                    self.call("get_shelf", json!({ "path": path }))?
+                }
+                r => r.map_err(errno)?,
+            };
+            let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
+            Ok((self.entry(path, &s), generation(&s)))
+        });
+        match r {
+            Ok((attr, g)) => reply.entry(&TTL, &attr, g),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.do_rename(parent, name, newparent, newname, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        // A shelf has exactly one name.
+        reply.error(Errno::EPERM);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.do_open(ino) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.read_data(ino, fh.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.write_data(ino, fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: fuser::LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.release_handle(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Data is stored in the shared FAM mapping by the time write returns.
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.do_opendir(ino) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let dirs = self.dirs.lock().unwrap();
+        let Some(entries) = dirs.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs.lock().unwrap().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.call("get_fs_stats", json!({})) {
+            Ok(v) => {
+                let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+                let per_book = self.geo.book_size / 4096;
+                let blocks = n("books_total") * per_book;
+                let free = n("books_total").saturating_sub(n("books_used")) * per_book;
+                reply.statfs(blocks, free, free, blocks, free, 4096, 255, 4096)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if position != 0 {
+            return reply.error(Errno::EINVAL);
+        }
+        let r = name
+            .to_str()
+            .ok_or(Errno::EINVAL)
+            .and_then(|n| self.set_xattr(ino, n, value, flags));
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let r = name
+            .to_str()
+            .ok_or(Errno::ENODATA)
+            .and_then(|n| self.get_xattr(ino, n));
+        reply_xattr(reply, size, r);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, size, self.list_xattr(ino));
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = name
+            .to_str()
+            .ok_or(Errno::ENODATA)
+            .and_then(|n| self.remove_xattr(ino, n));
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // No permission checks, as in the original: existence is enough.
+        match self.shelf_of(ino) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.do_create(parent, name, mode, umask, flags) {
+            Ok((attr, g, fh)) => {
+                reply.created(&TTL, &attr, g, FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match self.do_fallocate(ino, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_zero_names_are_hidden_in_root_only() {
+        assert!(hidden("/.lfs_pending_zero_12"));
+        assert!(!hidden("/d/.lfs_pending_zero_12"));
+        assert!(!hidden("/file"));
+    }
+}

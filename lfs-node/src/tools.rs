@@ -1,0 +1,203 @@
+//! Node-side tools (one binary goes into a VM): layout, policy, fill and verify.
+
+use crate::options::Tool;
+use crate::pattern;
+use anyhow::{anyhow, bail, Context, Result};
+use lfs_direct::{DirectMap, MapOptions};
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+const POLICY_XATTR: &str = "user.LFS.AllocationPolicy";
+const CHUNK: usize = 1 << 20;
+
+/// Runs a tool; `Ok(false)` means "ran, but the check failed" (exit 1).
+pub fn run(tool: Tool) -> Result<bool> {
+    match tool {
+        Tool::Layout { file } => layout(&file).map(|_| true),
+        Tool::Policy { file, name } => policy(&file, name.as_deref()).map(|_| true),
+        Tool::Fill {
+            file,
+            seed,
+            size,
+            direct,
+        } => fill(&file, seed, size, direct).map(|_| true),
+        Tool::Verify {
+            file,
+            seed,
+            size,
+            direct,
+        } => verify(&file, seed, size, direct),
+    }
+}
+
+fn cpath(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| anyhow!("{} contains a NUL byte", p.display()))
+}
+
+fn get_xattr(p: &Path, name: &str) -> Result<String> {
+    let (cp, cn) = (cpath(p)?, CString::new(name)?);
+    let mut buf = vec![0u8; 4096];
+    let n = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        bail!(
+            "cannot read {name} of {}: {e} (is it a file on an lfs-node mount?)",
+            p.display()
+        );
+    }
+    buf.truncate(n as usize);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn layout(p: &Path) -> Result<()> {
+    let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+    let l = lfs_direct::read_layout(&f, p).map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "{}: {} bytes in {} book(s) of {} bytes; FAM device {}",
+        p.display(),
+        l.size,
+        l.books.len(),
+        l.book_size,
+        l.fam_path
+    );
+    println!(
+        "{:>5}  {:>18}  {:>3}  {:>8}  {:>18}  {:>13}",
+        "book", "lza", "ig", "book_num", "fam_offset", "file_offset"
+    );
+    for (i, b) in l.books.iter().enumerate() {
+        println!(
+            "{i:>5}  {:#018x}  {:>3}  {:>8}  {:#018x}  {:>13}",
+            b.lza,
+            b.ig,
+            b.book_num,
+            b.fam_offset,
+            i as u64 * l.book_size
+        );
+    }
+    Ok(())
+}
+
+fn policy(p: &Path, name: Option<&str>) -> Result<()> {
+    if let Some(name) = name {
+        let (cp, cn) = (cpath(p)?, CString::new(POLICY_XATTR)?);
+        let r = unsafe {
+            libc::setxattr(
+                cp.as_ptr(),
+                cn.as_ptr(),
+                name.as_ptr().cast(),
+                name.len(),
+                0,
+            )
+        };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            let list = get_xattr(p, "user.LFS.AllocationPolicyList").unwrap_or_default();
+            bail!(
+                "cannot set the allocation policy of {} to {name:?}: {e} (policies: {list})",
+                p.display()
+            );
+        }
+    }
+    println!("{}", get_xattr(p, POLICY_XATTR)?);
+    Ok(())
+}
+
+fn fill(p: &Path, seed: u64, size: u64, direct: bool) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(p)
+        .with_context(|| format!("cannot open {} for writing", p.display()))?;
+    if f.metadata()?.len() > size {
+        f.set_len(size)
+            .with_context(|| format!("cannot shrink {} to {size} bytes", p.display()))?;
+    }
+    if direct {
+        drop(f);
+        let m = DirectMap::open(
+            p,
+            MapOptions {
+                min_size: size,
+                read_only: false,
+            },
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let dst = unsafe { std::slice::from_raw_parts_mut(m.as_ptr(), size as usize) };
+        for (i, chunk) in dst.chunks_mut(CHUNK).enumerate() {
+            pattern::fill(seed, (i * CHUNK) as u64, chunk);
+        }
+        return Ok(());
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = 0u64;
+    while pos < size {
+        let n = (size - pos).min(CHUNK as u64) as usize;
+        pattern::fill(seed, pos, &mut buf[..n]);
+        f.write_all(&buf[..n])
+            .with_context(|| format!("write to {} at offset {pos} failed", p.display()))?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+fn report(p: &Path, seed: u64, at: u64, found: u8) -> bool {
+    let mut e = [0u8];
+    pattern::fill(seed, at, &mut e);
+    eprintln!(
+        "{}: first mismatch at offset {at}: expected {:#04x}, found {found:#04x}",
+        p.display(),
+        e[0]
+    );
+    false
+}
+
+fn verify(p: &Path, seed: u64, size: Option<u64>, direct: bool) -> Result<bool> {
+    let len = std::fs::metadata(p)
+        .with_context(|| format!("cannot stat {}", p.display()))?
+        .len();
+    let size = size.unwrap_or(len);
+    if len < size {
+        eprintln!(
+            "{}: is {len} bytes, shorter than the {size} bytes to verify",
+            p.display()
+        );
+        return Ok(false);
+    }
+    if direct {
+        let m = DirectMap::open(
+            p,
+            MapOptions {
+                min_size: 0,
+                read_only: true,
+            },
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let data = unsafe { std::slice::from_raw_parts(m.as_ptr(), size as usize) };
+        for (i, chunk) in data.chunks(CHUNK).enumerate() {
+            let pos = (i * CHUNK) as u64;
+            if let Some(k) = pattern::first_mismatch(seed, pos, chunk) {
+                return Ok(report(p, seed, pos + k as u64, chunk[k]));
+            }
+        }
+        return Ok(true);
+    }
+    let mut f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = 0u64;
+    while pos < size {
+        let n = (size - pos).min(CHUNK as u64) as usize;
+        f.read_exact(&mut buf[..n])
+            .with_context(|| format!("read of {} at offset {pos} failed", p.display()))?;
+        if let Some(k) = pattern::first_mismatch(seed, pos, &buf[..n]) {
+            return Ok(report(p, seed, pos + k as u64, buf[k]));
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}

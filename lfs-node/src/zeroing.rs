@@ -1,0 +1,130 @@
+//! The pending-zero protocol (spec §1.9), done in FAM directly instead of `dd` through the mount:
+//! a freed file's books sit on a `.lfs_pending_zero_*` shelf as ZOMBIEs; a background thread
+//! zeroes each book in the FAM mapping, truncates the shelf to 0 (the Librarian then turns the
+//! books FREE, the only way back to FREE) and destroys it. `--fakezero` skips the zeroing writes.
+
+use crate::fam::Fam;
+use crate::geometry::{Book, Geometry, Shelf};
+use crate::link::Link;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Name prefix of shelves waiting to be zeroed; hidden from directory listings.
+pub const PENDING_ZERO_PREFIX: &str = ".lfs_pending_zero_";
+
+#[derive(Clone)]
+pub struct Zeroer {
+    tx: Arc<Mutex<Sender<String>>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Zeroer {
+    /// Starts the zeroing thread.
+    pub fn spawn(link: Arc<Link>, fam: Arc<Fam>, geo: Arc<Geometry>, fake: bool) -> Zeroer {
+        let (tx, rx) = channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let z = Zeroer {
+            tx: Arc::new(Mutex::new(tx)),
+            pending: pending.clone(),
+        };
+        let me = z.clone();
+        std::thread::Builder::new()
+            .name("zeroing".into())
+            .spawn(move || me.run(rx, &link, &fam, &geo, fake))
+            .expect("spawn zeroing thread");
+        z
+    }
+
+    /// Queues a pending-zero shelf (an absolute path in the LFS namespace).
+    pub fn queue(&self, path: String) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.lock().unwrap().send(path).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Shelves queued or being zeroed.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Asks the Librarian for orphaned zombie books (destroyed with books, or left behind by a node
+    /// that went away) and queues them.
+    pub fn collect_zombies(&self, link: &Link) {
+        match link.call("kill_zombie_books", json!({})) {
+            Ok(v) => {
+                if let Some(p) = v.get("z_shelf_path").and_then(Value::as_str) {
+                    tracing::info!("zeroing orphaned zombie books on {p}");
+                    self.queue(p.to_string());
+                }
+            }
+            Err(e) => tracing::warn!("kill_zombie_books failed: {e}"),
+        }
+    }
+
+    fn run(&self, rx: Receiver<String>, link: &Link, fam: &Fam, geo: &Geometry, fake: bool) {
+        while let Ok(path) = rx.recv() {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match zero_one(&path, link, fam, geo, fake) {
+                    Ok(()) => break,
+                    Err(e) if e.0 == libc::EIO => {
+                        // The Librarian is away: the books stay ZOMBIE until it is back.
+                        tracing::warn!("zeroing {path} waits for the Librarian: {}", e.1);
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        tracing::error!("zeroing {path} failed: {} (errno {})", e.1, e.0);
+                        break;
+                    }
+                }
+            }
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn zero_one(
+    path: &str,
+    link: &Link,
+    fam: &Fam,
+    geo: &Geometry,
+    fake: bool,
+) -> Result<(), (i32, String)> {
+    let err = |e: crate::link::LinkError| (e.errno, e.msg);
+    let shelf = match link.call("get_shelf", json!({ "path": path })) {
+        Ok(v) => Shelf::from_json(&v).ok_or((libc::EIO, format!("bad shelf record {v}")))?,
+        Err(e) if e.errno == libc::ENOENT => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    if !fake {
+        let books = link
+            .call("list_shelf_books", json!({ "path": path }))
+            .map_err(err)?;
+        for b in books
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Book::from_json)
+        {
+            let off = geo.fam_offset(&b).map_err(|m| (libc::EIO, m))?;
+            if off + geo.book_size <= fam.len() {
+                fam.zero(off, geo.book_size);
+            }
+        }
+    }
+    link.call(
+        "resize_shelf",
+        json!({"path": path, "id": shelf.id, "size_bytes": 0, "zero_enabled": true}),
+    )
+    .map_err(err)?;
+    match link.call("destroy_shelf", json!({ "path": path })) {
+        Ok(_) => Ok(()),
+        Err(e) if e.errno == libc::ENOENT => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
