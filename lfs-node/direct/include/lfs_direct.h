@@ -23,7 +23,8 @@ typedef struct LfsMap lfs_map;
 /* Flag for lfs_map_open: map read-only. */
 #define LFS_MAP_READONLY 1
 
-/* Maps `path`, growing it to at least `min_size` bytes first (0: leave the size alone).
+/* Maps `path`, growing it to at least `min_size` bytes first (0: leave the size alone); a
+ * writable map with min_size > 0 creates the file if it is missing.
  * Returns NULL with errno set on failure; lfs_last_error() says why. */
 lfs_map *lfs_map_open(const char *path, uint64_t min_size, int flags);
 

@@ -52,7 +52,8 @@ impl MapError {
 /// How to map.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MapOptions {
-    /// Grow the file to at least this many bytes (through the mount) before mapping.
+    /// Grow the file to at least this many bytes (through the mount) before mapping; a writable
+    /// map with a `min_size` creates the file if it does not exist.
     pub min_size: u64,
     /// Map read-only (the file and the FAM device are opened read-only).
     pub read_only: bool,
@@ -115,6 +116,8 @@ impl DirectMap {
         let file = OpenOptions::new()
             .read(true)
             .write(!opts.read_only)
+            .create(!opts.read_only && opts.min_size > 0)
+            .truncate(false)
             .open(path)
             .map_err(|e| MapError::io(e, format!("cannot open {}", path.display())))?;
         if opts.min_size > 0 {

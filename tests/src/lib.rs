@@ -1,0 +1,358 @@
+//! Harness for full-stack tests: a real Librarian process on a real socket, real `lfs-node`
+//! daemons with real FUSE mounts sharing one FAM file. Everything is torn down by `Drop`, also when
+//! a test fails: daemons get SIGTERM (then SIGKILL), and mounts still present are detached.
+//!
+//! Binaries are taken from `$FAME_BIN_DIR`, else from the directory above the test executable
+//! (`target/debug/deps/..`). Build them first:
+//!
+//! ```text
+//! cargo build -p librarian -p lfs-node --bins && cargo test -p fame-tests
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Two nodes of 32 books of 8 MiB: 512 MiB of FAM, small enough to fill in a test.
+pub const TWO_NODES: &str = "[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 32B\n";
+pub const BOOK: u64 = 8 << 20;
+
+/// Directory holding the workspace binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FAME_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent().and_then(Path::parent).expect("test exe has no grandparent").to_path_buf()
+}
+
+/// A workspace binary, with a clear message when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first with `cargo build -p librarian -p lfs-node --bins` (same target dir), or set FAME_BIN_DIR",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm_and_reap(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The real Librarian serving a database made by the real `book-register`.
+pub struct Librarian {
+    child: Option<Child>,
+    pub port: u16,
+    pub db: PathBuf,
+    log: PathBuf,
+}
+
+impl Librarian {
+    pub fn start(dir: &Path, ini: &str) -> Librarian {
+        let cfg = dir.join("topology.ini");
+        std::fs::write(&cfg, ini).unwrap();
+        let db = dir.join("librarian.db");
+        let out = Command::new(bin("book-register"))
+            .arg("-d")
+            .arg(&db)
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "book-register failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut l = Librarian {
+            child: None,
+            port: free_port(),
+            db,
+            log: dir.join("librarian.log"),
+        };
+        l.launch();
+        l
+    }
+
+    /// Starts (or restarts) the process and waits until it accepts connections.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "librarian already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(bin("librarian"))
+            .arg("--db-file")
+            .arg(&self.db)
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.port;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("librarian exited early ({s}): {}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "librarian did not start: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            sigterm_and_reap(&mut c, Duration::from_secs(20));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn client(&self, node_id: i64) -> librarian::client::Client {
+        let c = librarian::client::Client::connect(("127.0.0.1", self.port), node_id).unwrap();
+        c.set_timeout(Some(Duration::from_secs(30))).unwrap();
+        c
+    }
+}
+
+impl Drop for Librarian {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn is_mounted(mnt: &Path) -> bool {
+    let want = mnt.to_str().unwrap().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Detaches whatever is still mounted at `mnt`.
+pub fn force_unmount(mnt: &Path) {
+    for _ in 0..5 {
+        if !is_mounted(mnt) {
+            return;
+        }
+        let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(mnt).stderr(Stdio::null()).status();
+        if is_mounted(mnt) {
+            let _ = Command::new("umount").arg("-l").arg(mnt).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+/// One `lfs-node` daemon.
+pub struct Node {
+    child: Option<Child>,
+    pub mnt: PathBuf,
+    pub node_id: i64,
+    pub log: PathBuf,
+    pid_file: PathBuf,
+    args: Vec<String>,
+}
+
+impl Node {
+    /// Starts a daemon and waits until its mount answers (its pid file appears).
+    pub fn start(dir: &Path, port: u16, fam: &Path, node_id: i64, extra: &[&str]) -> Node {
+        let mnt = dir.join(format!("node{node_id}"));
+        std::fs::create_dir_all(&mnt).unwrap();
+        let mut args = vec![
+            "--mountpoint".to_string(),
+            mnt.display().to_string(),
+            "--hostname".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+            "--node-id".into(),
+            node_id.to_string(),
+            "--fam".into(),
+            fam.display().to_string(),
+            "--verbose".into(),
+            "1".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut n = Node {
+            child: None,
+            log: dir.join(format!("node{node_id}.log")),
+            pid_file: dir.join(format!("node{node_id}.pid")),
+            mnt,
+            node_id,
+            args,
+        };
+        n.launch();
+        n
+    }
+
+    pub fn launch(&mut self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(bin("lfs-node"))
+            .args(&self.args)
+            .arg("--pid-file")
+            .arg(&self.pid_file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.pid_file.exists() {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!("lfs-node {} exited early ({s}): {}", self.node_id, self.log_text());
+            }
+            assert!(Instant::now() < deadline, "lfs-node {} did not come up: {}", self.node_id, self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM; returns whether it exited cleanly (status 0) within the grace period.
+    pub fn stop(&mut self) -> bool {
+        match self.child.take() {
+            Some(mut c) => matches!(sigterm_and_reap(&mut c, Duration::from_secs(15)), Some(s) if s.success()),
+            None => true,
+        }
+    }
+
+    /// SIGKILL, leaving the mount behind as a crashed daemon would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+        force_unmount(&self.mnt);
+    }
+}
+
+/// One Librarian, one FAM file and `n` nodes (node ids 1..=n) in a temporary directory.
+pub struct Cluster {
+    // Field order is drop order: nodes unmount before the Librarian and the directory go.
+    pub nodes: Vec<Node>,
+    pub lib: Librarian,
+    pub fam: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(n: usize, ini: &str, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("fame-test").tempdir().unwrap();
+        let lib = Librarian::start(dir.path(), ini);
+        let fam = dir.path().join("fam");
+        let f = std::fs::File::create(&fam).unwrap();
+        let mut c = lib.client(1);
+        let stats = c.call("get_fs_stats", serde_json::json!({})).unwrap();
+        f.set_len(stats["nvm_bytes_total"].as_u64().unwrap()).unwrap();
+        let nodes = (1..=n as i64)
+            .map(|id| Node::start(dir.path(), lib.port, &fam, id, extra))
+            .collect();
+        Cluster { nodes, lib, fam, dir }
+    }
+
+    pub fn two(extra: &[&str]) -> Cluster {
+        Cluster::start(2, TWO_NODES, extra)
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    /// Free books as `statfs` on node `i` reports them.
+    pub fn free_books(&self, i: usize) -> u64 {
+        let s = nix_statfs(&self.nodes[i].mnt);
+        s.0 * s.1 / BOOK
+    }
+
+    /// Waits until every book is free again (pending zeroing done).
+    pub fn wait_all_free(&self, total_books: u64) {
+        wait_for("freed books to be zeroed and returned", Duration::from_secs(60), || {
+            self.free_books(0) == total_books
+        });
+    }
+}
+
+/// (free blocks, block size) of a mount.
+pub fn nix_statfs(p: &Path) -> (u64, u64) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    assert_eq!(r, 0, "statvfs {}: {}", p.display(), std::io::Error::last_os_error());
+    (s.f_bavail, s.f_frsize)
+}
+
+/// The errno of an io::Error, for assertions.
+pub fn errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(-1)
+}
+
+/// Runs `lfs-node` with arguments (a tool); returns (exit code, stdout, stderr).
+pub fn lfs_node(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("lfs-node")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Seeded pattern bytes, the same as `lfs-node fill`.
+pub fn pattern(seed: u64, pos: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    lfs_node::pattern::fill(seed, pos, &mut v);
+    v
+}
+
+
