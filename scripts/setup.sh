@@ -9,6 +9,7 @@ packages=(
   gcc libc6-dev  # the C example of the direct-map API and crates that build C
   sqlite3        # inspecting librarian databases by hand (tests do not need it)
   procps         # ps/pkill used in diagnostics
+  chromium       # the LMP dashboard test loads the page in headless Chromium
 )
 
 missing=()

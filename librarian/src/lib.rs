@@ -4,6 +4,7 @@
 //! * [`frame`], [`connection`], [`server`]: the wire protocol and the tokio server.
 //! * [`engine`]: the single writer that owns the database and the in-memory index, with group commit.
 //! * [`cmd`]: the command handlers, one module per family; [`policy`]: book allocation policies.
+//! * [`lmp`]: the Librarian Monitoring Protocol (ReST views, dashboard, metrics).
 //! * [`client`]: a small blocking client (tests, benchmark, tools).
 //! * [`topology`]: topology configs (INI and TMCF JSON) and database population (`book-register`).
 //! * [`fsck`]: consistency checks and repairs (`fsck-lfs`).
@@ -14,6 +15,7 @@ pub mod connection;
 pub mod engine;
 pub mod frame;
 pub mod fsck;
+pub mod lmp;
 pub mod policy;
 pub mod schema;
 pub mod server;

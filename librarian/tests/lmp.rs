@@ -1,0 +1,431 @@
+//! LMP against a real Librarian: every endpoint, field by field, on a database with known content.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BOOK: i64 = 8 << 20;
+const JSON_V1: &str = "application/json; version=1.0";
+
+struct Lmp {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Lmp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Lmp {
+    fn start(srv: &Server) -> Lmp {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_lmp"))
+            .arg("-d")
+            .arg(&srv.db)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "lmp did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Lmp { child, port }
+    }
+
+    fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, String) {
+        let mut req = ureq::get(&format!("http://127.0.0.1:{}{path}", self.port));
+        if let Some(a) = accept {
+            req = req.set("Accept", a);
+        }
+        let resp = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("GET {path}: {e}"),
+        };
+        let ct = resp.header("Content-Type").unwrap_or("").to_string();
+        (resp.status(), ct, resp.into_string().unwrap())
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (status, ct, body) = self.get(path, Some(JSON_V1));
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            ct.ends_with(";charset=utf-8;version=1.0"),
+            "{path}: content type {ct}"
+        );
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// Two nodes: node 1 holds `/a` (3 books, open), node 2 holds `/b` (1 book); one zombie book.
+fn populate(srv: &Server) {
+    let mut n1 = srv.client(1);
+    n1.call(
+        "update_node_soc_status",
+        json!({"status": 1, "cpu_percent": 30, "rootfs_percent": 5,
+        "network_in": 100, "network_out": 200, "mem_percent": 40}),
+    )
+    .unwrap();
+    let a = create(&mut n1, "/a");
+    n1.call(
+        "set_xattr",
+        json!({"path": "/a", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
+    )
+    .unwrap();
+    resize(&mut n1, "/a", a["id"].as_i64().unwrap(), 3 * BOOK).unwrap();
+    let mut n2 = srv.client(2);
+    n2.call(
+        "update_node_soc_status",
+        json!({"status": 1, "cpu_percent": 10, "rootfs_percent": 5,
+        "network_in": 0, "network_out": 0, "mem_percent": 20}),
+    )
+    .unwrap();
+    let b = create(&mut n2, "/b");
+    n2.call(
+        "set_xattr",
+        json!({"path": "/b", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
+    )
+    .unwrap();
+    resize(&mut n2, "/b", b["id"].as_i64().unwrap(), 2 * BOOK).unwrap();
+    n2.call(
+        "close_shelf",
+        json!({"id": b["id"], "open_handle": b["open_handle"]}),
+    )
+    .unwrap();
+    // Shrink without zeroing: one orphan zombie book.
+    n2.call(
+        "resize_shelf",
+        json!({"path": "/b", "id": b["id"], "size_bytes": BOOK, "zero_enabled": false}),
+    )
+    .unwrap();
+}
+
+#[test]
+fn every_view_reports_the_database() {
+    let srv =
+        Server::start("[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 8B\n");
+    populate(&srv);
+    let lmp = Lmp::start(&srv);
+
+    let g = lmp.json("/lmp/global/");
+    assert_eq!(
+        g["memory"],
+        json!({"total": 16 * BOOK, "available": 11 * BOOK, "allocated": 4 * BOOK, "notready": BOOK, "offline": 0})
+    );
+    assert_eq!(g["socs"]["total"], 2);
+    assert_eq!(g["socs"]["active"], 2);
+    assert_eq!(g["socs"]["offline"], 0);
+    assert_eq!(g["socs"]["indeterminate"], 0);
+    assert_eq!(g["socs"]["cpu_percent"], 20.0);
+    assert_eq!(g["pools"], json!({"total": 8, "active": 0, "offline": 8}));
+    assert_eq!(g["active"], json!({"shelves": 1, "books": 3}));
+
+    let n = lmp.json("/lmp/nodes/");
+    let nodes = n["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["node_id"], 1);
+    assert_eq!(nodes[0]["coordinate"], "Node/1");
+    assert_eq!(
+        (
+            nodes[0]["rack_num"].clone(),
+            nodes[0]["enc_num"].clone(),
+            nodes[0]["node_num"].clone()
+        ),
+        (json!(1), json!(1), json!(1))
+    );
+    assert_eq!(nodes[0]["soc"]["macAddress"], "52:54:42:01:01:01");
+    assert_eq!(nodes[0]["soc"]["cpu_percent"], 30);
+    assert_eq!(nodes[0]["soc"]["mem_percent"], 40);
+    assert_eq!(nodes[0]["soc"]["network_out"], 200);
+    assert_eq!(nodes[1]["mediaControllers"].as_array().unwrap().len(), 4);
+    assert_eq!(nodes[1]["mediaControllers"][0]["memorySize"], 2 * BOOK);
+
+    let igs = lmp.json("/lmp/interleaveGroups/");
+    assert_eq!(igs["interleaveGroups"][1]["groupId"], 1);
+    assert_eq!(igs["interleaveGroups"][1]["baseAddress"], 1i64 << 46);
+    assert_eq!(igs["interleaveGroups"][1]["size"], 8 * BOOK);
+    assert_eq!(
+        igs["interleaveGroups"][1]["mediaControllers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    let dir = lmp.json("/lmp/shelf/");
+    let names: Vec<&str> = dir["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["garbage", ".", "lost+found", "a", "b"]);
+    assert_eq!(dir["entries"][3]["policy"], "LocalNode");
+    assert_eq!(dir["entries"][1]["policy"], "unknown");
+    assert_eq!(dir["mode"], "0777");
+
+    let a = lmp.json("/lmp/shelf/a");
+    assert_eq!(a["size"], 3 * BOOK);
+    assert_eq!(a["booksize"], BOOK);
+    assert_eq!(a["active"], json!(["SocBoard/1/Soc/1"]));
+    assert_eq!(a["books"], json!([0, 1i64 << 33, 2i64 << 33]));
+    assert_eq!(lmp.get("/lmp/shelf/zz", Some(JSON_V1)).0, 404);
+
+    let books = lmp.json("/lmp/books/");
+    assert_eq!(books["book_size"], BOOK);
+    let all = books["books"].as_array().unwrap();
+    assert_eq!(all.len(), 16);
+    assert_eq!(
+        all[0],
+        json!({"lza": 0, "state": "allocated", "ig": 0, "offset": BOOK, "shelf": "a"})
+    );
+    assert_eq!(
+        all[8],
+        json!({"lza": 1i64 << 46, "state": "allocated", "ig": 1, "offset": BOOK, "shelf": "b"})
+    );
+    assert_eq!(
+        all[9],
+        json!({"lza": (1i64 << 46) | (1 << 33), "state": "notready", "ig": 1})
+    );
+    assert_eq!(all[15]["state"], "available");
+    let g1 = lmp.json("/lmp/books/1");
+    assert_eq!(g1["books"].as_array().unwrap().len(), 8);
+    assert!(g1["books"][0].get("ig").is_none());
+    assert_eq!(lmp.get("/lmp/books/9", Some(JSON_V1)).0, 404);
+    assert_eq!(lmp.get("/lmp/books/x", Some(JSON_V1)).0, 404);
+
+    assert_eq!(
+        lmp.json("/lmp/active/MachineVersion/1/Datacenter/x")["active"],
+        json!({"shelves": 1, "books": 3})
+    );
+    // As in the original, a Soc coordinate is matched with a leading '/', which INI databases' relative
+    // SoC coordinates never have (JSON topologies are checked below).
+    assert_eq!(
+        lmp.json("/lmp/active/SocBoard/1/Soc/1")["active"],
+        json!({"shelves": 0, "books": 0})
+    );
+    let (status, _, body) = lmp.get("/lmp/active/Rack/1", Some(JSON_V1));
+    assert_eq!(status, 404);
+    assert!(body.contains("Bad coordinate"), "{body}");
+    // INI databases have relative MC coordinates: nothing matches an absolute one...
+    assert_eq!(
+        lmp.json("/lmp/allocated/MachineVersion/1")["memory"]["total"],
+        0
+    );
+    assert_eq!(
+        lmp.json("/lmp/allocated/MemoryBoard")["memory"],
+        json!({"total": 0, "allocated": 0, "available": 0, "notready": 0, "offline": 0})
+    );
+
+    assert_eq!(lmp.json("/fab/")["fabric"]["percentage"], 7);
+}
+
+#[test]
+fn allocated_follows_absolute_coordinates_of_json_topologies() {
+    let cfg = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/tm-configfiles/fame.json"
+    );
+    let text = std::fs::read_to_string(cfg)
+        .expect("shared/data/tm-configfiles/fame.json beside the checkout");
+    let dir = tempfile::tempdir().unwrap();
+    let json_cfg = dir.path().join("fame.json");
+    std::fs::write(&json_cfg, text).unwrap();
+    let mut srv = Server::start(FOUR_NODES);
+    srv.kill();
+    let out = Command::new(env!("CARGO_BIN_EXE_book-register"))
+        .args(["-f", "-d"])
+        .arg(&srv.db)
+        .arg(&json_cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    srv.launch();
+    let mut c = srv.client(1);
+    let s = create(&mut c, "/x");
+    c.call(
+        "set_xattr",
+        json!({"path": "/x", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
+    )
+    .unwrap();
+    resize(&mut c, "/x", s["id"].as_i64().unwrap(), 2 * BOOK).unwrap();
+    let lmp = Lmp::start(&srv);
+    let node1 = "MachineVersion/1/Datacenter/pa1/Frame/A1.above_floor/Rack/1/Enclosure/1/Node/1";
+    let m = lmp.json(&format!("/lmp/allocated/{node1}"))["memory"].clone();
+    assert_eq!(m["allocated"], 2 * BOOK);
+    assert_eq!(m["total"], 512 * BOOK);
+    assert_eq!(m["available"], 510 * BOOK);
+    let dc = lmp.json("/lmp/allocated/MachineVersion/1/Datacenter/pa1")["memory"].clone();
+    assert_eq!(dc["total"], 2048 * BOOK);
+    let soc1 = format!("{node1}/soc_board/1/soc/1");
+    assert_eq!(
+        lmp.json(&format!("/lmp/active/{soc1}"))["active"],
+        json!({"shelves": 1, "books": 2})
+    );
+    let soc2 = soc1.replace("Node/1", "Node/2");
+    assert_eq!(
+        lmp.json(&format!("/lmp/active/{soc2}"))["active"],
+        json!({"shelves": 0, "books": 0})
+    );
+}
+
+#[test]
+fn versioning_errors_and_html() {
+    let srv = Server::start(FOUR_NODES);
+    let lmp = Lmp::start(&srv);
+    let (status, _, body) = lmp.get("/lmp/global/", Some("application/json"));
+    assert_eq!(
+        (status, body.as_str()),
+        (418, r#"{"error":"No version sent"}"#)
+    );
+    let (status, _, body) = lmp.get("/lmp/global/", Some("application/json; version=2.0"));
+    assert_eq!(status, 418);
+    assert!(body.contains("Bad version"), "{body}");
+    // The dashboard's odd header works.
+    let (status, _, _) = lmp.get(
+        "/lmp/global/",
+        Some("Content-Type: application/json; charset=utf-8; version=1.0"),
+    );
+    assert_eq!(status, 200);
+    let (status, _, body) = lmp.get("/lmp/", Some(JSON_V1));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"Root view not implemented"}"#)
+    );
+    for path in [
+        "/lmp/",
+        "/lmp/global/",
+        "/lmp/nodes/",
+        "/lmp/interleaveGroups/",
+        "/lmp/shelf/",
+        "/lmp/shelf/lost+found",
+        "/lmp/books/0",
+        "/",
+    ] {
+        let (status, ct, body) = lmp.get(path, Some("text/html,*/*"));
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+        assert!(body.contains("</html>"), "{path}");
+    }
+    let (status, _, body) = lmp.get("/no/such/thing", Some(JSON_V1));
+    assert_eq!(status, 404);
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+
+    let (status, ct, metrics) = lmp.get("/metrics", None);
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    assert!(
+        metrics.contains("lfs_books{state=\"free\"} 256"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE lfs_node_up gauge"), "{metrics}");
+    assert!(
+        metrics.contains("lfs_group_books{ig=\"3\",state=\"free\"} 64"),
+        "{metrics}"
+    );
+
+    let d: Value = serde_json::from_str(&lmp.get("/dashboard.json", None).2).unwrap();
+    assert_eq!(d["books"]["total"], 256);
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn a_missing_database_is_an_error_not_a_crash() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lmp"))
+        .args(["-d", "/nonexistent/librarian.db", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+
+    let srv = Server::start(FOUR_NODES);
+    let lmp = Lmp::start(&srv);
+    std::fs::rename(&srv.db, srv.dir.path().join("moved.db")).unwrap();
+    // Pooled connections keep reading the open file; a fresh one reports the loss.
+    let (status, _, body) = lmp.get("/lmp/global/", Some(JSON_V1));
+    assert!(status == 200 || status == 503, "{status} {body}");
+    assert!(serde_json::from_str::<Value>(&body).is_ok());
+}
+
+/// Loads the dashboard in headless Chromium against a live Librarian and checks that the DOM, after
+/// the page's own script fetched the data, shows the real figures. Saves a screenshot as an artifact.
+#[test]
+fn dashboard_shows_live_numbers_in_chromium() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chromium is not installed: run scripts/setup.sh (it installs Debian's chromium)");
+    let srv =
+        Server::start("[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 8B\n");
+    populate(&srv);
+    let lmp = Lmp::start(&srv);
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/", lmp.port);
+    let run = |extra: &[&str]| {
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-proxy-server",
+                "--virtual-time-budget=4000",
+                "--window-size=1200,1300",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains(r#"data-loaded="yes""#),
+        "the dashboard script did not load its data:\n{dom}"
+    );
+    for (id, value) in [
+        ("books-total", "16"),
+        ("books-free", "11"),
+        ("books-inuse", "4"),
+        ("books-zombie", "1"),
+    ] {
+        assert!(
+            dom.contains(&format!(r#"id="{id}">{value}<"#)),
+            "{id} should show {value}:\n{dom}"
+        );
+    }
+    assert!(dom.contains("node01") && dom.contains("node02"), "{dom}");
+    assert!(
+        dom.contains("<td>a</td>") && dom.contains("<td>b</td>"),
+        "shelves missing:\n{dom}"
+    );
+
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("lmp-dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    run(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("chromium wrote no screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot too small"
+    );
+    eprintln!("dashboard screenshot: {}", shot.display());
+}
