@@ -702,7 +702,9 @@ fn section_nodes(sections: &[&IniSection], book_size: u64) -> Result<(Mode, Vec<
                 }
             }
         }
-        if node_books > MAX_BOOKS_PER_IG {
+        // Only LZA ids carry a 13-bit book number; PHYSADDR ids are addresses, with no such limit
+        // (a Superdome Flex partition can hold far more than 8192 books, as the original allowed).
+        if lza_books.is_some() && node_books > MAX_BOOKS_PER_IG {
             return Err(format!(
                 "{errname} nvm_size = {}: book count too large: {node_books} books in this node, at most {MAX_BOOKS_PER_IG} (13-bit book numbers); use bigger books",
                 size_opt.shown()
@@ -1262,7 +1264,8 @@ mod tests {
             &bad(&n("4B @ 0x200000 @ 0x400000")),
             &["bad nvm_size syntax"],
         );
-        assert_has(&bad(&n("8193B @ 0x200000")), &["book count too large"]);
+        // PHYSADDR ids are addresses: no 13-bit book-number limit per node.
+        assert_eq!(ok(&n("8193B @ 0x200000")).books_total(), 8193);
         // Odd book counts are fine in PHYSADDR mode.
         assert_eq!(ok(&n("3B @ 0x200000")).books_total(), 3);
         // Address hex digits are case-insensitive.
