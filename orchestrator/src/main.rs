@@ -1,1 +1,68 @@
-fn main() {}
+//! `fame`: one command brings up a FAME cluster (a Librarian and LFS nodes sharing one FAM
+//! file), tears it down, rebuilds and reloads it. See `fame --help` and the README.
+
+mod backend;
+mod bins;
+mod cli;
+mod cluster;
+mod db;
+mod geometry;
+mod logging;
+mod ops;
+mod procs;
+mod progress;
+mod services;
+mod settings;
+mod size;
+mod state;
+
+use clap::Parser;
+use cli::{Cli, Cmd};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::NodeInit {
+        hostname,
+        root,
+        argv,
+    } = &cli.cmd
+    {
+        // Runs in the node's console log; returns only if the daemon could not be started.
+        let e = backend::process::init::run(hostname, root, argv).unwrap_err();
+        eprintln!("fame __node-init {hostname}: {e:#}");
+        return ExitCode::from(127);
+    }
+    logging::init();
+    let result = match cli.cmd {
+        Cmd::Up(args) => settings::resolve(&args).and_then(ops::up::up).map(|()| 0),
+        Cmd::Down {
+            name,
+            all,
+            keep_fam,
+        } => ops::down::down(name.as_deref(), all, keep_fam).map(|()| 0),
+        Cmd::Ls => ops::status::ls().map(|()| 0),
+        Cmd::Status { name } => ops::status::status(name.as_deref()).map(|()| 0),
+        Cmd::Exec {
+            name,
+            node,
+            command,
+        } => ops::exec::exec(name.as_deref(), &node, command),
+        Cmd::Logs { name, export } => {
+            ops::logs::logs(name.as_deref(), export.as_deref()).map(|()| 0)
+        }
+        Cmd::Rebuild { name } => ops::reload::rebuild(name.as_deref()).map(|()| 0),
+        Cmd::Reload { name, bin_dir } => {
+            ops::reload::reload(name.as_deref(), bin_dir.as_deref()).map(|()| 0)
+        }
+        Cmd::NodeInit { .. } => unreachable!("handled above"),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("fame: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

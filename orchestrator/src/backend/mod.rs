@@ -1,0 +1,91 @@
+//! Node backends, in the manner of kind's node providers: one small trait, one module per
+//! backend. The cluster logic (in `ops`) only talks to [`Backend`]; [`by_name`] is the one
+//! place that knows which backends exist.
+//!
+//! A node, to the cluster logic, has a name (`node02`, also its hostname), an LFS node id, a
+//! directory of its own under the cluster directory, a way to run commands inside it and some
+//! logs. How it is made (a process in namespaces, a VM, a container) is the backend's business.
+
+pub mod process;
+
+use crate::state::Node;
+use anyhow::Result;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The backends `--backend` accepts.
+pub const NAMES: &[&str] = &["process"];
+
+/// The backend called `name`, or `None` if there is no such backend.
+pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
+    match name {
+        "process" => Some(Box::new(process::ProcessBackend)),
+        _ => None,
+    }
+}
+
+/// What a node's LFS daemon needs, in host terms; the backend maps it to what its nodes see
+/// (a process sees host paths and 127.0.0.1; a VM would see an ivshmem device and the torms
+/// address).
+#[derive(Debug, Clone)]
+pub struct DaemonSpec {
+    /// The `lfs-node` binary on the host.
+    pub lfs_node: PathBuf,
+    /// The Librarian's port; it listens on 127.0.0.1 of the host.
+    pub librarian_port: u16,
+    /// The FAM file on the host.
+    pub fam: PathBuf,
+    /// The cluster directory: every process of the cluster is marked with it.
+    pub cluster_dir: PathBuf,
+}
+
+/// Whether a node's `/lfs` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LfsState {
+    /// `/lfs` is a mount point of its own and answered `stat`.
+    Mounted,
+    /// `/lfs` answered but nothing is mounted on it yet.
+    NotMounted,
+    /// The node is not running, so there is no `/lfs` to ask.
+    Absent,
+}
+
+/// A node as its backend sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub running: bool,
+    pub lfs: LfsState,
+}
+
+pub trait Backend: Send + Sync {
+    /// Prepares what the node needs before it can start (directories, images, definitions).
+    fn create(&self, node: &Node) -> Result<()>;
+
+    /// Starts the node with its LFS daemon and returns what must be remembered to find the
+    /// running node again (stored in [`Node::handle`]). Returns once the node is launched; the
+    /// caller waits for it with [`probe`](Self::probe).
+    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value>;
+
+    /// Looks at a started node. May block while the node's `/lfs` hangs, so callers that must
+    /// not block ask from a thread of their own.
+    fn probe(&self, node: &Node) -> Probe;
+
+    /// Runs `argv` inside the node and returns its exit status. A backend may instead replace
+    /// the calling process with the command (the exit status then passes through by itself).
+    fn exec(&self, node: &Node, cluster_dir: &Path, argv: &[OsString]) -> Result<i32>;
+
+    /// Stops the nodes (their daemons get `grace` to unmount) and everything running inside them.
+    /// Nodes that are already gone are fine.
+    fn stop(&self, nodes: &[&Node], grace: Duration) -> Result<()>;
+
+    /// Removes whatever [`create`](Self::create) and [`start`](Self::start) left (the nodes are
+    /// already stopped). Idempotent.
+    fn destroy(&self, nodes: &[&Node]) -> Result<()>;
+
+    /// The node's log files on the host.
+    fn logs(&self, node: &Node) -> Vec<PathBuf>;
+
+    /// Where the node's `/lfs` can be seen from the host, if it can.
+    fn host_lfs_path(&self, node: &Node) -> Option<PathBuf>;
+}

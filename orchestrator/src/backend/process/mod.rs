@@ -1,0 +1,248 @@
+//! The process backend: each node is one `lfs-node` process in mount and UTS namespaces of its
+//! own.
+//!
+//! # Namespace design
+//!
+//! A node is started as `fame __node-init` (see [`init`]), which, before it `exec`s `lfs-node`:
+//!
+//! 1. leaves the terminal's session (Ctrl-C in the shell does not reach the node);
+//! 2. unshares its mount and UTS namespaces, makes every mount private (nothing it mounts ever
+//!    propagates to the host, whatever the host's propagation is) and sets the hostname `nodeNN`;
+//! 3. builds a root of its own: a tmpfs on `nodes/nodeNN/root` holding a recursive bind of every
+//!    top-level entry of the host's `/` (symlinks copied), plus an empty `/lfs` that exists only
+//!    in this node; then `pivot_root`s into it. The tmpfs is made unbindable so the recursive
+//!    binds do not copy it into itself.
+//!
+//! `lfs-node --mountpoint /lfs` then mounts its FUSE file system in the node's namespace only.
+//! The host sees it through the node's root: `nodes/nodeNN/lfs` is a symlink to
+//! `/proc/PID/root/lfs`, updated at every start. Consequences, all deliberate:
+//!
+//! * the host's mount table never holds a node's mount, so a node killed with SIGKILL leaves no
+//!   mount behind: the kernel drops the namespace, and with it the FUSE mount, when the last
+//!   process in it exits;
+//! * nothing outside the cluster directory is touched (no `/lfs` on the host);
+//! * `fame exec` enters a node with `setns` on `/proc/PID/ns/{uts,mnt}` of the node's daemon,
+//!   which lands in the node's root (the namespace's root after `pivot_root`) and `exec`s the
+//!   command, so its exit status is the command's own.
+//!
+//! The node's handle in `state.json` is the daemon's pid and start time; processes started
+//! inside a node by `fame exec` carry the cluster marker (see [`crate::procs::MARKER_ENV`]), and
+//! `stop` also ends every process sharing the node's mount namespace, so nothing keeps a node's
+//! namespace alive after `fame down`.
+
+pub mod init;
+
+use super::{Backend, DaemonSpec, LfsState, Probe};
+use crate::procs::{self, ProcRef, MARKER_ENV};
+use crate::state::Node;
+use anyhow::{anyhow, bail, Context, Result};
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Environment variable naming the node in processes started inside it.
+pub const NODE_ENV: &str = "FAME_NODE";
+
+pub struct ProcessBackend;
+
+fn root_dir(node: &Node) -> PathBuf {
+    node.dir.join("root")
+}
+fn console_log(node: &Node) -> PathBuf {
+    node.dir.join("console.log")
+}
+fn daemon_log(node: &Node) -> PathBuf {
+    node.dir.join("lfs-node.log")
+}
+fn lfs_link(node: &Node) -> PathBuf {
+    node.dir.join("lfs")
+}
+
+/// The node's daemon, if the handle names one that is still alive.
+fn daemon(node: &Node) -> Option<ProcRef> {
+    let p: ProcRef = serde_json::from_value(node.handle.clone()).ok()?;
+    p.is_alive().then_some(p)
+}
+
+/// The namespace a `/proc/PID/ns/*` link points to (`mnt:[4026532285]`).
+fn ns_id(pid: i32, kind: &str) -> Option<OsString> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .ok()
+        .map(PathBuf::into_os_string)
+}
+
+/// Every live process in the mount namespace `ns`.
+fn processes_in_mount_ns(ns: &OsString) -> Vec<ProcRef> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| ns_id(pid, "mnt").as_ref() == Some(ns))
+        .filter_map(ProcRef::of)
+        .collect()
+}
+
+impl Backend for ProcessBackend {
+    fn create(&self, node: &Node) -> Result<()> {
+        std::fs::create_dir_all(root_dir(node))
+            .with_context(|| format!("cannot create {}", root_dir(node).display()))
+    }
+
+    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(console_log(node))
+            .with_context(|| format!("cannot open {}", console_log(node).display()))?;
+        let me = std::env::current_exe().context("cannot find the fame executable")?;
+        let mut cmd = Command::new(me);
+        cmd.arg("__node-init")
+            .arg("--hostname")
+            .arg(&node.name)
+            .arg("--root")
+            .arg(root_dir(node))
+            .arg("--")
+            .arg(&daemon.lfs_node)
+            .args(["--mountpoint", "/lfs", "--hostname", "127.0.0.1", "--port"])
+            .arg(daemon.librarian_port.to_string())
+            .arg("--node-id")
+            .arg(node.id.to_string())
+            .arg("--fam")
+            .arg(&daemon.fam)
+            .arg("--log-file")
+            .arg(daemon_log(node))
+            .env(MARKER_ENV, &daemon.cluster_dir)
+            .env(NODE_ENV, &node.name)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("{}: cannot start its process", node.name))?;
+        let pid = child.id() as i32;
+        let proc_ref = ProcRef::of(pid)
+            .ok_or_else(|| anyhow!("{}: its process {pid} exited at once", node.name))?;
+        // Replace any link left from an earlier start.
+        let link = lfs_link(node);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(proc_ref.proc_path("root/lfs"), &link)
+            .with_context(|| format!("cannot create {}", link.display()))?;
+        Ok(serde_json::to_value(proc_ref)?)
+    }
+
+    fn probe(&self, node: &Node) -> Probe {
+        let Some(p) = daemon(node) else {
+            return Probe {
+                running: false,
+                lfs: LfsState::Absent,
+            };
+        };
+        // Until the node has pivoted into its own root, /proc/PID/root is the host's root, whose
+        // /lfs (if any) is not the node's.
+        let mounted = (|| {
+            let host_root = std::fs::metadata("/").ok()?.dev();
+            let root = std::fs::metadata(p.proc_path("root")).ok()?.dev();
+            if root == host_root {
+                return Some(false);
+            }
+            let lfs = std::fs::metadata(p.proc_path("root/lfs")).ok()?.dev();
+            Some(lfs != root)
+        })();
+        Probe {
+            running: p.is_alive(),
+            lfs: if mounted == Some(true) {
+                LfsState::Mounted
+            } else {
+                LfsState::NotMounted
+            },
+        }
+    }
+
+    fn exec(&self, node: &Node, cluster_dir: &Path, argv: &[OsString]) -> Result<i32> {
+        use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+        use std::os::fd::AsFd;
+        let Some(p) = daemon(node) else {
+            bail!(
+                "{} is not running; `fame status` shows the cluster, `fame reload` restarts its nodes",
+                node.name
+            );
+        };
+        let open = |kind: &str| {
+            std::fs::File::open(p.proc_path(&format!("ns/{kind}")))
+                .with_context(|| format!("{}: cannot open its {kind} namespace", node.name))
+        };
+        let (uts, mnt) = (open("uts")?, open("mnt")?);
+        // The pid could have been recycled between the check above and the opens.
+        if !p.is_alive() {
+            bail!("{} stopped while fame was entering it", node.name);
+        }
+        move_into_link_name_space(
+            uts.as_fd(),
+            Some(LinkNameSpaceType::HostNameAndNISDomainName),
+        )
+        .with_context(|| format!("{}: cannot enter its UTS namespace", node.name))?;
+        // Entering a mount namespace needs a single-threaded caller; `fame exec` is one.
+        move_into_link_name_space(mnt.as_fd(), Some(LinkNameSpaceType::Mount))
+            .with_context(|| format!("{}: cannot enter its mount namespace", node.name))?;
+        std::env::set_current_dir("/")?;
+        let err = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env(MARKER_ENV, cluster_dir)
+            .env(NODE_ENV, &node.name)
+            .exec();
+        bail!(
+            "{}: cannot run {:?}: {err}",
+            node.name,
+            argv[0].to_string_lossy()
+        )
+    }
+
+    fn stop(&self, nodes: &[&Node], grace: Duration) -> Result<()> {
+        let mut victims = vec![];
+        for node in nodes {
+            if let Some(p) = daemon(node) {
+                // Everything in the node's namespace goes with it (e.g. shells from `fame exec`);
+                // the daemon is asked first so that it can unmount cleanly.
+                let inside = ns_id(p.pid, "mnt")
+                    .map(|ns| processes_in_mount_ns(&ns))
+                    .unwrap_or_default();
+                victims.push(p);
+                victims.extend(inside.into_iter().filter(|q| q.pid != p.pid));
+            }
+        }
+        let left = procs::terminate(&victims, grace);
+        if !left.is_empty() {
+            bail!(
+                "processes {:?} did not stop even after SIGKILL",
+                left.iter().map(|p| p.pid).collect::<Vec<_>>()
+            );
+        }
+        Ok(())
+    }
+
+    fn destroy(&self, nodes: &[&Node]) -> Result<()> {
+        for node in nodes {
+            match std::fs::remove_dir_all(&node.dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot remove {}", node.dir.display()))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn logs(&self, node: &Node) -> Vec<PathBuf> {
+        vec![console_log(node), daemon_log(node)]
+    }
+
+    fn host_lfs_path(&self, node: &Node) -> Option<PathBuf> {
+        Some(lfs_link(node))
+    }
+}

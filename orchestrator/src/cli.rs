@@ -1,0 +1,123 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The cluster name when none is given.
+pub const DEFAULT_NAME: &str = "fame";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fame",
+    version,
+    about = "Bring up FAME clusters: a Librarian and LFS nodes sharing one fabric-attached memory",
+    after_help = "Clusters live under FAME_HOME (default /var/lib/fame). `fame up` then `fame exec node01 -- sh`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create and start a cluster.
+    Up(UpArgs),
+    /// Stop a cluster and remove its processes, namespaces and files (idempotent).
+    Down {
+        /// The cluster (default: fame).
+        name: Option<String>,
+        /// Every cluster under FAME_HOME.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+        /// Keep the FAM file and the database (and the settings); `fame reload` starts it again.
+        #[arg(long)]
+        keep_fam: bool,
+    },
+    /// List the clusters.
+    Ls,
+    /// Show a cluster's nodes, their mount and heartbeat state, and its books.
+    Status {
+        /// The cluster (default: fame).
+        name: Option<String>,
+    },
+    /// Run a command inside a node (default: a shell); its exit status passes through.
+    Exec {
+        /// The cluster (default: fame).
+        #[arg(long)]
+        name: Option<String>,
+        /// The node: `node02`, or just its number.
+        node: String,
+        /// The command and its arguments (put them after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+    /// List a cluster's log files, or bundle them with the INI, state and a database snapshot.
+    Logs {
+        /// The cluster (default: fame).
+        name: Option<String>,
+        /// Write the bundle into a new directory under this one.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+    },
+    /// Tear a cluster down and bring it up again with the same settings (fresh FAM and database).
+    Rebuild {
+        /// The cluster (default: fame).
+        name: Option<String>,
+    },
+    /// Restart the Librarian and every node daemon with freshly built binaries, keeping the FAM
+    /// and the database (also starts a cluster stopped with `down --keep-fam`).
+    Reload {
+        /// The cluster (default: fame).
+        name: Option<String>,
+        /// Where the new binaries are (default: FAME_BIN_DIR, else next to this fame).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Internal: become a node of the process backend and run its daemon.
+    #[command(name = "__node-init", hide = true)]
+    NodeInit {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(last = true, required = true)]
+        argv: Vec<OsString>,
+    },
+}
+
+/// `fame up`. Every flag can also come from `--config fame.toml` (same names); flags win over
+/// the file, the file over `FAME_*` variables, those over the defaults.
+#[derive(Args, Debug, Default, Clone)]
+pub struct UpArgs {
+    /// Number of nodes, 1 to 80 [default: 4].
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// FAM size: a power of two of at least 1G, e.g. 32G [default: 32G, or the size of FAME_FAM].
+    #[arg(long)]
+    pub fam: Option<String>,
+    /// Book size, a power of two [default: 8M, doubled until the FAM has at most 10,000 books].
+    #[arg(long)]
+    pub book_size: Option<String>,
+    /// Cluster name [default: fame].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Directory for the cluster's files [default: FAME_DIR, else FAME_HOME/NAME].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Node backend [default: process].
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Librarian port [default: 9093 if free, else the next free one].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// A fame.toml with any of the settings above.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where librarian, book-register and lfs-node are [default: FAME_BIN_DIR, else next to fame].
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Seconds to wait for the Librarian and the nodes [default: 60].
+    #[arg(long)]
+    pub timeout: Option<u64>,
+}

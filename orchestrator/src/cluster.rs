@@ -1,0 +1,181 @@
+//! Where a cluster's files live, and how clusters are found again.
+//!
+//! Every cluster has one directory holding everything about it: `state.json`, `node_fame.ini`,
+//! `librarian.db`, the FAM file, `logs/` and `nodes/`. Clusters are found under `FAME_HOME`
+//! (default `/var/lib/fame`): `FAME_HOME/NAME` is the cluster directory itself, or a symlink to
+//! it when `--dir` put the cluster elsewhere. Nothing else on the machine records a cluster.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Default parent of cluster directories when `FAME_HOME` is not set.
+pub const DEFAULT_HOME: &str = "/var/lib/fame";
+
+/// The directory under which clusters are registered.
+pub fn fame_home() -> PathBuf {
+    std::env::var_os("FAME_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
+}
+
+/// The file layout of one cluster directory.
+#[derive(Debug, Clone)]
+pub struct ClusterPaths {
+    pub dir: PathBuf,
+}
+
+impl ClusterPaths {
+    pub fn new(dir: impl Into<PathBuf>) -> ClusterPaths {
+        ClusterPaths { dir: dir.into() }
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn ini(&self) -> PathBuf {
+        self.dir.join("node_fame.ini")
+    }
+    pub fn db(&self) -> PathBuf {
+        self.dir.join("librarian.db")
+    }
+    /// The FAM file `fame up` creates (unless `FAME_FAM` names an existing one).
+    pub fn fam(&self) -> PathBuf {
+        self.dir.join("fam")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+    pub fn fame_log(&self) -> PathBuf {
+        self.logs().join("fame.log")
+    }
+    pub fn librarian_log(&self) -> PathBuf {
+        self.logs().join("librarian.log")
+    }
+    pub fn book_register_log(&self) -> PathBuf {
+        self.logs().join("book-register.log")
+    }
+    pub fn nodes(&self) -> PathBuf {
+        self.dir.join("nodes")
+    }
+}
+
+/// The registry entry for `name` (the cluster dir or a symlink to it).
+pub fn entry(name: &str) -> PathBuf {
+    fame_home().join(name)
+}
+
+/// Whether `name` can name a cluster: it becomes a directory name and a hostname-like label.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--name \"{name}\": a cluster name is 1 to 40 letters, digits, '-', '_' or '.', starting with a letter or digit; pick another --name"
+        ))
+    }
+}
+
+/// The cluster directory registered as `name`, if any.
+pub fn resolve(name: &str) -> Option<PathBuf> {
+    let e = entry(name);
+    let meta = std::fs::symlink_metadata(&e).ok()?;
+    if meta.file_type().is_symlink() {
+        std::fs::read_link(&e).ok()
+    } else {
+        Some(e)
+    }
+}
+
+/// Names of every registered cluster, sorted.
+pub fn list_names() -> Result<Vec<String>> {
+    let home = fame_home();
+    let entries = match std::fs::read_dir(&home) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", home.display())),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Registers a cluster that lives outside `FAME_HOME` with a symlink.
+pub fn register_symlink(name: &str, dir: &Path) -> Result<()> {
+    let home = fame_home();
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    std::os::unix::fs::symlink(dir, entry(name)).with_context(|| {
+        format!(
+            "cannot register {} as {}",
+            dir.display(),
+            entry(name).display()
+        )
+    })
+}
+
+/// Mount points at or below `dir` in this process's mount namespace, deepest first.
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    let mut found: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found
+}
+
+/// `/proc/*/mountinfo` escapes space, tab, newline and backslash as octal.
+fn unescape_mount_path(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("fame").is_ok());
+        assert!(check_name("a-1.b_2").is_ok());
+        for bad in ["", "-x", ".x", "a/b", "a b", &"x".repeat(41)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mount_path("/a\\040b"), PathBuf::from("/a b"));
+        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
+    }
+}

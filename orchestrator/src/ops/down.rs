@@ -1,0 +1,190 @@
+//! `fame down`: stop every process of a cluster, end its namespaces and remove its files.
+//!
+//! It trusts `state.json` when it can read it, and also scans `/proc` for processes marked with
+//! the cluster directory, so it works after `fame`, a node or the Librarian were killed with
+//! SIGKILL, with a damaged state file, and when run twice.
+
+use crate::backend;
+use crate::cli::DEFAULT_NAME;
+use crate::cluster::{self, ClusterPaths};
+use crate::procs;
+use crate::progress::fmt_duration;
+use crate::state::{ClusterState, Phase};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long daemons get to unmount and exit after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+pub fn down(name: Option<&str>, all: bool, keep_fam: bool) -> Result<()> {
+    let names = if all {
+        cluster::list_names()?
+    } else {
+        vec![name.unwrap_or(DEFAULT_NAME).to_string()]
+    };
+    if names.is_empty() {
+        println!(
+            "no clusters under {}: nothing to do",
+            cluster::fame_home().display()
+        );
+    }
+    let mut failed = vec![];
+    for name in &names {
+        let t = Instant::now();
+        let Some(dir) = cluster::resolve(name) else {
+            println!("no cluster named {name}: nothing to do");
+            continue;
+        };
+        match teardown(name, &dir, keep_fam) {
+            Ok(r) => println!(
+                "cluster {name}: stopped {} process(es); {} ({})",
+                r.stopped,
+                if keep_fam {
+                    "kept its FAM file and database (`fame reload` starts it again)".to_string()
+                } else {
+                    format!("removed {}", dir.display())
+                },
+                fmt_duration(t.elapsed())
+            ),
+            Err(e) => {
+                eprintln!("fame: cluster {name}: {e:#}");
+                failed.push(name.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "could not fully remove: {}; fix the cause above and run `fame down` again",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub struct Report {
+    /// Processes that were running and were stopped.
+    pub stopped: usize,
+}
+
+/// Stops and removes the cluster `name` living in `dir` (with `keep_fam`, keeps the FAM file,
+/// the database, the INI, the logs and the settings, marked stopped).
+pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
+    let paths = ClusterPaths::new(dir);
+    if paths.logs().is_dir() {
+        crate::logging::open(&paths.fame_log());
+    }
+    tracing::info!("fame down {name} (keep_fam: {keep_fam})");
+    let state = ClusterState::load(&paths.state());
+    if let Err(e) = &state {
+        tracing::warn!("{e:#}; cleaning up by scanning /proc");
+    }
+    let mut state = state.ok();
+    let mut stopped = 0;
+
+    if let Some(st) = &state {
+        if let Some(b) = backend::by_name(&st.settings.backend) {
+            let nodes: Vec<_> = st.nodes.iter().collect();
+            stopped += nodes.iter().filter(|n| b.probe(n).running).count();
+            b.stop(&nodes, GRACE)?;
+        }
+        if let Some(l) = st.librarian.filter(procs::ProcRef::is_alive) {
+            stopped += 1;
+            let left = procs::terminate(&[l], GRACE);
+            if !left.is_empty() {
+                bail!(
+                    "the Librarian (pid {}) did not stop even after SIGKILL",
+                    l.pid
+                );
+            }
+        }
+    }
+    // Whatever the state file does not know about: processes started just before fame died,
+    // and commands started in nodes with `fame exec`.
+    let strays = procs::marked_processes(&paths.dir);
+    stopped += strays.len();
+    let left = procs::terminate(&strays, GRACE);
+    if !left.is_empty() {
+        bail!(
+            "processes {:?} did not stop even after SIGKILL",
+            left.iter().map(|p| p.pid).collect::<Vec<_>>()
+        );
+    }
+    // Our design leaves no mount on the host, but never delete files through one.
+    for m in cluster::mounts_below(&paths.dir) {
+        tracing::warn!("unmounting leftover {}", m.display());
+        rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH).with_context(|| {
+            format!(
+                "cannot unmount {}; unmount it and run `fame down` again",
+                m.display()
+            )
+        })?;
+    }
+
+    if keep_fam {
+        if let Some(st) = &mut state {
+            st.phase = Phase::Stopped;
+            st.librarian = None;
+            for n in &mut st.nodes {
+                n.handle = serde_json::Value::Null;
+            }
+            st.save(&paths.state())?;
+        }
+        return Ok(Report { stopped });
+    }
+
+    if let Some(st) = &state {
+        if let Some(b) = backend::by_name(&st.settings.backend) {
+            b.destroy(&st.nodes.iter().collect::<Vec<_>>())?;
+        }
+    }
+    crate::logging::close();
+    remove_files(&paths, state.as_ref())?;
+    let dir_created = state.as_ref().is_none_or(|s| s.dir_created);
+    if dir_created {
+        match std::fs::remove_dir(&paths.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!(
+                "{} is not empty after removing the cluster's files ({e}); remove what you put there yourself",
+                paths.dir.display()
+            ),
+        }
+    }
+    let entry = cluster::entry(name);
+    if std::fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&entry)
+            .with_context(|| format!("cannot remove {}", entry.display()))?;
+    }
+    Ok(Report { stopped })
+}
+
+/// Removes exactly the files `fame up` creates (so a `--dir` holding other files keeps them).
+fn remove_files(paths: &ClusterPaths, state: Option<&ClusterState>) -> Result<()> {
+    let rm_tree = |p: &Path| match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", p.display()))
+        }
+        _ => Ok(()),
+    };
+    let rm = |p: &Path| match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", p.display()))
+        }
+        _ => Ok(()),
+    };
+    rm_tree(&paths.nodes())?;
+    rm_tree(&paths.logs())?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = paths.db().into_os_string();
+        p.push(suffix);
+        rm(Path::new(&p))?;
+    }
+    rm(&paths.ini())?;
+    // FAME_FAM files belong to the user. Without a state file, only fame's own FAM path is ours.
+    if state.is_none_or(|s| s.fam_owned) {
+        rm(&paths.fam())?;
+    }
+    rm(&paths.state().with_extension("json.tmp"))?;
+    rm(&paths.state())
+}

@@ -1,0 +1,175 @@
+//! Starting a cluster's nodes and waiting until each one is ready: its `/lfs` answers and its
+//! heartbeat has reached the Librarian (`SOCs.status = 1` with a heartbeat from this start).
+
+use crate::backend::{Backend, DaemonSpec, LfsState};
+use crate::bins::{Bins, LFS_NODE};
+use crate::cluster::ClusterPaths;
+use crate::db;
+use crate::progress::{check_interrupt, Step};
+use crate::services::log_tail;
+use crate::state::{ClusterState, Node};
+use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The nodes of a cluster of `n` nodes, before they are started.
+pub fn plan(paths: &ClusterPaths, hostbase: &str, n: u32) -> Vec<Node> {
+    (1..=n)
+        .map(|id| {
+            let name = format!("{hostbase}{id:02}");
+            Node {
+                dir: paths.nodes().join(&name),
+                name,
+                id,
+                handle: serde_json::Value::Null,
+            }
+        })
+        .collect()
+}
+
+fn now_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Starts every node, saving their handles, then waits for all of them.
+pub fn start_and_wait(
+    backend: &dyn Backend,
+    state: &mut ClusterState,
+    paths: &ClusterPaths,
+    bins: &Bins,
+    step: &Step,
+) -> Result<()> {
+    let since = now_epoch();
+    let daemon = DaemonSpec {
+        lfs_node: bins.path(LFS_NODE),
+        librarian_port: state.port,
+        fam: state.fam_path.clone(),
+        cluster_dir: paths.dir.clone(),
+    };
+    step.set_length(state.nodes.len() as u64);
+    step.set_message("starting");
+    let mut result = Ok(());
+    for i in 0..state.nodes.len() {
+        let started = backend
+            .create(&state.nodes[i])
+            .and_then(|()| backend.start(&state.nodes[i], &daemon));
+        match started {
+            Ok(h) => state.nodes[i].handle = h,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    // Saved even after a failure, so that the rollback finds what did start.
+    state.save(&paths.state())?;
+    result?;
+    wait_ready(
+        backend,
+        state,
+        paths,
+        step,
+        since,
+        Duration::from_secs(state.settings.timeout_secs),
+    )
+}
+
+const WAITING: u8 = 0;
+const MOUNTED: u8 = 1;
+const DIED: u8 = 2;
+
+fn wait_ready(
+    backend: &dyn Backend,
+    state: &ClusterState,
+    paths: &ClusterPaths,
+    step: &Step,
+    since: i64,
+    limit: Duration,
+) -> Result<()> {
+    let nodes = &state.nodes;
+    let deadline = Instant::now() + limit;
+    let mounts: Vec<AtomicU8> = nodes.iter().map(|_| AtomicU8::new(WAITING)).collect();
+    let stop = AtomicBool::new(false);
+    let conn = db::open(&paths.db())?;
+    std::thread::scope(|scope| {
+        // One watcher per node: asking a node about /lfs may block while its FUSE daemon starts.
+        for (node, mount) in nodes.iter().zip(&mounts) {
+            let stop = &stop;
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let p = backend.probe(node);
+                    if !p.running {
+                        mount.store(DIED, Ordering::Relaxed);
+                        return;
+                    }
+                    if p.lfs == LfsState::Mounted {
+                        mount.store(MOUNTED, Ordering::Relaxed);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+            });
+        }
+        let outcome = (|| loop {
+            let beats = db::heartbeats(&conn).unwrap_or_default();
+            let beat = |n: &Node| {
+                beats
+                    .get(&i64::from(n.id))
+                    .is_some_and(|h| h.status == 1 && h.at.unwrap_or(0) >= since)
+            };
+            let mounted = mounts
+                .iter()
+                .filter(|m| m.load(Ordering::Relaxed) == MOUNTED)
+                .count();
+            let beating = nodes.iter().filter(|n| beat(n)).count();
+            let ready = nodes
+                .iter()
+                .zip(&mounts)
+                .filter(|(n, m)| m.load(Ordering::Relaxed) == MOUNTED && beat(n))
+                .count();
+            step.set_position(ready as u64);
+            step.set_message(format!("/lfs mounted {mounted}, heartbeats {beating}"));
+            if ready == nodes.len() {
+                return Ok(());
+            }
+            if let Some((node, _)) = nodes
+                .iter()
+                .zip(&mounts)
+                .find(|(_, m)| m.load(Ordering::Relaxed) == DIED)
+            {
+                let logs: String = backend.logs(node).iter().map(|l| log_tail(l, 5)).collect();
+                bail!("{} stopped before it was ready{logs}", node.name);
+            }
+            if Instant::now() > deadline {
+                let late: Vec<String> = nodes
+                    .iter()
+                    .zip(&mounts)
+                    .filter(|(n, m)| !(m.load(Ordering::Relaxed) == MOUNTED && beat(n)))
+                    .map(|(n, m)| {
+                        let why = if m.load(Ordering::Relaxed) != MOUNTED {
+                            "/lfs not mounted"
+                        } else {
+                            "no heartbeat at the Librarian"
+                        };
+                        format!("{} ({why})", n.name)
+                    })
+                    .collect();
+                bail!(
+                    "after {} s, {} of {} nodes are not ready: {}; raise --timeout, or see their logs under {}",
+                    limit.as_secs(),
+                    late.len(),
+                    nodes.len(),
+                    late.join(", "),
+                    paths.nodes().display()
+                );
+            }
+            check_interrupt()?;
+            std::thread::sleep(Duration::from_millis(5));
+        })();
+        stop.store(true, Ordering::Relaxed);
+        outcome
+    })
+}

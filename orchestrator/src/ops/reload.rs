@@ -1,0 +1,85 @@
+//! `fame reload` (the LFS developer's loop: new binaries, same FAM and database) and
+//! `fame rebuild` (down, then up with the same settings).
+
+use super::nodes;
+use crate::bins::{self, Bins};
+use crate::procs;
+use crate::progress::Steps;
+use crate::services;
+use crate::state::Phase;
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
+    crate::progress::catch_interrupts();
+    let t0 = Instant::now();
+    let mut c = super::load(name)?;
+    // Checked before anything is stopped, so a missing binary costs nothing.
+    let wanted = bin_dir
+        .map(Path::to_path_buf)
+        .or_else(|| c.state.settings.bin_dir.clone());
+    let bins = Bins::locate(wanted.as_deref())?;
+    bins.check(&[bins::LIBRARIAN, bins::LFS_NODE])?;
+    let mut steps = Steps::new(3);
+    steps.run("stop the nodes and the Librarian", |_| {
+        let nodes: Vec<_> = c.state.nodes.iter().collect();
+        c.backend.stop(&nodes, Duration::from_secs(5))?;
+        if let Some(l) = c.state.librarian {
+            procs::terminate(&[l], Duration::from_secs(5));
+        }
+        procs::terminate(
+            &procs::marked_processes(&c.paths.dir),
+            Duration::from_secs(5),
+        );
+        c.state.librarian = None;
+        c.state.phase = Phase::Starting;
+        c.state.bin_dir = bins.dir.clone();
+        if bin_dir.is_some() {
+            c.state.settings.bin_dir = Some(bins.dir.clone());
+        }
+        c.state.save(&c.paths.state())
+    })?;
+    let result = (|| {
+        steps.run("start the Librarian", |_| {
+            let p = services::start_librarian(&bins, &c.paths, c.state.port)?;
+            c.state.librarian = Some(p);
+            c.state.save(&c.paths.state())?;
+            services::wait_librarian(
+                p,
+                &c.paths,
+                c.state.port,
+                Duration::from_secs(c.state.settings.timeout_secs),
+            )
+        })?;
+        steps.run(&format!("start {} nodes", c.state.nodes.len()), |s| {
+            nodes::start_and_wait(c.backend.as_ref(), &mut c.state, &c.paths, &bins, s)
+        })
+    })();
+    if let Err(e) = result {
+        return Err(e).with_context(|| {
+            format!(
+                "reload of {} failed; the FAM file and database are intact: fix the cause and run `fame reload {}` again, or `fame down {}`",
+                c.name, c.name, c.name
+            )
+        });
+    }
+    c.state.phase = Phase::Up;
+    c.state.timings = steps.timings.clone();
+    c.state.save(&c.paths.state())?;
+    println!(
+        "cluster {} reloaded with the binaries in {} in {}",
+        c.name,
+        bins.dir.display(),
+        crate::progress::fmt_duration(t0.elapsed())
+    );
+    Ok(())
+}
+
+pub fn rebuild(name: Option<&str>) -> Result<()> {
+    let c = super::load(name)?;
+    let settings = c.state.settings.clone();
+    super::down::teardown(&c.name, &c.paths.dir, false)?;
+    println!("cluster {}: torn down; bringing it up again", c.name);
+    super::up::up(settings)
+}

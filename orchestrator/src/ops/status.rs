@@ -1,0 +1,199 @@
+//! `fame status` and `fame ls`: what runs, what answers, what the Librarian has heard.
+
+use super::Loaded;
+use crate::backend::{Backend, LfsState, Probe};
+use crate::cluster::{self, ClusterPaths};
+use crate::db;
+use crate::procs::ProcRef;
+use crate::size::format_size;
+use crate::state::{ClusterState, Node, Phase};
+use anyhow::Result;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A heartbeat older than this (the daemon sends one every 10 s) counts as silent.
+const HEARTBEAT_FRESH_SECS: i64 = 30;
+
+/// Probes every node at once, giving up on a node whose `/lfs` hangs for 2 s.
+fn probe_all(backend: &dyn Backend, nodes: &[Node]) -> Vec<Option<Probe>> {
+    std::thread::scope(|scope| {
+        let waits: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let (tx, rx) = mpsc::channel();
+                scope.spawn(move || {
+                    let _ = tx.send(backend.probe(node));
+                });
+                rx
+            })
+            .collect();
+        waits
+            .into_iter()
+            .map(|rx| rx.recv_timeout(Duration::from_secs(2)).ok())
+            .collect()
+    })
+}
+
+/// One word for the cluster as a whole.
+fn summary(st: &ClusterState, running_nodes: usize) -> String {
+    let librarian = st.librarian.is_some_and(|l| l.is_alive());
+    match (st.phase, librarian, running_nodes) {
+        (Phase::Stopped, _, _) => "stopped (FAM kept)".into(),
+        (_, true, n) if n == st.nodes.len() => {
+            if st.phase == Phase::Starting {
+                "starting".into()
+            } else {
+                "up".into()
+            }
+        }
+        (_, false, 0) => "down".into(),
+        (_, l, n) => format!(
+            "degraded (Librarian {}, {n}/{} nodes running)",
+            if l { "up" } else { "down" },
+            st.nodes.len()
+        ),
+    }
+}
+
+pub fn status(name: Option<&str>) -> Result<()> {
+    let Loaded {
+        name,
+        paths,
+        state: st,
+        backend,
+    } = super::load(name)?;
+    let probes = probe_all(backend.as_ref(), &st.nodes);
+    let running = probes.iter().flatten().filter(|p| p.running).count();
+    println!("cluster    {name}: {}", summary(&st, running));
+    println!("directory  {}", paths.dir.display());
+    println!(
+        "FAM        {} {} in {} books of {} ({} per node)",
+        st.fam_path.display(),
+        format_size(st.settings.fam_bytes),
+        st.books_per_node * st.nodes.len() as u64,
+        format_size(st.book_size),
+        st.books_per_node
+    );
+    let lib = match st.librarian.filter(ProcRef::is_alive) {
+        Some(p) => format!("running, pid {}, 127.0.0.1:{}", p.pid, st.port),
+        None => format!("not running (port {})", st.port),
+    };
+    println!("Librarian  {lib}");
+    let conn = db::open(&paths.db());
+    let books = conn.as_ref().ok().and_then(|c| db::books(c).ok());
+    let beats = conn
+        .as_ref()
+        .ok()
+        .and_then(|c| db::heartbeats(c).ok())
+        .unwrap_or_default();
+    match books {
+        Some(b) => println!(
+            "books      {} total, {} used, {} free{}",
+            b.total,
+            b.used,
+            b.free(),
+            if b.zombie > 0 {
+                format!(", {} being zeroed", b.zombie)
+            } else {
+                String::new()
+            }
+        ),
+        None => println!("books      unknown (cannot read {})", paths.db().display()),
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    println!();
+    println!(
+        "{:<10} {:>3} {:>8}  {:<8} {:<14} HEARTBEAT",
+        "NODE", "ID", "PID", "PROCESS", "/lfs"
+    );
+    for (node, probe) in st.nodes.iter().zip(&probes) {
+        let pid = node
+            .handle
+            .get("pid")
+            .and_then(|p| p.as_i64())
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into());
+        let (process, lfs) = match probe {
+            None => ("?", "not answering"),
+            Some(p) if !p.running => ("stopped", "-"),
+            Some(p) => (
+                "running",
+                match p.lfs {
+                    LfsState::Mounted => "mounted",
+                    LfsState::NotMounted => "not mounted",
+                    LfsState::Absent => "-",
+                },
+            ),
+        };
+        let hb = match beats.get(&i64::from(node.id)) {
+            None => "unknown".to_string(),
+            Some(h) => match (h.status, h.at) {
+                (_, None) => "never".into(),
+                (1, Some(t)) if now - t <= HEARTBEAT_FRESH_SECS => {
+                    format!("active ({} s ago)", now - t)
+                }
+                (1, Some(t)) => format!("silent for {} s", now - t),
+                (_, Some(t)) => format!("offline (last {} s ago)", now - t),
+            },
+        };
+        println!(
+            "{:<10} {:>3} {:>8}  {:<8} {:<14} {hb}",
+            node.name, node.id, pid, process, lfs
+        );
+    }
+    Ok(())
+}
+
+pub fn ls() -> Result<()> {
+    let names = cluster::list_names()?;
+    if names.is_empty() {
+        println!("no clusters under {}", cluster::fame_home().display());
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<40} {:>5} {:>6} {:>6}  {:<8} DIRECTORY",
+        "NAME", "STATE", "NODES", "FAM", "PORT", "BACKEND"
+    );
+    for name in names {
+        let Some(dir) = cluster::resolve(&name) else {
+            continue;
+        };
+        let paths = ClusterPaths::new(&dir);
+        match ClusterState::load(&paths.state()) {
+            Ok(st) => {
+                let running = match crate::backend::by_name(&st.settings.backend) {
+                    Some(b) => probe_all(b.as_ref(), &st.nodes)
+                        .iter()
+                        .flatten()
+                        .filter(|p| p.running)
+                        .count(),
+                    None => 0,
+                };
+                println!(
+                    "{:<16} {:<40} {:>5} {:>6} {:>6}  {:<8} {}",
+                    name,
+                    summary(&st, running),
+                    st.nodes.len(),
+                    format_size(st.settings.fam_bytes),
+                    st.port,
+                    st.settings.backend,
+                    dir.display()
+                );
+            }
+            Err(_) => println!(
+                "{:<16} {:<40} {:>5} {:>6} {:>6}  {:<8} {}",
+                name,
+                "broken (no readable state.json; `fame down` removes it)",
+                "-",
+                "-",
+                "-",
+                "-",
+                dir.display()
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Merging `fame up`'s settings: flags, then `--config fame.toml`, then the configure script's
+//! `FAME_*` variables, then defaults. Values are checked later, in the validate step, so that
+//! every bad value gets the same kind of message wherever it came from.
+
+use crate::cli::{UpArgs, DEFAULT_NAME};
+use crate::size::parse_size;
+use crate::state::Settings;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_NODES: u32 = 4;
+pub const DEFAULT_FAM: u64 = 32 << 30;
+pub const DEFAULT_TIMEOUT: u64 = 60;
+
+/// `fame.toml`: the flags of `fame up`, with `-` or `_` in names.
+///
+/// ```toml
+/// name = "lab"
+/// nodes = 8
+/// fam = "64G"
+/// book-size = "8M"
+/// port = 9100
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub name: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub nodes: Option<u32>,
+    pub fam: Option<String>,
+    #[serde(alias = "book_size")]
+    pub book_size: Option<String>,
+    pub backend: Option<String>,
+    pub port: Option<u16>,
+    #[serde(alias = "bin_dir")]
+    pub bin_dir: Option<PathBuf>,
+    pub timeout: Option<u64>,
+    pub hostbase: Option<String>,
+    pub vcpus: Option<u32>,
+    /// Per-node memory in KiB, like FAME_VDRAM.
+    pub vdram: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--config {}: cannot read it", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "--config {}: {}; the keys are the flags of `fame up` (nodes, fam, book-size, name, dir, backend, port, bin-dir, timeout)",
+                path.display(),
+                e.message()
+            )
+        })
+    }
+}
+
+/// Reads `FAME_*` like the configure script: only non-empty values count.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_number<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
+    match env(name) {
+        None => Ok(None),
+        Some(v) => match v.trim().parse() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => bail!("{name}={v}: not a whole number; fix or unset {name}"),
+        },
+    }
+}
+
+/// The merged settings of `fame up`.
+pub fn resolve(args: &UpArgs) -> Result<Settings> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let name = args
+        .name
+        .clone()
+        .or(file.name)
+        .unwrap_or_else(|| DEFAULT_NAME.to_string());
+    crate::cluster::check_name(&name).map_err(anyhow::Error::msg)?;
+    let fam_file = env("FAME_FAM").map(PathBuf::from);
+    let fam_text = args.fam.clone().or(file.fam);
+    let fam_bytes = match (&fam_text, &fam_file) {
+        (Some(t), _) => parse_size(t).map_err(|e| anyhow::anyhow!("--fam {e}; try --fam 32G"))?,
+        // The configure script takes the size of an existing FAM file from the file.
+        (None, Some(f)) => std::fs::metadata(f)
+            .with_context(|| {
+                format!("FAME_FAM={}: no such file; create it first (fallocate -l 32G FILE) or unset FAME_FAM", f.display())
+            })?
+            .len(),
+        (None, None) => DEFAULT_FAM,
+    };
+    let book_size = match args.book_size.clone().or(file.book_size) {
+        Some(t) => Some(
+            parse_size(&t).map_err(|e| anyhow::anyhow!("--book-size {e}; try --book-size 8M"))?,
+        ),
+        None => None,
+    };
+    let dir = args
+        .dir
+        .clone()
+        .or(file.dir)
+        .or_else(|| env("FAME_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| crate::cluster::entry(&name));
+    Ok(Settings {
+        dir: absolute(&dir)?,
+        name,
+        nodes: args.nodes.or(file.nodes).unwrap_or(DEFAULT_NODES),
+        fam_bytes,
+        book_size,
+        backend: args
+            .backend
+            .clone()
+            .or(file.backend)
+            .unwrap_or_else(|| "process".into()),
+        port: args.port.or(file.port),
+        hostbase: file
+            .hostbase
+            .or_else(|| env("FAME_HOSTBASE"))
+            .unwrap_or_else(|| "node".into()),
+        fam_file: fam_file.map(|f| absolute(&f)).transpose()?,
+        vcpus: file
+            .vcpus
+            .map(Ok)
+            .or_else(|| env_number("FAME_VCPUS").transpose())
+            .transpose()?,
+        vdram_kib: file
+            .vdram
+            .map(Ok)
+            .or_else(|| env_number("FAME_VDRAM").transpose())
+            .transpose()?,
+        bin_dir: args
+            .bin_dir
+            .clone()
+            .or(file.bin_dir)
+            .map(|d| absolute(&d))
+            .transpose()?,
+        timeout_secs: args.timeout.or(file.timeout).unwrap_or(DEFAULT_TIMEOUT),
+    })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("fame.toml");
+        std::fs::write(
+            &cfg,
+            "name = \"lab\"\nnodes = 8\nfam = \"64G\"\nbook-size = \"16M\"\nport = 9200\n",
+        )
+        .unwrap();
+        let args = UpArgs {
+            nodes: Some(2),
+            config: Some(cfg),
+            dir: Some(dir.path().join("c")),
+            ..UpArgs::default()
+        };
+        let s = resolve(&args).unwrap();
+        assert_eq!(s.name, "lab");
+        assert_eq!(s.nodes, 2);
+        assert_eq!(s.fam_bytes, 64 << 30);
+        assert_eq!(s.book_size, Some(16 << 20));
+        assert_eq!(s.port, Some(9200));
+        assert_eq!(s.dir, dir.path().join("c"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("fame.toml");
+        std::fs::write(&cfg, "nodez = 3\n").unwrap();
+        let e = FileConfig::load(&cfg).unwrap_err().to_string();
+        assert!(e.contains("nodez") && e.contains("fame.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_sizes_name_the_flag() {
+        let args = UpArgs {
+            fam: Some("lots".into()),
+            dir: Some("/nonexistent/x".into()),
+            ..UpArgs::default()
+        };
+        let e = resolve(&args).unwrap_err().to_string();
+        assert!(e.starts_with("--fam \"lots\""), "{e}");
+    }
+}

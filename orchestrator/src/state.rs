@@ -1,0 +1,158 @@
+//! `state.json`: everything `fame` needs to find, stop, rebuild or reload a cluster later,
+//! written atomically (temporary file, then rename) after every change.
+
+use crate::procs::ProcRef;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The settings a cluster was brought up with, after flags, `fame.toml` and `FAME_*` were merged.
+/// `fame rebuild` brings the cluster up again from exactly these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub name: String,
+    pub dir: PathBuf,
+    pub nodes: u32,
+    pub fam_bytes: u64,
+    /// `--book-size` when given; otherwise the configure script's rule decides.
+    pub book_size: Option<u64>,
+    pub backend: String,
+    /// `--port` when given; otherwise a free port is picked at every `up`.
+    pub port: Option<u16>,
+    /// Hostname prefix of the nodes (`FAME_HOSTBASE`, default `node`).
+    pub hostbase: String,
+    /// An existing FAM file to use (`FAME_FAM`); `fame down` never deletes it.
+    pub fam_file: Option<PathBuf>,
+    /// Per-node vCPUs and memory (`FAME_VCPUS`, `FAME_VDRAM`) for VM backends.
+    pub vcpus: Option<u32>,
+    pub vdram_kib: Option<u64>,
+    /// Where the binaries came from, if chosen explicitly.
+    pub bin_dir: Option<PathBuf>,
+    /// Seconds to wait for the Librarian and the nodes to be ready.
+    pub timeout_secs: u64,
+}
+
+/// One node: what the cluster logic knows about it, plus what its backend needs to find it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    /// `node01`: the node's name in `fame exec`, and its hostname.
+    pub name: String,
+    /// The LFS node id (1 to 80).
+    pub id: u32,
+    /// The node's own directory (its logs and whatever the backend keeps).
+    pub dir: PathBuf,
+    /// The backend's record of the running node (for the process backend: pid, start time and
+    /// namespace inodes); `null` while the node is not running.
+    #[serde(default)]
+    pub handle: serde_json::Value,
+}
+
+/// What phase the cluster is in, as far as `fame` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// `fame up` or `fame reload` is (or was, if it died) starting it.
+    Starting,
+    /// Every node was ready when `fame up`/`reload` finished.
+    Up,
+    /// `fame down --keep-fam` stopped it; the FAM file and database remain.
+    Stopped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub settings: Settings,
+    pub phase: Phase,
+    /// The Librarian's TCP port on 127.0.0.1.
+    pub port: u16,
+    pub fam_path: PathBuf,
+    /// Whether `fame` created the FAM file (and so may delete it).
+    pub fam_owned: bool,
+    /// Whether `fame` created the cluster directory (and so removes it at `down`).
+    pub dir_created: bool,
+    pub book_size: u64,
+    pub books_per_node: u64,
+    /// Directory the binaries were taken from at the last up/reload.
+    pub bin_dir: PathBuf,
+    pub librarian: Option<ProcRef>,
+    pub nodes: Vec<Node>,
+    /// Seconds since the epoch when the cluster was created.
+    pub created: u64,
+    /// Per-step timings of the last `up`/`reload`, in seconds.
+    #[serde(default)]
+    pub timings: Vec<(String, f64)>,
+}
+
+impl ClusterState {
+    pub fn load(path: &Path) -> Result<ClusterState> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a fame state file (it may be damaged; `fame down` still cleans up by scanning /proc)",
+                path.display()
+            )
+        })
+    }
+
+    /// Writes the state atomically: readers see the old or the new file, never half of one.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(&tmp, text + "\n")
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ClusterState {
+            settings: Settings {
+                name: "t".into(),
+                dir: dir.path().into(),
+                nodes: 2,
+                fam_bytes: 1 << 30,
+                book_size: None,
+                backend: "process".into(),
+                port: Some(9999),
+                hostbase: "node".into(),
+                fam_file: None,
+                vcpus: None,
+                vdram_kib: None,
+                bin_dir: None,
+                timeout_secs: 30,
+            },
+            phase: Phase::Up,
+            port: 9999,
+            fam_path: dir.path().join("fam"),
+            fam_owned: true,
+            dir_created: true,
+            book_size: 8 << 20,
+            books_per_node: 64,
+            bin_dir: "/bin".into(),
+            librarian: Some(ProcRef {
+                pid: 1,
+                start_time: 2,
+            }),
+            nodes: vec![],
+            created: 0,
+            timings: vec![("validate".into(), 0.001)],
+        };
+        let p = dir.path().join("state.json");
+        s.save(&p).unwrap();
+        let back = ClusterState::load(&p).unwrap();
+        assert_eq!(back.settings, s.settings);
+        assert_eq!(back.phase, Phase::Up);
+        assert!(!p.with_extension("json.tmp").exists());
+    }
+}
