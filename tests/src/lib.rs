@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Two nodes of 32 books of 8 MiB: 512 MiB of FAM, small enough to fill in a test.
-pub const TWO_NODES: &str = "[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 32B\n";
+pub const TWO_NODES: &str =
+    "[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 32B\n";
 pub const BOOK: u64 = 8 << 20;
 
 /// Directory holding the workspace binaries.
@@ -24,7 +25,10 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/debug/deps/<test> -> target/debug
-    exe.parent().and_then(Path::parent).expect("test exe has no grandparent").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test exe has no grandparent")
+        .to_path_buf()
 }
 
 /// A workspace binary, with a clear message when it has not been built.
@@ -89,7 +93,11 @@ impl Librarian {
             .arg(&cfg)
             .output()
             .unwrap();
-        assert!(out.status.success(), "book-register failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "book-register failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut l = Librarian {
             child: None,
             port: free_port(),
@@ -103,7 +111,11 @@ impl Librarian {
     /// Starts (or restarts) the process and waits until it accepts connections.
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "librarian already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(bin("librarian"))
             .arg("--db-file")
             .arg(&self.db)
@@ -119,7 +131,11 @@ impl Librarian {
             if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("librarian exited early ({s}): {}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "librarian did not start: {}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "librarian did not start: {}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -170,9 +186,18 @@ pub fn force_unmount(mnt: &Path) {
         if !is_mounted(mnt) {
             return;
         }
-        let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(mnt).stderr(Stdio::null()).status();
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(mnt)
+            .stderr(Stdio::null())
+            .status();
         if is_mounted(mnt) {
-            let _ = Command::new("umount").arg("-l").arg(mnt).stderr(Stdio::null()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(mnt)
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -221,7 +246,11 @@ impl Node {
 
     pub fn launch(&mut self) {
         let _ = std::fs::remove_file(&self.pid_file);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(bin("lfs-node"))
             .args(&self.args)
             .arg("--pid-file")
@@ -235,9 +264,18 @@ impl Node {
         while !self.pid_file.exists() {
             if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
-                panic!("lfs-node {} exited early ({s}): {}", self.node_id, self.log_text());
+                panic!(
+                    "lfs-node {} exited early ({s}): {}",
+                    self.node_id,
+                    self.log_text()
+                );
             }
-            assert!(Instant::now() < deadline, "lfs-node {} did not come up: {}", self.node_id, self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "lfs-node {} did not come up: {}",
+                self.node_id,
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -249,7 +287,9 @@ impl Node {
     /// SIGTERM; returns whether it exited cleanly (status 0) within the grace period.
     pub fn stop(&mut self) -> bool {
         match self.child.take() {
-            Some(mut c) => matches!(sigterm_and_reap(&mut c, Duration::from_secs(15)), Some(s) if s.success()),
+            Some(mut c) => {
+                matches!(sigterm_and_reap(&mut c, Duration::from_secs(15)), Some(s) if s.success())
+            }
             None => true,
         }
     }
@@ -289,17 +329,26 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(n: usize, ini: &str, extra: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("fame-test").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("fame-test")
+            .tempdir()
+            .unwrap();
         let lib = Librarian::start(dir.path(), ini);
         let fam = dir.path().join("fam");
         let f = std::fs::File::create(&fam).unwrap();
         let mut c = lib.client(1);
         let stats = c.call("get_fs_stats", serde_json::json!({})).unwrap();
-        f.set_len(stats["nvm_bytes_total"].as_u64().unwrap()).unwrap();
+        f.set_len(stats["nvm_bytes_total"].as_u64().unwrap())
+            .unwrap();
         let nodes = (1..=n as i64)
             .map(|id| Node::start(dir.path(), lib.port, &fam, id, extra))
             .collect();
-        Cluster { nodes, lib, fam, dir }
+        Cluster {
+            nodes,
+            lib,
+            fam,
+            dir,
+        }
     }
 
     pub fn two(extra: &[&str]) -> Cluster {
@@ -318,9 +367,11 @@ impl Cluster {
 
     /// Waits until every book is free again (pending zeroing done).
     pub fn wait_all_free(&self, total_books: u64) {
-        wait_for("freed books to be zeroed and returned", Duration::from_secs(60), || {
-            self.free_books(0) == total_books
-        });
+        wait_for(
+            "freed books to be zeroed and returned",
+            Duration::from_secs(60),
+            || self.free_books(0) == total_books,
+        );
     }
 }
 
@@ -329,7 +380,13 @@ pub fn nix_statfs(p: &Path) -> (u64, u64) {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    assert_eq!(r, 0, "statvfs {}: {}", p.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "statvfs {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
     (s.f_bavail, s.f_frsize)
 }
 
@@ -354,5 +411,3 @@ pub fn pattern(seed: u64, pos: u64, len: usize) -> Vec<u8> {
     lfs_node::pattern::fill(seed, pos, &mut v);
     v
 }
-
-

@@ -12,12 +12,18 @@ fn write_on_one_node_read_on_the_other() {
     let data = pattern(1, 0, (2 * BOOK + 12345) as usize);
     std::fs::write(a.path("f"), &data).unwrap();
     assert_eq!(std::fs::read(b.path("f")).unwrap(), data);
-    assert_eq!(std::fs::metadata(b.path("f")).unwrap().len(), data.len() as u64);
+    assert_eq!(
+        std::fs::metadata(b.path("f")).unwrap().len(),
+        data.len() as u64
+    );
 
     // Overwrite in the middle, across a book boundary, from the second node while the first
     // node holds the file open: the first node's next read sees it (no page cache in the way).
     let mut fa = std::fs::File::open(a.path("f")).unwrap();
-    let mut fb = std::fs::OpenOptions::new().write(true).open(b.path("f")).unwrap();
+    let mut fb = std::fs::OpenOptions::new()
+        .write(true)
+        .open(b.path("f"))
+        .unwrap();
     fb.seek(SeekFrom::Start(BOOK - 10)).unwrap();
     fb.write_all(b"across-the-book-boundary").unwrap();
     let mut buf = vec![0u8; 24];
@@ -39,7 +45,14 @@ fn direct_map_across_nodes() {
     let c = Cluster::two(&[]);
     let (a, b) = (c.node(0), c.node(1));
     let len = (BOOK * 2 + 100) as usize;
-    let m = DirectMap::open(a.path("shared"), MapOptions { min_size: len as u64, read_only: false }).unwrap();
+    let m = DirectMap::open(
+        a.path("shared"),
+        MapOptions {
+            min_size: len as u64,
+            read_only: false,
+        },
+    )
+    .unwrap();
     assert_eq!(m.len(), len);
     assert_eq!(m.mapped_len() as u64, 3 * BOOK);
     let src = pattern(2, 0, len);
@@ -47,24 +60,44 @@ fn direct_map_across_nodes() {
 
     // The other node reads it through FUSE read(2) and through its own direct map.
     assert_eq!(std::fs::read(b.path("shared")).unwrap(), src);
-    let mb = DirectMap::open(b.path("shared"), MapOptions { min_size: 0, read_only: true }).unwrap();
+    let mb = DirectMap::open(
+        b.path("shared"),
+        MapOptions {
+            min_size: 0,
+            read_only: true,
+        },
+    )
+    .unwrap();
     assert_eq!(unsafe { mb.as_slice() }, &src[..]);
 
     // Stores are seen at once by the other mapping, with no daemon in the path.
     unsafe { *m.as_ptr().add(BOOK as usize + 7) = 0xAB };
-    assert_eq!(unsafe { std::ptr::read_volatile(mb.as_ptr().add(BOOK as usize + 7)) }, 0xAB);
+    assert_eq!(
+        unsafe { std::ptr::read_volatile(mb.as_ptr().add(BOOK as usize + 7)) },
+        0xAB
+    );
 
     // While mapped, the file is open: unlink is refused on both nodes.
-    assert_eq!(errno(&std::fs::remove_file(b.path("shared")).unwrap_err()), libc::EBUSY);
-    assert_eq!(errno(&std::fs::remove_file(a.path("shared")).unwrap_err()), libc::EBUSY);
+    assert_eq!(
+        errno(&std::fs::remove_file(b.path("shared")).unwrap_err()),
+        libc::EBUSY
+    );
+    assert_eq!(
+        errno(&std::fs::remove_file(a.path("shared")).unwrap_err()),
+        libc::EBUSY
+    );
     drop(m);
     drop(mb);
     std::fs::remove_file(b.path("shared")).unwrap();
 
     // Errors name the input and the fix.
-    let e = DirectMap::open(c.dir.path().join("fam"), MapOptions::default()).err().unwrap();
+    let e = DirectMap::open(c.dir.path().join("fam"), MapOptions::default())
+        .err()
+        .unwrap();
     assert!(e.msg.contains("not on an lfs-node mount"), "{}", e.msg);
-    let e = DirectMap::open(a.path("missing"), MapOptions::default()).err().unwrap();
+    let e = DirectMap::open(a.path("missing"), MapOptions::default())
+        .err()
+        .unwrap();
     assert_eq!(e.errno, libc::ENOENT, "{}", e.msg);
 }
 
@@ -84,7 +117,10 @@ fn tools_fill_verify_layout_policy() {
     assert_eq!(code, 1);
     assert!(err.contains("first mismatch at offset 0"), "{err}");
 
-    assert_eq!(lfs_node(&["fill", &f2, "--seed", "9", "--size", "17M", "--direct"]).0, 0);
+    assert_eq!(
+        lfs_node(&["fill", &f2, "--seed", "9", "--size", "17M", "--direct"]).0,
+        0
+    );
     assert_eq!(lfs_node(&["verify", &f2b, "--seed", "9"]).0, 0);
     // Corrupt one byte on node 2; node 1's verify names its offset.
     let mut f = std::fs::OpenOptions::new().write(true).open(&f2b).unwrap();
@@ -112,8 +148,17 @@ fn tools_fill_verify_layout_policy() {
     let f3 = b.path("local").display().to_string();
     std::fs::File::create(&f3).unwrap();
     lfs_node(&["policy", &f3, "LocalNode"]);
-    std::fs::OpenOptions::new().write(true).open(&f3).unwrap().set_len(3 * BOOK).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f3)
+        .unwrap()
+        .set_len(3 * BOOK)
+        .unwrap();
     let (_, out, _) = lfs_node(&["layout", &f3]);
-    let igs: Vec<&str> = out.lines().skip(2).map(|l| l.split_whitespace().nth(2).unwrap()).collect();
+    let igs: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
     assert_eq!(igs, ["1", "1", "1"], "{out}");
 }

@@ -228,7 +228,15 @@ impl LfsFs {
                 "resize_shelf",
                 json!({"path": path, "id": id, "size_bytes": size, "zero_enabled": true}),
             )
-            .map_err(errno)?;
+            .map_err(|e| {
+                // "Cannot shrink multiply-opened shelf": another node has it open. EMFILE would
+                // read as "too many open files" to a POSIX program; EBUSY says what it is.
+                if e.errno == libc::EMFILE {
+                    Errno::EBUSY
+                } else {
+                    errno(e)
+                }
+            })?;
         if let Some(z) = v.get("z_shelf_path").and_then(Value::as_str) {
             self.zeroer.queue(z.to_string());
         }

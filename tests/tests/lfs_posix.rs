@@ -1,0 +1,476 @@
+//! Every file-system operation through real mounts, with the errno a POSIX program expects, the
+//! pending-zero protocol, and the daemon's life cycle.
+
+use fame_tests::*;
+use lfs_direct::{DirectMap, MapOptions};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const TOTAL_BOOKS: u64 = 64;
+
+fn err(r: std::io::Result<impl std::fmt::Debug>) -> i32 {
+    errno(&r.expect_err("expected an error"))
+}
+
+fn xattr_get(p: &std::path::Path, name: &str) -> Result<Vec<u8>, i32> {
+    let (cp, cn) = (
+        std::ffi::CString::new(p.to_str().unwrap()).unwrap(),
+        std::ffi::CString::new(name).unwrap(),
+    );
+    let mut buf = vec![0u8; 65536];
+    let n = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+fn xattr_set(p: &std::path::Path, name: &str, v: &[u8], flags: i32) -> Result<(), i32> {
+    let (cp, cn) = (
+        std::ffi::CString::new(p.to_str().unwrap()).unwrap(),
+        std::ffi::CString::new(name).unwrap(),
+    );
+    let r = unsafe { libc::setxattr(cp.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), flags) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
+    }
+    Ok(())
+}
+
+fn xattr_list(p: &std::path::Path) -> Vec<String> {
+    let cp = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = unsafe { libc::listxattr(cp.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0);
+    buf[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn files_directories_links_and_attributes() {
+    let c = Cluster::two(&[]);
+    let (a, b) = (c.node(0), c.node(1));
+
+    // create, write, read, getattr
+    let mut f = File::create(a.path("f")).unwrap();
+    f.write_all(b"hello world").unwrap();
+    assert_eq!(fs::read(b.path("f")).unwrap(), b"hello world");
+    let m = fs::metadata(b.path("f")).unwrap();
+    assert!(m.is_file());
+    assert_eq!(m.len(), 11);
+    assert_eq!(m.nlink(), 1);
+
+    // truncate: grow (zeros), shrink inside a book, shrink across books, through an open handle
+    f.set_len(BOOK + 5).unwrap();
+    let d = fs::read(b.path("f")).unwrap();
+    assert_eq!(d.len() as u64, BOOK + 5);
+    assert!(d[11..].iter().all(|&x| x == 0));
+    f.set_len(4).unwrap();
+    assert_eq!(fs::read(b.path("f")).unwrap(), b"hell");
+    // Another node cannot shrink a file this node has open (LFS keeps the books of open files).
+    assert_eq!(
+        err(OpenOptions::new()
+            .write(true)
+            .open(b.path("f"))
+            .unwrap()
+            .set_len(2)),
+        libc::EBUSY
+    );
+    f.set_len(2).unwrap();
+    assert_eq!(fs::read(b.path("f")).unwrap(), b"he");
+    // O_TRUNC
+    drop(f);
+    fs::write(a.path("f"), b"new").unwrap();
+    assert_eq!(fs::read(b.path("f")).unwrap(), b"new");
+
+    // fallocate: mode 0 grows; KEEP_SIZE is not supported (books come with the size)
+    let f = OpenOptions::new().write(true).open(a.path("f")).unwrap();
+    use std::os::fd::AsRawFd;
+    assert_eq!(
+        unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, 3 * BOOK as i64) },
+        0
+    );
+    assert_eq!(fs::metadata(b.path("f")).unwrap().len(), 3 * BOOK);
+    assert_eq!(
+        unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 4 * BOOK as i64) },
+        -1
+    );
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EOPNOTSUPP)
+    );
+    drop(f);
+
+    // mkdir, readdir, nlink
+    fs::create_dir(a.path("d")).unwrap();
+    fs::create_dir(a.path("d/sub")).unwrap();
+    fs::write(a.path("d/x"), b"x").unwrap();
+    assert_eq!(names(&b.path("d")), ["sub", "x"]);
+    assert!(fs::metadata(b.path("d")).unwrap().is_dir());
+    assert_eq!(fs::metadata(b.path("d")).unwrap().nlink(), 3);
+    assert_eq!(names(&b.mnt), ["d", "f", "lost+found"]);
+
+    // rename: within a directory, across directories, over an existing file, a directory over
+    // an empty one
+    fs::rename(a.path("d/x"), a.path("d/y")).unwrap();
+    fs::rename(b.path("d/y"), b.path("y")).unwrap();
+    assert_eq!(fs::read(a.path("y")).unwrap(), b"x");
+    fs::write(a.path("target"), pattern(3, 0, 100_000)).unwrap();
+    fs::rename(b.path("y"), b.path("target")).unwrap();
+    assert_eq!(fs::read(a.path("target")).unwrap(), b"x");
+    assert_eq!(err(fs::metadata(a.path("y"))), libc::ENOENT);
+    fs::create_dir(a.path("empty")).unwrap();
+    fs::rename(a.path("d/sub"), a.path("empty")).unwrap();
+    assert!(fs::metadata(b.path("empty")).unwrap().is_dir());
+    assert_eq!(names(&b.path("d")), Vec::<String>::new());
+    // subtree renames keep working through inodes known under the old path
+    fs::write(a.path("d/deep"), b"deep").unwrap();
+    fs::rename(a.path("d"), a.path("d2")).unwrap();
+    assert_eq!(fs::read(b.path("d2/deep")).unwrap(), b"deep");
+    assert_eq!(fs::read(a.path("d2/deep")).unwrap(), b"deep");
+
+    // symlink, readlink
+    std::os::unix::fs::symlink("target", a.path("ln")).unwrap();
+    assert_eq!(
+        fs::read_link(b.path("ln")).unwrap().to_str().unwrap(),
+        "target"
+    );
+    assert_eq!(fs::read(b.path("ln")).unwrap(), b"x");
+    assert!(fs::symlink_metadata(b.path("ln"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // utimens, chmod
+    let t = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    File::options()
+        .write(true)
+        .open(a.path("target"))
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    assert_eq!(
+        fs::metadata(b.path("target")).unwrap().modified().unwrap(),
+        t
+    );
+    fs::set_permissions(a.path("target"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(
+        fs::metadata(b.path("target")).unwrap().mode() & 0o7777,
+        0o640
+    );
+    let now = SystemTime::now();
+    File::options()
+        .write(true)
+        .open(a.path("target"))
+        .unwrap()
+        .set_modified(now)
+        .unwrap();
+    let got = fs::metadata(b.path("target")).unwrap().modified().unwrap();
+    assert!(got.duration_since(t).unwrap() > Duration::from_secs(1000));
+
+    // statfs: 64 books of 8 MiB, the file f holds 3 of them
+    let (free, bsize) = nix_statfs(&a.mnt);
+    assert_eq!(bsize, 4096);
+    assert!(free * bsize <= (TOTAL_BOOKS - 3) * BOOK, "free {free}");
+
+    // xattrs: user names stored; user.LFS.* rules from the Librarian; the layout is read-only
+    let t = a.path("target");
+    xattr_set(&t, "user.color", b"blue", 0).unwrap();
+    assert_eq!(xattr_get(&b.path("target"), "user.color").unwrap(), b"blue");
+    assert_eq!(
+        xattr_set(&t, "user.color", b"red", libc::XATTR_CREATE),
+        Err(libc::EEXIST)
+    );
+    assert_eq!(
+        xattr_set(&t, "user.none", b"red", libc::XATTR_REPLACE),
+        Err(libc::ENODATA)
+    );
+    let list = xattr_list(&b.path("target"));
+    for n in [
+        "user.color",
+        "user.LFS.AllocationPolicy",
+        "user.LFS.Interleave",
+        "user.LFS.Layout",
+    ] {
+        assert!(list.contains(&n.to_string()), "{list:?}");
+    }
+    assert_eq!(
+        xattr_get(&t, "user.LFS.AllocationPolicy").unwrap(),
+        b"RandomBooks"
+    );
+    xattr_set(&t, "user.LFS.AllocationPolicy", b"LocalNode", 0).unwrap();
+    assert_eq!(
+        xattr_get(&b.path("target"), "user.LFS.AllocationPolicy").unwrap(),
+        b"LocalNode"
+    );
+    assert_eq!(
+        xattr_set(&t, "user.LFS.AllocationPolicy", b"Nonsense", 0),
+        Err(libc::EINVAL)
+    );
+    assert_eq!(xattr_set(&t, "user.LFS.Layout", b"x", 0), Err(libc::EPERM));
+    assert_eq!(xattr_get(&t, "user.nothing"), Err(libc::ENODATA));
+    let cp = std::ffi::CString::new(t.to_str().unwrap()).unwrap();
+    let cn = std::ffi::CString::new("user.color").unwrap();
+    assert_eq!(unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) }, 0);
+    assert_eq!(xattr_get(&t, "user.color"), Err(libc::ENODATA));
+    assert_eq!(unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) }, -1);
+    let layout = String::from_utf8(xattr_get(&b.path("f"), "user.LFS.Layout").unwrap()).unwrap();
+    assert!(layout.starts_with("lfs-layout 1\n"), "{layout}");
+    assert_eq!(layout.lines().filter(|l| l.starts_with("book ")).count(), 3);
+}
+
+#[test]
+fn errors_are_the_posix_ones() {
+    let c = Cluster::two(&[]);
+    let (a, b) = (c.node(0), c.node(1));
+
+    // ENOSPC: more books than the pool has; nothing is allocated by the failed attempt
+    let f = File::create(a.path("huge")).unwrap();
+    assert_eq!(err(f.set_len((TOTAL_BOOKS + 1) * BOOK)), libc::ENOSPC);
+    assert_eq!(fs::metadata(b.path("huge")).unwrap().len(), 0);
+    f.set_len(TOTAL_BOOKS * BOOK).unwrap();
+    let mut g = File::create(b.path("more")).unwrap();
+    assert_eq!(err(g.write_all(b"no room")), libc::ENOSPC);
+    drop(f);
+    drop(g);
+    fs::remove_file(a.path("huge")).unwrap();
+    c.wait_all_free(TOTAL_BOOKS);
+    fs::write(b.path("more"), b"room now").unwrap();
+
+    // ENOTEMPTY, ENOTDIR, EISDIR, ENOENT
+    fs::create_dir(a.path("d")).unwrap();
+    fs::write(a.path("d/f"), b"x").unwrap();
+    assert_eq!(err(fs::remove_dir(b.path("d"))), libc::ENOTEMPTY);
+    assert_eq!(err(fs::remove_dir(b.path("d/f"))), libc::ENOTDIR);
+    assert_eq!(err(fs::remove_file(b.path("d"))), libc::EISDIR);
+    assert_eq!(err(File::open(b.path("nope"))), libc::ENOENT);
+    assert_eq!(err(fs::read(b.path("d/f/under-a-file"))), libc::ENOTDIR);
+    fs::create_dir(a.path("e")).unwrap();
+    assert_eq!(err(fs::rename(a.path("e"), a.path("d"))), libc::ENOTEMPTY);
+    assert_eq!(err(fs::rename(a.path("more"), a.path("e"))), libc::EISDIR);
+    assert_eq!(err(fs::rename(a.path("e"), a.path("more"))), libc::ENOTDIR);
+
+    // EEXIST: mkdir, symlink and O_EXCL create, also for names made by the other node
+    assert_eq!(err(fs::create_dir(b.path("d"))), libc::EEXIST);
+    std::os::unix::fs::symlink("t", a.path("ln")).unwrap();
+    assert_eq!(
+        err(std::os::unix::fs::symlink("t", b.path("ln"))),
+        libc::EEXIST
+    );
+    assert_eq!(err(File::create_new(b.path("d/f"))), libc::EEXIST);
+
+    // EBUSY: a file open anywhere cannot be unlinked (nor replaced by a rename)
+    let open_on_a = File::open(a.path("d/f")).unwrap();
+    assert_eq!(err(fs::remove_file(b.path("d/f"))), libc::EBUSY);
+    assert_eq!(err(fs::remove_file(a.path("d/f"))), libc::EBUSY);
+    assert_eq!(err(fs::rename(b.path("more"), b.path("d/f"))), libc::EBUSY);
+    drop(open_on_a);
+    fs::rename(b.path("more"), b.path("d/f")).unwrap();
+    assert_eq!(fs::read(a.path("d/f")).unwrap(), b"room now");
+
+    // hard links are not supported; pending-zero shelves are not reachable
+    assert_eq!(err(fs::hard_link(a.path("d/f"), a.path("hl"))), libc::EPERM);
+    assert_eq!(
+        err(File::create(a.path(".lfs_pending_zero_1"))),
+        libc::EPERM
+    );
+    // rmdir of lost+found is refused
+    assert!(fs::remove_dir(a.path("lost+found")).is_err());
+}
+
+/// Fills the whole pool with non-zero bytes, frees it, and checks what the next owner sees.
+fn reuse_after_free(c: &Cluster) -> bool {
+    let a = c.node(0);
+    let size = TOTAL_BOOKS * BOOK;
+    {
+        let m = DirectMap::open(
+            a.path("dirty"),
+            MapOptions {
+                min_size: size,
+                read_only: false,
+            },
+        )
+        .unwrap();
+        unsafe { std::ptr::write_bytes(m.as_ptr(), 0xEE, size as usize) };
+    }
+    fs::remove_file(a.path("dirty")).unwrap();
+    c.wait_all_free(TOTAL_BOOKS);
+    assert!(!names(&a.mnt).iter().any(|n| n.starts_with(".lfs_pending")));
+    let m = DirectMap::open(
+        a.path("fresh"),
+        MapOptions {
+            min_size: size,
+            read_only: false,
+        },
+    )
+    .unwrap();
+    let all_zero = unsafe { m.as_slice() }
+        .chunks(1 << 20)
+        .all(|c| c.iter().all(|&b| b == 0));
+    drop(m);
+    fs::remove_file(a.path("fresh")).unwrap();
+    all_zero
+}
+
+#[test]
+fn freed_books_are_zeroed_before_reuse() {
+    let c = Cluster::two(&[]);
+    assert!(
+        reuse_after_free(&c),
+        "a reused book still held the old owner's bytes"
+    );
+
+    // Shrinking zeroes the books it drops too.
+    let a = c.node(0);
+    c.wait_all_free(TOTAL_BOOKS);
+    fs::write(a.path("s"), vec![0x55u8; (2 * BOOK) as usize]).unwrap();
+    File::options()
+        .write(true)
+        .open(a.path("s"))
+        .unwrap()
+        .set_len(1)
+        .unwrap();
+    c.wait_all_free(TOTAL_BOOKS - 1);
+    let m = DirectMap::open(
+        a.path("t"),
+        MapOptions {
+            min_size: (TOTAL_BOOKS - 1) * BOOK,
+            read_only: false,
+        },
+    )
+    .unwrap();
+    assert!(unsafe { m.as_slice() }.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn fakezero_skips_the_zeroing() {
+    let c = Cluster::two(&["--fakezero"]);
+    assert!(
+        !reuse_after_free(&c),
+        "with --fakezero the old bytes should still be there"
+    );
+}
+
+#[test]
+fn daemon_life_cycle_and_bad_input() {
+    let mut c = Cluster::two(&[]);
+    fs::write(c.node(0).path("keep"), b"kept").unwrap();
+
+    // SIGTERM: clean exit, nothing left mounted.
+    let mnt = c.nodes[0].mnt.clone();
+    assert!(
+        c.nodes[0].stop(),
+        "daemon did not exit cleanly: {}",
+        c.nodes[0].log_text()
+    );
+    assert!(!is_mounted(&mnt));
+
+    // SIGKILL leaves a dead mount; the next daemon at the same place clears it.
+    c.nodes[1].kill();
+    assert!(is_mounted(&c.nodes[1].mnt));
+    assert_eq!(
+        fs::metadata(&c.nodes[1].mnt).unwrap_err().raw_os_error(),
+        Some(libc::ENOTCONN)
+    );
+    c.nodes[1].launch();
+    assert_eq!(fs::read(c.nodes[1].path("keep")).unwrap(), b"kept");
+
+    // A second daemon on a live mount point is refused, and leaves the first one alone.
+    let port = c.lib.port.to_string();
+    let fam = c.fam.display().to_string();
+    let live = c.nodes[1].mnt.display().to_string();
+    let base = ["--hostname", "127.0.0.1", "--port", &port, "--node-id", "1"];
+    let run = |extra: &[&str]| {
+        let out = Command::new(bin("lfs-node"))
+            .args(base)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, msg) = run(&["--fam", &fam, "--mountpoint", &live]);
+    assert_eq!(code, Some(1));
+    assert!(msg.contains("already a live FUSE mount"), "{msg}");
+    assert_eq!(fs::read(c.nodes[1].path("keep")).unwrap(), b"kept");
+
+    // Bad input: each message names the input and the fix.
+    let spare = c.dir.path().join("spare").display().to_string();
+    let (code, msg) = run(&["--fam", "/nonexistent/fam", "--mountpoint", &spare]);
+    assert_eq!(code, Some(1));
+    assert!(
+        msg.contains("/nonexistent/fam") && msg.contains("--fam"),
+        "{msg}"
+    );
+    let small = c.dir.path().join("small");
+    File::create(&small).unwrap().set_len(4096).unwrap();
+    let (code, msg) = run(&["--fam", small.to_str().unwrap(), "--mountpoint", &spare]);
+    assert_eq!(code, Some(1));
+    assert!(msg.contains("truncate -s"), "{msg}");
+    let out = Command::new(bin("lfs-node"))
+        .args(["--physloc", "9:9:9", "--fam", &fam])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rack:enc:node"));
+    let (code, msg) = run(&[
+        "--fam",
+        &fam,
+        "--mountpoint",
+        &spare,
+        "--shadow_dir",
+        "/tmp",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(msg.contains("--shadow_dir"), "{msg}");
+    assert!(!is_mounted(std::path::Path::new(&spare)));
+
+    // Waiting for an absent Librarian, SIGTERM still stops it.
+    let dead_port = free_port().to_string();
+    let mut child = Command::new(bin("lfs-node"))
+        .args([
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            &dead_port,
+            "--node-id",
+            "1",
+            "--fam",
+            &fam,
+            "--mountpoint",
+            &spare,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("cannot reach the Librarian"), "{stderr}");
+}
