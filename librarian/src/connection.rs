@@ -21,19 +21,27 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 
 /// What the writer sends next.
 pub enum Outgoing {
-    /// A reply still being computed by the engine, and the context to echo with it.
-    Reply(oneshot::Receiver<Reply>, Value),
+    /// A reply still being computed by the engine, the context to echo with it, and what to
+    /// record in the statistics (command and arrival time).
+    Reply(
+        oneshot::Receiver<Reply>,
+        Value,
+        &'static str,
+        std::time::Instant,
+    ),
     /// Bytes ready to send (errors found while parsing, OOB broadcasts).
     Ready(Vec<u8>),
     /// Send what came before, then close.
     Close,
 }
 
-/// Every connection's outgoing queue, for `send_OOB` broadcasts.
+/// What all connections share: every connection's outgoing queue (for `send_OOB` broadcasts) and
+/// the request statistics.
 #[derive(Default)]
 pub struct Registry {
     next: AtomicU64,
     peers: Mutex<HashMap<u64, mpsc::Sender<Outgoing>>>,
+    pub stats: crate::stats::Stats,
 }
 
 impl Registry {
@@ -158,11 +166,16 @@ pub async fn serve(socket: TcpStream, jobs: std::sync::mpsc::Sender<Job>, regist
             let out = match f {
                 Frame::Object(bytes) => match parse_request(&bytes) {
                     Ok(Some((req, context))) => {
+                        let name = COMMANDS
+                            .iter()
+                            .copied()
+                            .find(|c| *c == req.command)
+                            .unwrap_or("unknown");
                         let (reply_tx, reply_rx) = oneshot::channel();
                         if jobs.send(Job::Run(req, reply_tx)).is_err() {
                             break 'read; // the server is stopping
                         }
-                        Outgoing::Reply(reply_rx, context)
+                        Outgoing::Reply(reply_rx, context, name, std::time::Instant::now())
                     }
                     Ok(None) => continue,
                     Err(bytes) => Outgoing::Ready(bytes),
@@ -224,10 +237,13 @@ async fn write_replies(
                 registry.remove(id);
                 return;
             }
-            Outgoing::Reply(reply, context) => {
+            Outgoing::Reply(reply, context, command, arrived) => {
                 let reply = reply
                     .await
                     .unwrap_or_else(|_| Err(CmdError::new(libc::EIO, "the server is stopping")));
+                registry
+                    .stats
+                    .record(command, arrived.elapsed(), reply.is_ok());
                 match reply {
                     Ok(o) => {
                         out.extend_from_slice(&frame::success(&o.value, &context));

@@ -19,4 +19,5 @@ pub mod lmp;
 pub mod policy;
 pub mod schema;
 pub mod server;
+pub mod stats;
 pub mod topology;

@@ -5,13 +5,41 @@ use crate::engine::{Engine, Job};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// Serves until SIGINT or SIGTERM, then lets the engine commit what it has and stop.
-pub async fn run(listener: TcpListener, engine: Engine) -> anyhow::Result<()> {
+/// Serves until SIGINT or SIGTERM, then lets the engine commit what it has and stop. With
+/// `metrics`, also serves the request statistics there as Prometheus text at `/metrics`.
+pub async fn run(
+    listener: TcpListener,
+    engine: Engine,
+    metrics: Option<TcpListener>,
+) -> anyhow::Result<()> {
     let (jobs, rx) = std::sync::mpsc::channel::<Job>();
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || engine.run(rx))?;
     let registry = Arc::new(Registry::default());
+    if let Some(m) = metrics {
+        let r = registry.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let r = r.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        r.stats.prometheus(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(m, app).await {
+                tracing::error!("metrics endpoint stopped: {e}");
+            }
+        });
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {

@@ -24,11 +24,16 @@ impl Drop for Lmp {
 
 impl Lmp {
     fn start(srv: &Server) -> Lmp {
+        Self::start_with(srv, &[])
+    }
+
+    fn start_with(srv: &Server, extra: &[&str]) -> Lmp {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_lmp"))
             .arg("-d")
             .arg(&srv.db)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(extra)
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -339,6 +344,40 @@ fn versioning_errors_and_html() {
     let d: Value = serde_json::from_str(&lmp.get("/dashboard.json", None).2).unwrap();
     assert_eq!(d["books"]["total"], 256);
     assert_eq!(d["nodes"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn metrics_include_the_librarians_request_counts() {
+    let mport = free_port();
+    let srv = Server::start_with(FOUR_NODES, &["--metrics-port", &mport.to_string()]);
+    let mut c = srv.client(1);
+    for _ in 0..3 {
+        c.call("get_fs_stats", json!({})).unwrap();
+    }
+    let _ = c.call("get_shelf", json!({"path": "/none"}));
+    let url = format!("http://127.0.0.1:{mport}/metrics");
+    let lmp = Lmp::start_with(&srv, &["--librarian-metrics", &url]);
+    let (status, _, text) = lmp.get("/metrics", None);
+    assert_eq!(status, 200);
+    assert!(text.contains("lfs_librarian_up 1"), "{text}");
+    assert!(
+        text.contains("lfs_librarian_requests_total{command=\"get_fs_stats\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lfs_librarian_errors_total{command=\"get_shelf\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lfs_librarian_request_seconds_bucket{command=\"get_shelf\",le=\"+Inf\"} 1"),
+        "{text}"
+    );
+    // A Librarian without metrics is reported as such, not as an error of LMP.
+    let lmp2 = Lmp::start_with(&srv, &["--librarian-metrics", "http://127.0.0.1:1/metrics"]);
+    let (status, _, text) = lmp2.get("/metrics", None);
+    assert_eq!(status, 200);
+    assert!(text.contains("lfs_librarian_up 0"), "{text}");
+    assert!(text.contains("lfs_books{state=\"free\"} 256"), "{text}");
 }
 
 #[test]

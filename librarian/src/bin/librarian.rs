@@ -34,6 +34,9 @@ struct Args {
     /// Write the server's pid here once it listens.
     #[arg(long)]
     pid_file: Option<PathBuf>,
+    /// Serve request counts and latencies as Prometheus text at http://BIND:PORT/metrics.
+    #[arg(long)]
+    metrics_port: Option<u16>,
     /// Release a node's open files after its heartbeat has been silent this many seconds (0: never).
     #[arg(long, default_value_t = 60)]
     open_timeout: u64,
@@ -84,6 +87,19 @@ fn run(args: Args) -> anyhow::Result<()> {
                 args.port
             )
         })?;
+    let metrics = match args.metrics_port {
+        Some(port) => {
+            let l = std::net::TcpListener::bind((args.bind.as_str(), port)).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen for metrics on {}:{port}: {e} (pick another --metrics-port)",
+                    args.bind
+                )
+            })?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        None => None,
+    };
     if args.daemon {
         daemonize()?;
     }
@@ -103,7 +119,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
-        librarian::server::run(listener, engine).await
+        let metrics = metrics.map(tokio::net::TcpListener::from_std).transpose()?;
+        librarian::server::run(listener, engine, metrics).await
     })
 }
 

@@ -24,6 +24,10 @@ struct Args {
     /// FIFO that feeds the "fabric %" figure of /fab/ (the original used /tmp/fabfib.fifo).
     #[arg(long)]
     fifo: Option<PathBuf>,
+    /// The Librarian's metrics URL (its --metrics-port), e.g. http://127.0.0.1:9094/metrics: request
+    /// counts and latencies are then part of /metrics.
+    #[arg(long)]
+    librarian_metrics: Option<String>,
     /// Log file (default: standard error).
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -58,7 +62,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             .init(),
         None => builder.with_writer(std::io::stderr).init(),
     }
-    let lmp = librarian::lmp::Lmp::new(args.db_file.clone(), args.fifo.clone())?;
+    let lmp = librarian::lmp::Lmp::new(
+        args.db_file.clone(),
+        args.fifo.clone(),
+        args.librarian_metrics.clone(),
+    )?;
     let listener = std::net::TcpListener::bind((args.bind.as_str(), args.port)).map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}:{}: {e} (pick another --port)",

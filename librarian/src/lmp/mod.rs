@@ -30,6 +30,8 @@ pub struct Lmp {
     idle: Mutex<Vec<Connection>>,
     pages: tera::Tera,
     fabric: Mutex<(Option<std::fs::File>, i64)>,
+    /// The Librarian's own metrics endpoint (request counts and latencies), folded into /metrics.
+    librarian_metrics: Option<String>,
 }
 
 const PAGES: &[(&str, &str)] = &[
@@ -87,7 +89,12 @@ fn hex16(
 
 impl Lmp {
     /// `fifo`: a FIFO whose last number written (0..100) is reported by `/fab/`.
-    pub fn new(db: PathBuf, fifo: Option<PathBuf>) -> anyhow::Result<Arc<Lmp>> {
+    /// `librarian_metrics`: URL of the Librarian's `--metrics-port` endpoint.
+    pub fn new(
+        db: PathBuf,
+        fifo: Option<PathBuf>,
+        librarian_metrics: Option<String>,
+    ) -> anyhow::Result<Arc<Lmp>> {
         if !db.exists() {
             anyhow::bail!(
                 "DB file {} does not exist: give the Librarian's database with -d",
@@ -106,6 +113,7 @@ impl Lmp {
             idle: Mutex::new(vec![]),
             pages,
             fabric: Mutex::new((fifo, 7)),
+            librarian_metrics,
         }))
     }
 
@@ -349,8 +357,31 @@ async fn dashboard_data(State(lmp): Shared) -> Response {
     }
 }
 
+/// Fetches the Librarian's own metrics; says so in the text when it cannot.
+fn librarian_metrics(url: &str) -> String {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(1))
+        .build();
+    let up = "# HELP lfs_librarian_up 1 if the Librarian's metrics endpoint answered.\n\
+              # TYPE lfs_librarian_up gauge\n";
+    match agent.get(url).call().and_then(|r| Ok(r.into_string()?)) {
+        Ok(text) => format!("{up}lfs_librarian_up 1\n{text}"),
+        Err(e) => format!("{up}lfs_librarian_up 0\n# {url}: {e}\n"),
+    }
+}
+
 async fn metrics(State(lmp): Shared) -> Response {
-    match lmp.read(query::metrics).await {
+    let url = lmp.librarian_metrics.clone();
+    let r = lmp
+        .read(move |db| {
+            let mut text = query::metrics(db)?;
+            if let Some(url) = url {
+                text.push_str(&librarian_metrics(&url));
+            }
+            Ok(text)
+        })
+        .await;
+    match r {
         Ok(text) => Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
             .body(Body::from(text))
