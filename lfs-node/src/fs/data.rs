@@ -207,8 +207,26 @@ impl LfsFs {
         Ok(data.len() as u32)
     }
 
+    /// Zeroes file bytes `from..to` that lie in books the file already has. Growing a file must
+    /// show zeros there (POSIX), but a shrink inside a book, or a store through a direct map past
+    /// the end, can have left old bytes in the last book. New books are zero already.
+    fn zero_gap(&self, books: &[u64], from: u64, to: u64) {
+        let to = to.min(books.len() as u64 * self.geo.book_size);
+        let mut at = from;
+        while at < to {
+            let within = at % self.geo.book_size;
+            let n = (self.geo.book_size - within).min(to - at);
+            self.fam
+                .zero(books[(at / self.geo.book_size) as usize] + within, n);
+            at += n;
+        }
+    }
+
     /// Sets the size of an open shelf, keeping its cache right and queuing freed books for zeroing.
     fn resize(&self, path: &str, o: &mut OpenShelf, size: u64) -> Res<()> {
+        if size > o.size {
+            self.zero_gap(&o.books, o.size, size);
+        }
         self.resize_path(path, o.id, size)?;
         o.size = size;
         let count = size.div_ceil(self.geo.book_size) as usize;
@@ -262,7 +280,13 @@ impl LfsFs {
                 }
                 Ok(())
             }
-            None if size != s.size => self.resize_path(path, s.id, size),
+            None if size != s.size => {
+                if size > s.size && s.size % self.geo.book_size != 0 {
+                    let books = self.fetch_books(path)?;
+                    self.zero_gap(&books, s.size, size);
+                }
+                self.resize_path(path, s.id, size)
+            }
             None => Ok(()),
         }
     }
