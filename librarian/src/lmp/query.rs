@@ -328,8 +328,55 @@ pub fn books(db: &Connection, ig: Option<i64>) -> ViewResult {
     Ok(json!({"book_size": bs, "books": out}))
 }
 
-/// Everything the live dashboard shows, in one read.
+/// The first 500 shelves with their groups and opens, in three scans (no per-shelf subqueries:
+/// `books_on_shelves` has no index).
+fn shelf_rows(db: &Connection) -> Result<Vec<Value>, ViewError> {
+    let mut groups: std::collections::HashMap<i64, std::collections::BTreeSet<i64>> =
+        Default::default();
+    for r in db
+        .prepare(
+            "SELECT bos.shelf_id, b.intlv_group & 65535 FROM books_on_shelves bos \
+             JOIN books b ON b.id = bos.book_id",
+        )?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+    {
+        let (s, g) = r?;
+        groups.entry(s).or_default().insert(g);
+    }
+    let mut opens: std::collections::HashMap<i64, i64> = Default::default();
+    for r in db
+        .prepare("SELECT shelf_id, count(*) FROM opened_shelves GROUP BY shelf_id")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+    {
+        let (s, n) = r?;
+        opens.insert(s, n);
+    }
+    let mut out = vec![];
+    let mut stmt = db.prepare(
+        "SELECT id, name, size_bytes, book_count, mode FROM shelves WHERE id > 3 ORDER BY id LIMIT 500",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let g: Vec<String> = groups
+            .get(&id)
+            .map(|s| s.iter().map(|g| g.to_string()).collect())
+            .unwrap_or_default();
+        out.push(json!({
+            "id": id, "name": sql_value(r.get(1)?), "size": sql_value(r.get(2)?),
+            "books": sql_value(r.get(3)?), "mode": sql_value(r.get(4)?),
+            "groups": g.join(","), "opens": opens.get(&id).copied().unwrap_or(0),
+        }));
+    }
+    Ok(out)
+}
+
+/// Everything the live dashboard shows, in one read (`with_shelves`: include the shelf list).
 pub fn dashboard(db: &Connection) -> ViewResult {
+    summary(db, true)
+}
+
+fn summary(db: &Connection, with_shelves: bool) -> ViewResult {
     let bs = book_size(db)?;
     let by = books_by_state(db)?;
     let total: i64 = by.values().sum();
@@ -385,25 +432,11 @@ pub fn dashboard(db: &Connection) -> ViewResult {
             "network_in": nin, "network_out": nout, "opens": opens_by_node.get(&id).copied().unwrap_or(0),
         }));
     }
-    let mut shelves = vec![];
-    for r in db
-        .prepare(
-            "SELECT s.id, s.name, s.size_bytes, s.book_count, s.mode, \
-             (SELECT group_concat(DISTINCT b.intlv_group & 65535) FROM books_on_shelves bos \
-              JOIN books b ON b.id = bos.book_id WHERE bos.shelf_id = s.id), \
-             (SELECT count(*) FROM opened_shelves o WHERE o.shelf_id = s.id) \
-             FROM shelves s WHERE s.id > 3 ORDER BY s.id LIMIT 500",
-        )?
-        .query_map([], |r| {
-            Ok(json!({
-                "id": r.get::<_, i64>(0)?, "name": sql_value(r.get(1)?), "size": sql_value(r.get(2)?),
-                "books": sql_value(r.get(3)?), "mode": sql_value(r.get(4)?),
-                "groups": r.get::<_, Option<String>>(5)?.unwrap_or_default(), "opens": r.get::<_, i64>(6)?,
-            }))
-        })?
-    {
-        shelves.push(r?);
-    }
+    let shelves = if with_shelves {
+        shelf_rows(db)?
+    } else {
+        vec![]
+    };
     let shelf_count: i64 = db.query_row("SELECT count(*) FROM shelves WHERE id > 3", [], |r| {
         r.get(0)
     })?;
@@ -442,7 +475,7 @@ impl Family {
 
 /// Prometheus text exposition (all gauges) of the pool, shelves, opens and node heartbeats.
 pub fn metrics(db: &Connection) -> Result<String, ViewError> {
-    let d = dashboard(db)?;
+    let d = summary(db, false)?;
     let mut books = Family::new("lfs_books", "Books in the FAM pool by state.");
     for st in ["free", "inuse", "zombie", "offline"] {
         books.add(format!("state=\"{st}\""), &d["books"][st]);
