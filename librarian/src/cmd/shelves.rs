@@ -82,7 +82,7 @@ pub fn create_shelf(e: &mut Engine, req: &Request) -> CmdResult {
         ("user.LFS.InterleaveRequest", ""),
         ("user.LFS.InterleaveRequestPos", ""),
     ] {
-        e.st.put_xattr(&e.conn, id, x, v)?;
+        e.st.insert_xattr(&e.conn, id, x, v)?;
     }
     open(e, req, id)
 }

@@ -212,7 +212,7 @@ impl Engine {
 
     /// Runs one command inside a savepoint; on failure after a write, undoes it everywhere.
     fn run_one(&mut self, req: &Request) -> Reply {
-        if let Err(e) = self.conn.execute_batch("SAVEPOINT cmd") {
+        if let Err(e) = self.sql("SAVEPOINT cmd") {
             return Err(e.into());
         }
         self.st.dirty = false;
@@ -221,13 +221,19 @@ impl Engine {
         if failed_after_write {
             let _ = self.conn.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
             self.reload();
-        } else if let Err(e) = self.conn.execute_batch("RELEASE cmd") {
+        } else if let Err(e) = self.sql("RELEASE cmd") {
             return Err(e.into());
         }
         if let Err(e) = &result {
             tracing::debug!("{} failed: errno {}: {}", req.command, e.errno, e.msg);
         }
         result
+    }
+
+    /// Runs a statement without parameters from the statement cache (savepoints run for every
+    /// command: parsing them each time would be measurable).
+    fn sql(&self, statement: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(statement)?.execute([]).map(|_| ())
     }
 
     /// Rebuilds memory from the database after a rollback.

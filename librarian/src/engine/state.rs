@@ -617,6 +617,20 @@ impl State {
         Ok(n > 0)
     }
 
+    /// Inserts an xattr known not to exist yet (a new shelf's defaults): one statement, not two.
+    pub fn insert_xattr(
+        &mut self,
+        conn: &Connection,
+        shelf: i64,
+        name: &str,
+        value: &str,
+    ) -> rusqlite::Result<()> {
+        self.dirty = true;
+        conn.prepare_cached("INSERT INTO shelf_xattrs VALUES (?, ?, ?)")?
+            .execute(params![shelf, name, value])?;
+        Ok(())
+    }
+
     pub fn delete_xattr(
         &mut self,
         conn: &Connection,
