@@ -74,6 +74,28 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
+    /// Run scenario files: a fresh cluster for each, scripted steps, faults and checks, reported
+    /// as a line per step, a summary table and JUnit XML (see scenarios/README.md).
+    Scenario {
+        #[command(subcommand)]
+        cmd: ScenarioCmd,
+    },
+    /// Internal: the per-node TCP proxy on the nodes' path to the Librarian (cut/heal faults).
+    #[command(name = "__proxy", hide = true)]
+    Proxy {
+        /// The cluster directory (the proxy's control and status files are in its `proxy/`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The Librarian's address.
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        /// Address to listen on, one port per node.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: std::net::IpAddr,
+        /// The nodes' names.
+        #[arg(long, num_args = 1.., required = true)]
+        nodes: Vec<String>,
+    },
     /// Internal: become a node of the process backend and run its daemon.
     #[command(name = "__node-init", hide = true)]
     NodeInit {
@@ -120,4 +142,45 @@ pub struct UpArgs {
     /// Seconds to wait for the Librarian and the nodes [default: 60].
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// The node daemons' `--librarian-timeout`: seconds a call waits for an unreachable
+    /// Librarian before failing with EIO [default: lfs-node's, 30].
+    #[arg(long, value_name = "SECS")]
+    pub librarian_timeout: Option<u64>,
+    /// Put a TCP proxy on each node's path to the Librarian, so that a node can be cut off from
+    /// it and healed (`fame scenario` steps `cut` and `heal`).
+    #[arg(long)]
+    pub fault_proxy: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScenarioCmd {
+    /// Run scenario files (TOML, see scenarios/README.md); exits 1 if any fails, 2 on bad input.
+    Run(ScenarioRunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ScenarioRunArgs {
+    /// Scenario files, or directories of them (every `*.toml` inside) [default: scenarios].
+    pub paths: Vec<PathBuf>,
+    /// Node backend of every scenario (overrides each file's `backend`).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Write a JUnit XML report here (a test suite per scenario, a test case per step).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Keep the cluster of a failed scenario and bundle its logs, instead of tearing it down.
+    #[arg(long)]
+    pub retain: bool,
+    /// How many scenarios run at once, each on its own cluster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub jobs: u32,
+    /// Base seed of the fill/verify patterns (each step's seed is derived from it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where each scenario's outputs and logs are kept [default: a new directory in /tmp].
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Only check the files (format, steps, nodes, timeouts); start nothing.
+    #[arg(long)]
+    pub check: bool,
 }

@@ -11,6 +11,8 @@ mod logging;
 mod ops;
 mod procs;
 mod progress;
+mod proxy;
+mod scenario;
 mod services;
 mod settings;
 mod size;
@@ -32,6 +34,28 @@ fn main() -> ExitCode {
         let e = backend::process::init::run(hostname, root, argv).unwrap_err();
         eprintln!("fame __node-init {hostname}: {e:#}");
         return ExitCode::from(127);
+    }
+    if let Cmd::Proxy {
+        dir,
+        target,
+        listen,
+        nodes,
+    } = &cli.cmd
+    {
+        return match proxy::serve(dir, *target, *listen, nodes) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fame __proxy: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Cmd::Scenario {
+        cmd: cli::ScenarioCmd::Run(args),
+    } = cli.cmd
+    {
+        // Scenario runs log per scenario into their report directory, not through `logging`.
+        return ExitCode::from(scenario::run(args));
     }
     logging::init();
     let result = match cli.cmd {
@@ -55,6 +79,7 @@ fn main() -> ExitCode {
         Cmd::Reload { name, bin_dir } => {
             ops::reload::reload(name.as_deref(), bin_dir.as_deref()).map(|()| 0)
         }
+        Cmd::Scenario { .. } | Cmd::Proxy { .. } => unreachable!("handled above"),
         Cmd::NodeInit { .. } => unreachable!("handled above"),
     };
     match result {

@@ -36,6 +36,10 @@ pub struct FileConfig {
     #[serde(alias = "bin_dir")]
     pub bin_dir: Option<PathBuf>,
     pub timeout: Option<u64>,
+    #[serde(alias = "librarian_timeout")]
+    pub librarian_timeout: Option<u64>,
+    #[serde(alias = "fault_proxy")]
+    pub fault_proxy: Option<bool>,
     pub hostbase: Option<String>,
     pub vcpus: Option<u32>,
     /// Per-node memory in KiB, like FAME_VDRAM.
@@ -141,6 +145,10 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
             .map(|d| absolute(&d))
             .transpose()?,
         timeout_secs: args.timeout.or(file.timeout).unwrap_or(DEFAULT_TIMEOUT),
+        faults: crate::state::FaultSettings {
+            librarian_timeout: args.librarian_timeout.or(file.librarian_timeout),
+            proxy: args.fault_proxy || file.fault_proxy.unwrap_or(false),
+        },
     })
 }
 

@@ -30,6 +30,26 @@ pub struct Settings {
     pub bin_dir: Option<PathBuf>,
     /// Seconds to wait for the Librarian and the nodes to be ready.
     pub timeout_secs: u64,
+    /// Fault-injection settings (`--librarian-timeout`, `--fault-proxy`).
+    #[serde(default)]
+    pub faults: FaultSettings,
+}
+
+/// What `fame scenario` needs of a cluster to inject faults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultSettings {
+    /// The node daemons' `--librarian-timeout` in seconds (None: lfs-node's default).
+    pub librarian_timeout: Option<u64>,
+    /// Whether the nodes reach the Librarian through the fault proxy (see `crate::proxy`).
+    pub proxy: bool,
+}
+
+/// The fault proxy of a cluster, while it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyState {
+    pub process: ProcRef,
+    /// The port each node's daemon connects to, by node name.
+    pub ports: std::collections::BTreeMap<String, u16>,
 }
 
 /// One node: what the cluster logic knows about it, plus what its backend needs to find it again.
@@ -81,6 +101,9 @@ pub struct ClusterState {
     /// Per-step timings of the last `up`/`reload`, in seconds.
     #[serde(default)]
     pub timings: Vec<(String, f64)>,
+    /// The fault proxy, when the cluster has one (`--fault-proxy`).
+    #[serde(default)]
+    pub proxy: Option<ProxyState>,
 }
 
 impl ClusterState {
@@ -102,6 +125,14 @@ impl ClusterState {
         std::fs::write(&tmp, text + "\n")
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The port `node`'s daemon reaches the Librarian on: its proxy port, else the Librarian's.
+    pub fn daemon_port(&self, node: &Node) -> u16 {
+        self.proxy
+            .as_ref()
+            .and_then(|p| p.ports.get(&node.name).copied())
+            .unwrap_or(self.port)
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {
@@ -131,6 +162,7 @@ mod tests {
                 vdram_kib: None,
                 bin_dir: None,
                 timeout_secs: 30,
+                faults: FaultSettings::default(),
             },
             phase: Phase::Up,
             port: 9999,
@@ -147,6 +179,7 @@ mod tests {
             nodes: vec![],
             created: 0,
             timings: vec![("validate".into(), 0.001)],
+            proxy: None,
         };
         let p = dir.path().join("state.json");
         s.save(&p).unwrap();

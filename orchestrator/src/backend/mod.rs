@@ -38,6 +38,8 @@ pub struct DaemonSpec {
     pub fam: PathBuf,
     /// The cluster directory: every process of the cluster is marked with it.
     pub cluster_dir: PathBuf,
+    /// The daemon's `--librarian-timeout` in seconds, if the cluster sets one.
+    pub librarian_timeout: Option<u64>,
 }
 
 /// Whether a node's `/lfs` answers.

@@ -48,6 +48,7 @@ pub fn start_and_wait(
         librarian_port: state.port,
         fam: state.fam_path.clone(),
         cluster_dir: paths.dir.clone(),
+        librarian_timeout: state.settings.faults.librarian_timeout,
     };
     step.set_length(state.nodes.len() as u64);
     step.set_message("starting");
@@ -55,7 +56,14 @@ pub fn start_and_wait(
     for i in 0..state.nodes.len() {
         let started = backend
             .create(&state.nodes[i])
-            .and_then(|()| backend.start(&state.nodes[i], &daemon));
+            .and_then(|()| {
+                // Through its fault proxy port when the cluster has one.
+                let spec = DaemonSpec {
+                    librarian_port: state.daemon_port(&state.nodes[i]),
+                    ..daemon.clone()
+                };
+                backend.start(&state.nodes[i], &spec)
+            });
         match started {
             Ok(h) => state.nodes[i].handle = h,
             Err(e) => {

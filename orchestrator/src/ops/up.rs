@@ -74,6 +74,9 @@ fn bring_up(
             std::time::Duration::from_secs(settings.timeout_secs),
         )
     })?;
+    if settings.faults.proxy {
+        crate::proxy::start(&mut state, paths)?;
+    }
     steps.run(&format!("start {} nodes", settings.nodes), |s| {
         nodes::start_and_wait(plan.backend.as_ref(), &mut state, paths, &plan.bins, s)
     })?;
@@ -117,6 +120,7 @@ fn create_dir(settings: &Settings, plan: &Plan, paths: &ClusterPaths) -> Result<
             .map(|d| d.as_secs())
             .unwrap_or(0),
         timings: vec![],
+        proxy: None,
     };
     state.save(&paths.state())?;
     Ok(state)

@@ -116,6 +116,13 @@ impl Backend for ProcessBackend {
             .arg(&daemon.fam)
             .arg("--log-file")
             .arg(daemon_log(node))
+            .args(
+                daemon
+                    .librarian_timeout
+                    .map(|t| ["--librarian-timeout".to_string(), t.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .env(MARKER_ENV, &daemon.cluster_dir)
             .env(NODE_ENV, &node.name)
             .stdin(Stdio::null())
