@@ -142,6 +142,19 @@ pub struct UpArgs {
     /// Seconds to wait for the Librarian and the nodes [default: 60].
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// VM nodes: auto (KVM if a guest really boots under it, else TCG), kvm or tcg [default: auto].
+    #[arg(long, value_name = "auto|kvm|tcg")]
+    pub accel: Option<String>,
+    /// VM nodes: vCPUs per node [default: FAME_VCPUS, else 1].
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    /// VM nodes: memory per node, e.g. 256M [default: FAME_VDRAM (KiB), else 256M].
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// VM nodes: the cluster network; torms is .254, node N is .N [default: the first free
+    /// 192.168.X.0/24 from X = 42].
+    #[arg(long, value_name = "A.B.C.0/P")]
+    pub subnet: Option<String>,
     /// The node daemons' `--librarian-timeout`: seconds a call waits for an unreachable
     /// Librarian before failing with EIO [default: lfs-node's, 30].
     #[arg(long, value_name = "SECS")]

@@ -48,9 +48,14 @@ pub fn register_books(bins: &Bins, paths: &ClusterPaths) -> Result<()> {
     Ok(())
 }
 
-/// Starts the Librarian on 127.0.0.1:`port` in its own process group (so Ctrl-C in the
+/// Starts the Librarian on `bind`:`port` (127.0.0.1, or the torms address of VM nodes) in its own process group (so Ctrl-C in the
 /// terminal does not reach it), logging to `logs/librarian.log`.
-pub fn start_librarian(bins: &Bins, paths: &ClusterPaths, port: u16) -> Result<ProcRef> {
+pub fn start_librarian_on(
+    bins: &Bins,
+    paths: &ClusterPaths,
+    bind: std::net::IpAddr,
+    port: u16,
+) -> Result<ProcRef> {
     let log_path = paths.librarian_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -60,7 +65,9 @@ pub fn start_librarian(bins: &Bins, paths: &ClusterPaths, port: u16) -> Result<P
     let child = Command::new(bins.path(LIBRARIAN))
         .arg("--db-file")
         .arg(paths.db())
-        .args(["--bind", "127.0.0.1", "--port"])
+        .arg("--bind")
+        .arg(bind.to_string())
+        .arg("--port")
         .arg(port.to_string())
         .arg("--log-file")
         .arg(&log_path)
@@ -76,23 +83,29 @@ pub fn start_librarian(bins: &Bins, paths: &ClusterPaths, port: u16) -> Result<P
         .ok_or_else(|| anyhow!("the Librarian exited at once{}", log_tail(&log_path, 5)))
 }
 
-/// Waits until the Librarian accepts connections on `port`.
-pub fn wait_librarian(p: ProcRef, paths: &ClusterPaths, port: u16, limit: Duration) -> Result<()> {
+/// Waits until the Librarian accepts connections on `bind`:`port`.
+pub fn wait_librarian_on(
+    p: ProcRef,
+    paths: &ClusterPaths,
+    bind: std::net::IpAddr,
+    port: u16,
+    limit: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + limit;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = std::net::SocketAddr::from((bind, port));
     loop {
         if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
         if !p.is_alive() {
             bail!(
-                "the Librarian exited before it listened on 127.0.0.1:{port}{}",
+                "the Librarian exited before it listened on {addr}{}",
                 log_tail(&paths.librarian_log(), 5)
             );
         }
         if Instant::now() > deadline {
             bail!(
-                "the Librarian did not listen on 127.0.0.1:{port} within {} s; raise --timeout or see {}",
+                "the Librarian did not listen on {addr} within {} s; raise --timeout or see {}",
                 limit.as_secs(),
                 paths.librarian_log().display()
             );

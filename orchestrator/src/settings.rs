@@ -44,6 +44,10 @@ pub struct FileConfig {
     pub vcpus: Option<u32>,
     /// Per-node memory in KiB, like FAME_VDRAM.
     pub vdram: Option<u64>,
+    /// Per-node memory like `--memory` (256M); wins over `vdram`.
+    pub memory: Option<String>,
+    pub accel: Option<String>,
+    pub subnet: Option<String>,
 }
 
 impl FileConfig {
@@ -128,16 +132,26 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
             .or_else(|| env("FAME_HOSTBASE"))
             .unwrap_or_else(|| "node".into()),
         fam_file: fam_file.map(|f| absolute(&f)).transpose()?,
-        vcpus: file
+        vcpus: args
             .vcpus
+            .or(file.vcpus)
             .map(Ok)
             .or_else(|| env_number("FAME_VCPUS").transpose())
             .transpose()?,
-        vdram_kib: file
-            .vdram
-            .map(Ok)
-            .or_else(|| env_number("FAME_VDRAM").transpose())
-            .transpose()?,
+        vdram_kib: match args.memory.clone().or(file.memory) {
+            Some(t) => Some(
+                parse_size(&t)
+                    .map_err(|e| anyhow::anyhow!("--memory {e}; try --memory 256M"))?
+                    / 1024,
+            ),
+            None => file
+                .vdram
+                .map(Ok)
+                .or_else(|| env_number("FAME_VDRAM").transpose())
+                .transpose()?,
+        },
+        accel: args.accel.clone().or(file.accel),
+        subnet: args.subnet.clone().or(file.subnet),
         bin_dir: args
             .bin_dir
             .clone()

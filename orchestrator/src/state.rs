@@ -26,6 +26,11 @@ pub struct Settings {
     /// Per-node vCPUs and memory (`FAME_VCPUS`, `FAME_VDRAM`) for VM backends.
     pub vcpus: Option<u32>,
     pub vdram_kib: Option<u64>,
+    /// VM backends: `--accel auto|kvm|tcg` and `--subnet A.B.C.0/P` (None: auto / a free one).
+    #[serde(default)]
+    pub accel: Option<String>,
+    #[serde(default)]
+    pub subnet: Option<String>,
     /// Where the binaries came from, if chosen explicitly.
     pub bin_dir: Option<PathBuf>,
     /// Seconds to wait for the Librarian and the nodes to be ready.
@@ -160,6 +165,8 @@ mod tests {
                 fam_file: None,
                 vcpus: None,
                 vdram_kib: None,
+                accel: None,
+                subnet: None,
                 bin_dir: None,
                 timeout_secs: 30,
                 faults: FaultSettings::default(),

@@ -6,21 +6,25 @@
 //! directory of its own under the cluster directory, a way to run commands inside it and some
 //! logs. How it is made (a process in namespaces, a VM, a container) is the backend's business.
 
+pub mod libvirt;
 pub mod process;
 
-use crate::state::Node;
-use anyhow::Result;
+use crate::progress::Step;
+use crate::state::{ClusterState, Node, Settings};
+use anyhow::{bail, Result};
+use std::net::{IpAddr, Ipv4Addr};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The backends `--backend` accepts.
-pub const NAMES: &[&str] = &["process"];
+pub const NAMES: &[&str] = &["process", "libvirt"];
 
 /// The backend called `name`, or `None` if there is no such backend.
 pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
     match name {
         "process" => Some(Box::new(process::ProcessBackend)),
+        "libvirt" => Some(Box::new(libvirt::LibvirtBackend::new())),
         _ => None,
     }
 }
@@ -90,4 +94,33 @@ pub trait Backend: Send + Sync {
 
     /// Where the node's `/lfs` can be seen from the host, if it can.
     fn host_lfs_path(&self, node: &Node) -> Option<PathBuf>;
+
+    /// Backend-specific checks of the settings and the host, before anything is created (the
+    /// validate step of `fame up`).
+    fn check(&self, _settings: &Settings) -> Result<()> {
+        Ok(())
+    }
+
+    /// Makes what the nodes share before the Librarian starts (a VM network, a guest image) and
+    /// returns the address the Librarian must listen on, where the nodes reach it. What it makes
+    /// is removed by [`destroy`](Self::destroy).
+    fn prepare(&self, _state: &ClusterState, _step: &Step) -> Result<IpAddr> {
+        Ok(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// The address the cluster's Librarian listens on (as [`prepare`](Self::prepare) decided).
+    fn librarian_addr(&self, _cluster_dir: &Path) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Freezes a node (a scenario fault); [`resume`](Self::resume) thaws it.
+    #[allow(dead_code)] // for scenario steps
+    fn pause(&self, node: &Node) -> Result<()> {
+        bail!("{}: this backend cannot pause nodes", node.name)
+    }
+
+    #[allow(dead_code)] // for scenario steps
+    fn resume(&self, node: &Node) -> Result<()> {
+        bail!("{}: this backend cannot resume nodes", node.name)
+    }
 }

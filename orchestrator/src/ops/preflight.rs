@@ -45,7 +45,8 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     let bins = Bins::locate(s.bin_dir.as_deref())?;
     bins.check(bins::ALL)?;
     let port = pick_port(s.port, &s.name)?;
-    if s.vcpus.is_some() || s.vdram_kib.is_some() {
+    backend.check(s)?;
+    if s.backend == "process" && (s.vcpus.is_some() || s.vdram_kib.is_some()) {
         step.println(format!(
             "note: FAME_VCPUS/FAME_VDRAM size VMs; the {} backend runs nodes as processes and ignores them",
             s.backend

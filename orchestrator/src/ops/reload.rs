@@ -42,12 +42,14 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
     })?;
     let result = (|| {
         steps.run("start the Librarian", |_| {
-            let p = services::start_librarian(&bins, &c.paths, c.state.port)?;
+            let bind = c.backend.librarian_addr(&c.paths.dir);
+            let p = services::start_librarian_on(&bins, &c.paths, bind, c.state.port)?;
             c.state.librarian = Some(p);
             c.state.save(&c.paths.state())?;
-            services::wait_librarian(
+            services::wait_librarian_on(
                 p,
                 &c.paths,
+                bind,
                 c.state.port,
                 Duration::from_secs(c.state.settings.timeout_secs),
             )

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub fn up(settings: Settings) -> Result<()> {
     crate::progress::catch_interrupts();
     let t0 = Instant::now();
-    let mut steps = Steps::new(7);
+    let mut steps = Steps::new(if settings.backend == "process" { 7 } else { 8 });
     let plan = steps.run("validate", |s| preflight::validate(&settings, s))?;
     let paths = ClusterPaths::new(&settings.dir);
     match bring_up(&mut steps, &plan, &settings, &paths, t0) {
@@ -63,13 +63,24 @@ fn bring_up(
         services::register_books(&plan.bins, paths)
     })?;
     check_interrupt()?;
+    // Backends with shared parts (the VM network and guest image) make them first: the
+    // Librarian listens where the nodes reach it.
+    let bind = if settings.backend == "process" {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        steps.run(&format!("prepare the {} backend", settings.backend), |s| {
+            plan.backend.prepare(&state, s)
+        })?
+    };
+    check_interrupt()?;
     steps.run("start the Librarian", |_| {
-        let p = services::start_librarian(&plan.bins, paths, state.port)?;
+        let p = services::start_librarian_on(&plan.bins, paths, bind, state.port)?;
         state.librarian = Some(p);
         state.save(&paths.state())?;
-        services::wait_librarian(
+        services::wait_librarian_on(
             p,
             paths,
+            bind,
             state.port,
             std::time::Duration::from_secs(settings.timeout_secs),
         )

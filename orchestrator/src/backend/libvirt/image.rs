@@ -1,0 +1,473 @@
+//! The guest image, built offline from what the host has: the Debian cloud kernel in `/boot`,
+//! the few modules a node needs from `/lib/modules`, `busybox` (busybox-static), `lfs-node` and
+//! `fame-guest` with their shared libraries (from `ldd`), and the init of
+//! `templates/libvirt/init.sh`, packed as an uncompressed `newc` initramfs by fame itself.
+//!
+//! Images are cached under `FAME_HOME/cache/guest/KEY/`, KEY being a hash of the content of
+//! every input (`sha256sum` of the files, plus the init text), so a new lfs-node or kernel gives
+//! a new image and an unchanged host reuses the old one. Only the newest few images are kept.
+
+use super::proto::PROBE_MARKER;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Cloud-kernel modules a node loads, in load order (verified in fame-vm-notes.md).
+pub const MODULES: &[&str] = &[
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
+    "fuse",
+];
+pub const KERNEL_PACKAGE: &str = "linux-image-cloud-amd64";
+const INIT_TEMPLATE: &str = include_str!("../../../../templates/libvirt/init.sh");
+/// Bumped when the layout of the image changes without any input changing.
+const FORMAT: &str = "fame-guest-image-1";
+/// Cached images kept besides the one in use.
+const KEEP: usize = 3;
+
+/// The host's guest kernel: `/boot/vmlinuz-VERSION` with `/lib/modules/VERSION`.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub version: String,
+    pub vmlinuz: PathBuf,
+    pub modules: PathBuf,
+}
+
+/// The newest cloud kernel installed, or an error naming the package to install.
+pub fn find_kernel() -> Result<Kernel> {
+    let fix = format!(
+        "the libvirt backend boots its VMs with the host's Debian cloud kernel: install it with `apt-get install {KERNEL_PACKAGE}` (scripts/setup.sh does)"
+    );
+    let mut found: Vec<Kernel> = std::fs::read_dir("/boot")
+        .map_err(|e| anyhow!("cannot list /boot ({e}); {fix}"))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let version = name.strip_prefix("vmlinuz-")?.to_string();
+            version.ends_with("-cloud-amd64").then(|| Kernel {
+                modules: PathBuf::from("/lib/modules").join(&version),
+                vmlinuz: e.path(),
+                version,
+            })
+        })
+        .filter(|k| k.modules.is_dir())
+        .collect();
+    found.sort_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)));
+    found.pop().ok_or_else(|| {
+        anyhow!("no guest kernel (/boot/vmlinuz-*-cloud-amd64 with its /lib/modules): {fix}")
+    })
+}
+
+fn version_key(v: &str) -> Vec<u64> {
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Where a module of `kernel` is.
+fn find_module(kernel: &Kernel, name: &str) -> Result<PathBuf> {
+    fn walk(dir: &Path, file: &str, depth: u32) -> Option<PathBuf> {
+        if depth > 8 {
+            return None;
+        }
+        let entries = std::fs::read_dir(dir).ok()?;
+        let mut dirs = vec![];
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_name() == file {
+                return Some(p);
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(p);
+            }
+        }
+        dirs.into_iter().find_map(|d| walk(&d, file, depth + 1))
+    }
+    walk(&kernel.modules.join("kernel"), &format!("{name}.ko"), 0).ok_or_else(|| {
+        anyhow!(
+            "module {name}.ko is not under {}: the guest needs it; reinstall {KERNEL_PACKAGE}",
+            kernel.modules.display()
+        )
+    })
+}
+
+/// A built (or cached) image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub key: String,
+    /// Whether this call built it (false: it came from the cache).
+    pub built: bool,
+    pub seconds: f64,
+}
+
+pub fn cache_dir() -> PathBuf {
+    crate::cluster::fame_home().join("cache").join("guest")
+}
+
+/// The shared libraries `ldd` lists for `bin` (none for a static binary).
+fn libraries(bin: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .with_context(|| "cannot run ldd (package libc-bin)".to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut libs = vec![];
+    for line in text.lines() {
+        let line = line.trim();
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.trim().split(' ').next().unwrap_or(""),
+            None => line.split(' ').next().unwrap_or(""),
+        };
+        if path.starts_with('/') {
+            libs.push(PathBuf::from(path));
+        }
+    }
+    Ok(libs)
+}
+
+/// Builds the image for these binaries, or returns the cached one.
+pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Image> {
+    let t = Instant::now();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!("busybox is missing: the guest's shell and tools come from it; install it with `apt-get install busybox-static`")
+        })?;
+    for (bin, what) in [(lfs_node, "lfs-node"), (guest_agent, "fame-guest")] {
+        if !bin.is_file() {
+            bail!(
+                "{} is missing: the guest image needs {what}; build it with `cargo build --workspace --bins` (or point --bin-dir at it)",
+                bin.display()
+            );
+        }
+    }
+    let modules: Vec<(String, PathBuf)> = MODULES
+        .iter()
+        .map(|m| Ok((m.to_string(), find_module(kernel, m)?)))
+        .collect::<Result<_>>()?;
+    // Image path -> host file.
+    let mut files: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
+    files.insert("bin/busybox".into(), busybox.clone());
+    files.insert("bin/lfs-node".into(), lfs_node.to_path_buf());
+    files.insert("bin/fame-guest".into(), guest_agent.to_path_buf());
+    for bin in [
+        &busybox,
+        &lfs_node.to_path_buf(),
+        &guest_agent.to_path_buf(),
+    ] {
+        for lib in libraries(bin)? {
+            let rel = lib.strip_prefix("/").unwrap_or(&lib).to_path_buf();
+            files.insert(rel, lib);
+        }
+    }
+    for (m, p) in &modules {
+        files.insert(
+            PathBuf::from("lib/modules").join(format!("{m}.ko")),
+            p.clone(),
+        );
+    }
+    let init = render_init()?;
+    let key = content_key(&files, &init, &kernel.vmlinuz)?;
+    let dir = cache_dir().join(&key);
+    let initrd = dir.join("initrd.img");
+    if initrd.is_file() {
+        // Touch it so pruning keeps the images in use.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(&initrd)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        return Ok(Image {
+            kernel: kernel.vmlinuz.clone(),
+            initrd,
+            key,
+            built: false,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    std::fs::create_dir_all(cache_dir())
+        .with_context(|| format!("cannot create {}", cache_dir().display()))?;
+    let tmp = cache_dir().join(format!(".build-{key}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let result = (|| {
+        let mut cpio = Cpio::new(std::io::BufWriter::new(
+            std::fs::File::create(tmp.join("initrd.img"))
+                .with_context(|| format!("cannot create {}", tmp.join("initrd.img").display()))?,
+        ));
+        for d in [
+            "bin",
+            "sbin",
+            "usr",
+            "usr/bin",
+            "usr/sbin",
+            "dev",
+            "proc",
+            "sys",
+            "run",
+            "tmp",
+            "etc",
+            "lfs",
+            "var",
+            "var/log",
+            "lib",
+            "lib/modules",
+            "root",
+        ] {
+            cpio.dir(d, 0o755)?;
+        }
+        cpio.dev_console()?;
+        cpio.file("init", 0o755, init.as_bytes())?;
+        for (rel, host) in &files {
+            let mut parent = PathBuf::new();
+            for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+                parent.push(c);
+                cpio.dir(parent.to_str().unwrap_or_default(), 0o755)?;
+            }
+            let mode = std::fs::metadata(host)?.permissions().mode() & 0o777;
+            let data = if rel.starts_with("bin") && rel.file_name() != Some("busybox".as_ref()) {
+                stripped(host, &tmp)?
+            } else {
+                std::fs::read(host).with_context(|| format!("cannot read {}", host.display()))?
+            };
+            cpio.file(rel.to_str().unwrap_or_default(), mode | 0o400, &data)?;
+        }
+        cpio.finish()?;
+        std::fs::write(
+            tmp.join("inputs.txt"),
+            files
+                .iter()
+                .map(|(r, h)| format!("{} <- {}\n", r.display(), h.display()))
+                .collect::<String>(),
+        )?;
+        Ok::<_, anyhow::Error>(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context("cannot build the guest image"));
+    }
+    match std::fs::rename(&tmp, &dir) {
+        Ok(()) => {}
+        // Another fame built the same image meanwhile: keep theirs.
+        Err(_) if initrd.is_file() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e).with_context(|| format!("cannot move the image to {}", dir.display()));
+        }
+    }
+    prune(&key);
+    Ok(Image {
+        kernel: kernel.vmlinuz.clone(),
+        initrd,
+        key,
+        built: true,
+        seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// `bin` without its debug information (a debug lfs-node is ~100 MB, most of it DWARF), or as
+/// is if `strip` is not there.
+fn stripped(bin: &Path, tmp: &Path) -> Result<Vec<u8>> {
+    let out = tmp.join("stripped");
+    let ok = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(bin)
+        .status()
+        .is_ok_and(|s| s.success());
+    let data = if ok {
+        std::fs::read(&out)?
+    } else {
+        std::fs::read(bin)?
+    };
+    let _ = std::fs::remove_file(&out);
+    Ok(data)
+}
+
+pub fn render_init() -> Result<String> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("modules", MODULES);
+    ctx.insert("probe_marker", PROBE_MARKER);
+    ctx.insert("agent_port", &super::proto::AGENT_PORT);
+    tera::Tera::one_off(INIT_TEMPLATE, &ctx, false)
+        .map_err(|e| anyhow!("templates/libvirt/init.sh: {e:?}"))
+}
+
+/// A hash of the content of every input: `sha256sum` reads the files (fast, C), and the listing
+/// with the image paths, the init and the format is hashed again.
+fn content_key(files: &BTreeMap<PathBuf, PathBuf>, init: &str, vmlinuz: &Path) -> Result<String> {
+    let out = Command::new("sha256sum")
+        .args(files.values())
+        .arg(vmlinuz)
+        .output()
+        .context("cannot run sha256sum (package coreutils)")?;
+    if !out.status.success() {
+        bail!(
+            "sha256sum of the guest image's inputs failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut all = Vec::new();
+    all.extend_from_slice(FORMAT.as_bytes());
+    all.extend_from_slice(&out.stdout);
+    for r in files.keys() {
+        all.extend_from_slice(r.as_os_str().as_encoded_bytes());
+        all.push(0);
+    }
+    all.extend_from_slice(init.as_bytes());
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run sha256sum")?;
+    child.stdin.take().expect("piped").write_all(&all)?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.chars().take(16).collect())
+}
+
+/// Removes all but the newest [`KEEP`] images (never `current`).
+fn prune(current: &str) {
+    let Ok(entries) = std::fs::read_dir(cache_dir()) else {
+        return;
+    };
+    let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name() != current && !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let t = std::fs::metadata(e.path().join("initrd.img"))
+                .ok()?
+                .modified()
+                .ok()?;
+            Some((t, e.path()))
+        })
+        .collect();
+    images.sort();
+    let excess = images.len().saturating_sub(KEEP - 1);
+    for (_, p) in images.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// A minimal writer of the `newc` cpio format the kernel unpacks into its rootfs.
+struct Cpio<W: Write> {
+    w: W,
+    ino: u32,
+    dirs: std::collections::HashSet<String>,
+}
+
+impl<W: Write> Cpio<W> {
+    fn new(w: W) -> Self {
+        Cpio {
+            w,
+            ino: 1,
+            dirs: Default::default(),
+        }
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) -> Result<()> {
+        let namesize = name.len() + 1;
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            namesize,
+            0
+        );
+        self.ino += 1;
+        self.w.write_all(header.as_bytes())?;
+        self.w.write_all(name.as_bytes())?;
+        self.w.write_all(&[0])?;
+        self.pad(110 + namesize)?;
+        self.w.write_all(data)?;
+        self.pad(data.len())?;
+        Ok(())
+    }
+
+    fn pad(&mut self, len: usize) -> Result<()> {
+        let n = (4 - len % 4) % 4;
+        self.w.write_all(&[0u8; 3][..n])?;
+        Ok(())
+    }
+
+    fn dir(&mut self, name: &str, perm: u32) -> Result<()> {
+        if name.is_empty() || !self.dirs.insert(name.to_string()) {
+            return Ok(());
+        }
+        self.entry(name, 0o040000 | perm, (0, 0), &[])
+    }
+
+    fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result<()> {
+        self.entry(name, 0o100000 | perm, (0, 0), data)
+    }
+
+    /// `/dev/console` (5:1), so that init has a console before devtmpfs is mounted.
+    fn dev_console(&mut self) -> Result<()> {
+        self.entry("dev/console", 0o020000 | 0o600, (5, 1), &[])
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.entry("TRAILER!!!", 0, (0, 0), &[])?;
+        self.w.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpio_entries_are_aligned_and_terminated() {
+        let mut buf = vec![];
+        let mut c = Cpio::new(&mut buf);
+        c.dir("bin", 0o755).unwrap();
+        c.file("init", 0o755, b"#!/bin/sh\n").unwrap();
+        c.finish().unwrap();
+        assert!(buf.starts_with(b"070701"));
+        assert_eq!(buf.len() % 4, 0);
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.contains("TRAILER!!!") && text.contains("#!/bin/sh"));
+    }
+
+    #[test]
+    fn init_renders_every_module_in_order() {
+        let init = render_init().unwrap();
+        let pos: Vec<usize> = MODULES
+            .iter()
+            .map(|m| init.find(&format!("insmod /lib/modules/{m}.ko")).unwrap())
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{init}");
+        assert!(init.contains(PROBE_MARKER));
+    }
+
+    #[test]
+    fn versions_sort_numerically() {
+        assert!(version_key("6.1.0-9-cloud-amd64") < version_key("6.1.0-56-cloud-amd64"));
+    }
+}
