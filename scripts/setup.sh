@@ -10,6 +10,10 @@ packages=(
   sqlite3        # inspecting librarian databases by hand (tests do not need it)
   procps         # ps/pkill used in diagnostics
   chromium       # the LMP dashboard test loads the page in headless Chromium
+  # The libvirt backend (VM nodes) and its test: QEMU and libvirt (daemons started by hand, no
+  # systemd), dnsmasq for the cluster networks, the guest kernel and busybox for the initramfs.
+  qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev dnsmasq-base
+  linux-image-cloud-amd64 busybox-static cpio
 )
 
 missing=()
