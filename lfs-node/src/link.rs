@@ -1,5 +1,7 @@
-//! The daemon's connection to the Librarian: one blocking [`Client`] behind a mutex (one request
-//! in flight, as in the original), that reconnects by itself.
+//! The daemon's connections to the Librarian: a few blocking [`Client`]s, each behind a mutex, so
+//! that requests from different FUSE threads (e.g. the close of one file and the create of the
+//! next) are in flight together and share the Librarian's group commit. They reconnect by
+//! themselves.
 //!
 //! While the Librarian is unreachable, calls keep retrying with backoff until the link has been down
 //! for `timeout`; from then on they fail at once with EIO until a reconnect succeeds. A reconnect
@@ -12,7 +14,8 @@
 
 use librarian::client::{Client, ClientError};
 use serde_json::Value;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Who this node is, for every request's context.
@@ -42,10 +45,14 @@ impl std::error::Error for LinkError {}
 
 pub type LinkResult = Result<Value, LinkError>;
 
+/// The Librarian's reply to requests it received while stopping (it did not run them).
+const LIBRARIAN_STOPPING: &str = "the server is stopping";
+
+/// Connections per daemon: one per FUSE thread that may be waiting on the Librarian.
+const CONNECTIONS: usize = 4;
+
 struct State {
     client: Option<Client>,
-    /// When the link was first seen down in the current outage.
-    down_since: Option<Instant>,
 }
 
 pub struct Link {
@@ -53,7 +60,10 @@ pub struct Link {
     port: u16,
     who: Identity,
     timeout: Duration,
-    state: Mutex<State>,
+    conns: Vec<Mutex<State>>,
+    next: AtomicUsize,
+    /// When the Librarian was first seen unreachable in the current outage.
+    down_since: Mutex<Option<Instant>>,
 }
 
 impl Link {
@@ -63,10 +73,11 @@ impl Link {
             port,
             who,
             timeout,
-            state: Mutex::new(State {
-                client: None,
-                down_since: None,
-            }),
+            conns: (0..CONNECTIONS)
+                .map(|_| Mutex::new(State { client: None }))
+                .collect(),
+            next: AtomicUsize::new(0),
+            down_since: Mutex::new(None),
         }
     }
 
@@ -93,7 +104,7 @@ impl Link {
         loop {
             match self.connect() {
                 Ok(c) => {
-                    self.state.lock().unwrap().client = Some(c);
+                    self.conns[0].lock().unwrap().client = Some(c);
                     return Ok(());
                 }
                 Err(e) => {
@@ -116,6 +127,18 @@ impl Link {
         }
     }
 
+    /// A free connection if there is one, else the next in turn (waiting for it).
+    fn pick(&self) -> MutexGuard<'_, State> {
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.conns.len() {
+            if let Ok(g) = self.conns[(first + i) % self.conns.len()].try_lock() {
+                return g;
+            }
+        }
+        let m = &self.conns[first % self.conns.len()];
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Sends a command; see the module doc for the retry rules.
     pub fn call(&self, command: &str, params: Value) -> LinkResult {
         self.call_within(command, params, self.timeout)
@@ -124,14 +147,14 @@ impl Link {
     /// As [`call`](Self::call), giving up after `timeout` of outage (e.g. short at shutdown).
     pub fn call_within(&self, command: &str, params: Value, timeout: Duration) -> LinkResult {
         let start = Instant::now();
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.pick();
         let mut sent = 0u32;
         let mut backoff = Duration::from_millis(50);
         loop {
             if st.client.is_none() {
                 match self.connect() {
                     Ok(c) => {
-                        if let Some(since) = st.down_since.take() {
+                        if let Some(since) = self.down_since.lock().unwrap().take() {
                             tracing::info!(
                                 "reconnected to the Librarian after {:.1} s",
                                 since.elapsed().as_secs_f64()
@@ -140,7 +163,7 @@ impl Link {
                         st.client = Some(c);
                     }
                     Err(e) => {
-                        let since = *st.down_since.get_or_insert(start);
+                        let since = *self.down_since.lock().unwrap().get_or_insert(start);
                         if since.elapsed() >= timeout {
                             return Err(LinkError {
                                 errno: libc::EIO,
@@ -164,6 +187,19 @@ impl Link {
             sent += 1;
             match client.call(command, params.clone()) {
                 Ok(v) => return Ok(v),
+                // A Librarian that is shutting down drops queued requests unexecuted with this
+                // reply: the same as a lost connection, so wait for its successor.
+                Err(ClientError::Remote { msg, .. }) if msg == LIBRARIAN_STOPPING => {
+                    tracing::warn!(
+                        "the Librarian is stopping; {command} waits for it to come back"
+                    );
+                    st.client = None;
+                    self.down_since
+                        .lock()
+                        .unwrap()
+                        .get_or_insert(Instant::now());
+                    std::thread::sleep(backoff);
+                }
                 Err(ClientError::Remote { errno, msg }) => {
                     return Err(LinkError {
                         // errno 0 from the Librarian means "internal error": report EIO.
@@ -175,7 +211,10 @@ impl Link {
                 Err(e) => {
                     tracing::warn!("lost the Librarian connection during {command}: {e}");
                     st.client = None;
-                    st.down_since.get_or_insert(Instant::now());
+                    self.down_since
+                        .lock()
+                        .unwrap()
+                        .get_or_insert(Instant::now());
                 }
             }
         }

@@ -24,11 +24,13 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/<test> -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test exe has no grandparent")
-        .to_path_buf()
+    let dir = exe.parent().expect("exe has a directory");
+    // target/debug/deps/<test> -> target/debug; target/debug/<bench binary> -> target/debug
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// A workspace binary, with a clear message when it has not been built.
@@ -329,10 +331,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(n: usize, ini: &str, extra: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("fame-test")
             .tempdir()
             .unwrap();
+        // FAME_KEEP=1 keeps the directory (logs, database) for a post-mortem.
+        if std::env::var_os("FAME_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("keeping {}", dir.path().display());
+        }
         let lib = Librarian::start(dir.path(), ini);
         let fam = dir.path().join("fam");
         let f = std::fs::File::create(&fam).unwrap();

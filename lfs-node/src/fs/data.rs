@@ -82,26 +82,25 @@ impl LfsFs {
         Ok(fh)
     }
 
-    /// Drops an open handle, here and on the Librarian.
+    /// Drops an open handle: on the Librarian first, then here, so that once this node counts
+    /// no open the Librarian has none either (unlink checks both).
     pub(super) fn release_handle(&self, fh: u64) {
         let Some(id) = self.handles.lock().unwrap().remove(&fh) else {
             return;
         };
-        {
-            let mut open = self.open.lock().unwrap();
-            if let Some(o) = open.get(&id).cloned() {
-                let mut o = o.write().unwrap();
-                o.handles = o.handles.saturating_sub(1);
-                if o.handles == 0 {
-                    open.remove(&id);
-                }
-            }
-        }
         if let Err(e) = self
             .link
             .call("close_shelf", json!({"id": id, "open_handle": fh}))
         {
             tracing::warn!("close_shelf {id}/{fh} failed: {e}");
+        }
+        let mut open = self.open.lock().unwrap();
+        if let Some(o) = open.get(&id).cloned() {
+            let mut o = o.write().unwrap();
+            o.handles = o.handles.saturating_sub(1);
+            if o.handles == 0 {
+                open.remove(&id);
+            }
         }
     }
 
@@ -302,8 +301,14 @@ impl LfsFs {
 
     /// Is the shelf open anywhere (this node or another)?
     fn open_anywhere(&self, id: u64) -> Res<bool> {
-        if self.local_opens(id) > 0 {
-            return Ok(true);
+        // The kernel sends RELEASE after close(2) has returned: give a just-closed file a moment,
+        // so that `close(fd); unlink(path)` does not fail with EBUSY.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while self.local_opens(id) > 0 {
+            if std::time::Instant::now() > deadline {
+                return Ok(true);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
         let v = self.call("list_open_shelves", json!({}))?;
         Ok(v.as_array()
