@@ -96,6 +96,9 @@ pub enum Cmd {
         #[arg(long, num_args = 1.., required = true)]
         nodes: Vec<String>,
     },
+    /// Internal: abort FUSE connections (by device minor) of daemons stuck on their own mount.
+    #[command(name = "__abort-fuse", hide = true)]
+    AbortFuse { minors: Vec<u32> },
     /// Internal: become a node of the process backend and run its daemon.
     #[command(name = "__node-init", hide = true)]
     NodeInit {

@@ -1,5 +1,11 @@
-//! How the FAM is cut into books, exactly as FAME's configure script does it, and the
-//! `node_fame.ini` that tells `book-register` about it.
+//! How the FAM is cut into books, as FAME's configure script does it, and the `node_fame.ini`
+//! that tells `book-register` about it.
+//!
+//! One deliberate difference: the script divided the books evenly over the nodes and wrote
+//! whatever came out, but `book-register` (like the original `book_register.py`) rejects a
+//! node whose books do not split over its four media controllers. So books per node are rounded
+//! down to a multiple of 4 (`--fam 1G --nodes 3` gives 40, not 42); where the script's count is
+//! already a multiple of 4 (every power-of-two node count) nothing changes.
 
 use crate::size::format_size;
 
@@ -7,8 +13,12 @@ use crate::size::format_size;
 pub const MAX_BOOKS: u64 = 10_000;
 /// The script's first book size.
 pub const FIRST_BOOK_SIZE: u64 = 8 << 20;
-/// Smallest book `--book-size` accepts: one page of the FAM mapping.
-pub const MIN_BOOK_SIZE: u64 = 4 << 10;
+/// Book sizes `book-register` accepts.
+pub const MIN_BOOK_SIZE: u64 = 2 << 20;
+pub const MAX_BOOK_SIZE: u64 = 8 << 30;
+/// A node's books are split over its 4 media controllers, at most 8192 books in all.
+pub const MCS_PER_NODE: u64 = 4;
+pub const MAX_BOOKS_PER_NODE: u64 = 8192;
 
 /// The books of a cluster: `nodes` nodes of `books_per_node` books of `book_size` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +34,12 @@ impl Geometry {
     pub fn new(nodes: u32, fam_bytes: u64, book_size: Option<u64>) -> Result<Geometry, String> {
         let book_size = match book_size {
             Some(b) => {
-                if !b.is_power_of_two() || b < MIN_BOOK_SIZE {
+                if !b.is_power_of_two() || !(MIN_BOOK_SIZE..=MAX_BOOK_SIZE).contains(&b) {
                     return Err(format!(
-                        "--book-size {}: a book must be a power of two of at least {}; try --book-size 8M or leave it out",
+                        "--book-size {}: a book must be a power of two from {} to {}; try --book-size 8M or leave it out",
                         format_size(b),
-                        format_size(MIN_BOOK_SIZE)
+                        format_size(MIN_BOOK_SIZE),
+                        format_size(MAX_BOOK_SIZE)
                     ));
                 }
                 b
@@ -41,12 +52,19 @@ impl Geometry {
                 b
             }
         };
-        let books_per_node = fam_bytes / book_size / u64::from(nodes.max(1));
+        let even_share = fam_bytes / book_size / u64::from(nodes.max(1));
+        let books_per_node = even_share / MCS_PER_NODE * MCS_PER_NODE;
         if books_per_node == 0 {
             return Err(format!(
-                "--book-size {} with --fam {} leaves no book for each of {nodes} nodes; use smaller books or a bigger --fam",
-                format_size(book_size),
-                format_size(fam_bytes)
+                "--fam {} in {} books gives each of {nodes} nodes {even_share} book(s), but a node needs at least {MCS_PER_NODE} (one per media controller); use a bigger --fam, fewer --nodes or smaller books",
+                format_size(fam_bytes),
+                format_size(book_size)
+            ));
+        }
+        if books_per_node > MAX_BOOKS_PER_NODE {
+            return Err(format!(
+                "--book-size {} gives each node {books_per_node} books, more than the {MAX_BOOKS_PER_NODE} a node can have; use bigger books or leave --book-size out",
+                format_size(book_size)
             ));
         }
         Ok(Geometry {
@@ -99,10 +117,18 @@ mod tests {
     }
 
     #[test]
-    fn books_per_node_rounds_down_like_the_script() {
+    fn books_per_node_round_down_to_whole_media_controllers() {
         let g = Geometry::new(3, 1 << 30, None).unwrap();
-        assert_eq!((g.book_size, g.books_per_node), (8 << 20, 42));
-        assert_eq!(Geometry::new(80, 1 << 30, None).unwrap().books_per_node, 1);
+        assert_eq!((g.book_size, g.books_per_node), (8 << 20, 40));
+        assert_eq!(
+            Geometry::new(80, 32 << 30, None).unwrap().books_per_node,
+            48
+        );
+        let e = Geometry::new(80, 1 << 30, None).unwrap_err();
+        assert!(
+            e.contains("needs at least 4") && e.contains("--fam 1G"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -110,8 +136,11 @@ mod tests {
         let g = Geometry::new(4, 32 << 30, Some(1 << 30)).unwrap();
         assert_eq!((g.book_size, g.books_per_node), (1 << 30, 8));
         assert!(Geometry::new(4, 32 << 30, Some(3 << 20)).is_err());
-        assert!(Geometry::new(4, 32 << 30, Some(1024)).is_err());
+        assert!(Geometry::new(4, 32 << 30, Some(1 << 20)).is_err());
+        assert!(Geometry::new(4, 32 << 30, Some(16 << 30)).is_err());
         let e = Geometry::new(64, 1 << 30, Some(1 << 30)).unwrap_err();
-        assert!(e.contains("leaves no book"), "{e}");
+        assert!(e.contains("needs at least 4"), "{e}");
+        let e = Geometry::new(1, 64 << 30, Some(2 << 20)).unwrap_err();
+        assert!(e.contains("more than the 8192"), "{e}");
     }
 }

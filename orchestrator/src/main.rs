@@ -50,6 +50,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Cmd::AbortFuse { minors } = &cli.cmd {
+        return match backend::process::init::abort_fuse(minors) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fame __abort-fuse: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Cmd::Scenario {
         cmd: cli::ScenarioCmd::Run(args),
     } = cli.cmd
@@ -80,7 +89,7 @@ fn main() -> ExitCode {
             ops::reload::reload(name.as_deref(), bin_dir.as_deref()).map(|()| 0)
         }
         Cmd::Scenario { .. } | Cmd::Proxy { .. } => unreachable!("handled above"),
-        Cmd::NodeInit { .. } => unreachable!("handled above"),
+        Cmd::NodeInit { .. } | Cmd::AbortFuse { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

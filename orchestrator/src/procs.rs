@@ -83,10 +83,50 @@ pub fn terminate(procs: &[ProcRef], grace: Duration) -> Vec<ProcRef> {
         p.signal(Signal::TERM);
     }
     let left = wait_gone(procs, grace);
+    let stuck: Vec<u32> = left.iter().flat_map(|p| node_fuse_minors(*p)).collect();
+    if !stuck.is_empty() {
+        abort_fuse(&stuck);
+    }
     for p in &left {
         p.signal(Signal::KILL);
     }
     wait_gone(&left, Duration::from_secs(5))
+}
+
+/// Device minors (the connection numbers under `/sys/fs/fuse/connections`) of the FUSE file
+/// systems mounted on `/lfs` in `p`'s mount table, if `p` lives in a mount namespace other than
+/// ours, that is, in a node: never a FUSE mount of the host.
+fn node_fuse_minors(p: ProcRef) -> Vec<u32> {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    if ns(&p.pid.to_string()) == ns("self") {
+        return vec![];
+    }
+    let Ok(text) = std::fs::read_to_string(p.proc_path("mountinfo")) else {
+        return vec![];
+    };
+    text.lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/lfs"))
+        .filter(|l| l.split(" - ").nth(1).is_some_and(|r| r.starts_with("fuse")))
+        .filter_map(|l| l.split(' ').nth(2)?.split(':').nth(1)?.parse().ok())
+        .collect()
+}
+
+/// Aborts FUSE connections from a helper process (`fame __abort-fuse`, which mounts `fusectl`
+/// in a private mount namespace if the host has not): a FUSE daemon that took a request and
+/// never answers leaves the caller in an uninterruptible wait, and when the caller is the daemon
+/// itself (checking its own mount as it stops) not even SIGKILL ends it. Aborting does.
+fn abort_fuse(minors: &[u32]) {
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let status = std::process::Command::new(me)
+        .arg("__abort-fuse")
+        .args(minors.iter().map(u32::to_string))
+        .stdin(std::process::Stdio::null())
+        .status();
+    tracing::warn!(
+        "aborted FUSE connections {minors:?} of processes that did not stop: {status:?}"
+    );
 }
 
 /// Waits until none of `procs` is alive or `limit` has passed; returns those still alive.
@@ -146,7 +186,15 @@ mod tests {
             .env(MARKER_ENV, dir.path())
             .spawn()
             .unwrap();
-        let found = marked_processes(dir.path());
+        // The child's environment is readable once it has exec'd; give it a moment.
+        let mut found = marked_processes(dir.path());
+        for _ in 0..200 {
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            found = marked_processes(dir.path());
+        }
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].pid, child.id() as i32);
         // Our own child lingers as a zombie until waited for; reap it in the background.

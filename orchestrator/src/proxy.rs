@@ -108,7 +108,9 @@ pub fn serve(dir: &Path, target: SocketAddr, listen: IpAddr, nodes: &[String]) -
                         eprintln!("proxy: healed {}", p.node);
                     }
                     // Retried at the next tick (the port may linger for a moment).
-                    Err(e) => eprintln!("proxy: {}: cannot listen on {} again: {e}", p.node, p.port),
+                    Err(e) => {
+                        eprintln!("proxy: {}: cannot listen on {} again: {e}", p.node, p.port)
+                    }
                 }
             }
         }

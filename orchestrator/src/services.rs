@@ -37,6 +37,7 @@ pub fn register_books(bins: &Bins, paths: &ClusterPaths) -> Result<()> {
         .arg("-d")
         .arg(paths.db())
         .arg(paths.ini())
+        .env(MARKER_ENV, &paths.dir)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)

@@ -53,6 +53,9 @@ pub enum LfsState {
     Mounted,
     /// `/lfs` answered but nothing is mounted on it yet.
     NotMounted,
+    /// `/lfs` did not answer in time (its daemon is busy or hung, e.g. waiting for a Librarian
+    /// that is gone).
+    NotAnswering,
     /// The node is not running, so there is no `/lfs` to ask.
     Absent,
 }
@@ -73,17 +76,16 @@ pub trait Backend: Send + Sync {
     /// caller waits for it with [`probe`](Self::probe).
     fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value>;
 
-    /// Looks at a started node. May block while the node's `/lfs` hangs, so callers that must
-    /// not block ask from a thread of their own.
+    /// Looks at a started node. Never blocks for long, even when the node's `/lfs` hangs.
     fn probe(&self, node: &Node) -> Probe;
 
     /// Runs `argv` inside the node and returns its exit status. A backend may instead replace
     /// the calling process with the command (the exit status then passes through by itself).
     fn exec(&self, node: &Node, cluster_dir: &Path, argv: &[OsString]) -> Result<i32>;
 
-    /// Stops the nodes (their daemons get `grace` to unmount) and everything running inside them.
-    /// Nodes that are already gone are fine.
-    fn stop(&self, nodes: &[&Node], grace: Duration) -> Result<()>;
+    /// Stops the nodes (their daemons get `grace` to unmount) and everything running inside them,
+    /// and returns how many nodes were running. Nodes that are already gone are fine.
+    fn stop(&self, nodes: &[&Node], grace: Duration) -> Result<usize>;
 
     /// Removes whatever [`create`](Self::create) and [`start`](Self::start) left (the nodes are
     /// already stopped). Idempotent.

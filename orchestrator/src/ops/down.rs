@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// How long daemons get to unmount and exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
+/// The same when the Librarian is gone.
+const SHORT_GRACE: Duration = Duration::from_millis(500);
 
 pub fn down(name: Option<&str>, all: bool, keep_fam: bool) -> Result<()> {
     let names = if all {
@@ -85,8 +87,10 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
     if let Some(st) = &state {
         if let Some(b) = backend::by_name(&st.settings.backend) {
             let nodes: Vec<_> = st.nodes.iter().collect();
-            stopped += nodes.iter().filter(|n| b.probe(n).running).count();
-            b.stop(&nodes, GRACE)?;
+            // A daemon says goodbye to the Librarian as it unmounts; without a Librarian that
+            // only waits for a timeout, so do not wait long for it.
+            let librarian_up = st.librarian.is_some_and(|l| l.is_alive());
+            stopped += b.stop(&nodes, if librarian_up { GRACE } else { SHORT_GRACE })?;
         }
         if let Some(l) = st.librarian.filter(procs::ProcRef::is_alive) {
             stopped += 1;
@@ -145,10 +149,20 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
         match std::fs::remove_dir(&paths.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => bail!(
-                "{} is not empty after removing the cluster's files ({e}); remove what you put there yourself",
-                paths.dir.display()
-            ),
+            Err(e) => {
+                let left: Vec<String> = std::fs::read_dir(&paths.dir)
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                bail!(
+                    "{} still holds {} after the cluster's files were removed ({e}); they are not fame's: move them away and run `fame down` again",
+                    paths.dir.display(),
+                    left.join(", ")
+                )
+            }
         }
     }
     let entry = cluster::entry(name);
@@ -181,6 +195,18 @@ fn remove_files(paths: &ClusterPaths, state: Option<&ClusterState>) -> Result<()
         rm(Path::new(&p))?;
     }
     rm(&paths.ini())?;
+    // book-register builds the database in `.librarian.db.tmp-*` and renames it into place; a
+    // book-register killed halfway (with a `fame up` killed halfway) leaves that file behind.
+    if let Ok(entries) = std::fs::read_dir(&paths.dir) {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(".librarian.db.tmp-")
+            {
+                rm(&e.path())?;
+            }
+        }
+    }
     // FAME_FAM files belong to the user. Without a state file, only fame's own FAM path is ours.
     if state.is_none_or(|s| s.fam_owned) {
         rm(&paths.fam())?;

@@ -7,11 +7,22 @@ use std::path::{Path, PathBuf};
 
 /// Every log of the cluster, as (label, path).
 fn all_logs(c: &Loaded) -> Vec<(String, PathBuf)> {
-    let mut logs = vec![
-        ("fame".to_string(), c.paths.fame_log()),
-        ("book-register".to_string(), c.paths.book_register_log()),
-        ("librarian".to_string(), c.paths.librarian_log()),
-    ];
+    let mut logs: Vec<(String, PathBuf)> = [
+        c.paths.fame_log(),
+        c.paths.book_register_log(),
+        c.paths.librarian_log(),
+    ]
+    .into_iter()
+    .map(|p| {
+        (
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            p,
+        )
+    })
+    .collect();
     for node in &c.state.nodes {
         for path in c.backend.logs(node) {
             let file = path

@@ -9,7 +9,6 @@ use crate::progress::{check_interrupt, Step};
 use crate::services::log_tail;
 use crate::state::{ClusterState, Node};
 use anyhow::{bail, Result};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The nodes of a cluster of `n` nodes, before they are started.
@@ -54,16 +53,14 @@ pub fn start_and_wait(
     step.set_message("starting");
     let mut result = Ok(());
     for i in 0..state.nodes.len() {
-        let started = backend
-            .create(&state.nodes[i])
-            .and_then(|()| {
-                // Through its fault proxy port when the cluster has one.
-                let spec = DaemonSpec {
-                    librarian_port: state.daemon_port(&state.nodes[i]),
-                    ..daemon.clone()
-                };
-                backend.start(&state.nodes[i], &spec)
-            });
+        let started = backend.create(&state.nodes[i]).and_then(|()| {
+            // Through its fault proxy port when the cluster has one.
+            let spec = DaemonSpec {
+                librarian_port: state.daemon_port(&state.nodes[i]),
+                ..daemon.clone()
+            };
+            backend.start(&state.nodes[i], &spec)
+        });
         match started {
             Ok(h) => state.nodes[i].handle = h,
             Err(e) => {
@@ -85,10 +82,6 @@ pub fn start_and_wait(
     )
 }
 
-const WAITING: u8 = 0;
-const MOUNTED: u8 = 1;
-const DIED: u8 = 2;
-
 fn wait_ready(
     backend: &dyn Backend,
     state: &ClusterState,
@@ -99,85 +92,63 @@ fn wait_ready(
 ) -> Result<()> {
     let nodes = &state.nodes;
     let deadline = Instant::now() + limit;
-    let mounts: Vec<AtomicU8> = nodes.iter().map(|_| AtomicU8::new(WAITING)).collect();
-    let stop = AtomicBool::new(false);
     let conn = db::open(&paths.db())?;
-    std::thread::scope(|scope| {
-        // One watcher per node: asking a node about /lfs may block while its FUSE daemon starts.
-        for (node, mount) in nodes.iter().zip(&mounts) {
-            let stop = &stop;
-            scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let p = backend.probe(node);
-                    if !p.running {
-                        mount.store(DIED, Ordering::Relaxed);
-                        return;
-                    }
-                    if p.lfs == LfsState::Mounted {
-                        mount.store(MOUNTED, Ordering::Relaxed);
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(3));
-                }
-            });
-        }
-        let outcome = (|| loop {
-            let beats = db::heartbeats(&conn).unwrap_or_default();
-            let beat = |n: &Node| {
-                beats
-                    .get(&i64::from(n.id))
-                    .is_some_and(|h| h.status == 1 && h.at.unwrap_or(0) >= since)
-            };
-            let mounted = mounts
-                .iter()
-                .filter(|m| m.load(Ordering::Relaxed) == MOUNTED)
-                .count();
-            let beating = nodes.iter().filter(|n| beat(n)).count();
-            let ready = nodes
-                .iter()
-                .zip(&mounts)
-                .filter(|(n, m)| m.load(Ordering::Relaxed) == MOUNTED && beat(n))
-                .count();
-            step.set_position(ready as u64);
-            step.set_message(format!("/lfs mounted {mounted}, heartbeats {beating}"));
-            if ready == nodes.len() {
-                return Ok(());
-            }
-            if let Some((node, _)) = nodes
-                .iter()
-                .zip(&mounts)
-                .find(|(_, m)| m.load(Ordering::Relaxed) == DIED)
-            {
+    let mut mounted = vec![false; nodes.len()];
+    loop {
+        for (node, m) in nodes.iter().zip(mounted.iter_mut()).filter(|(_, m)| !**m) {
+            let p = backend.probe(node);
+            if !p.running {
                 let logs: String = backend.logs(node).iter().map(|l| log_tail(l, 5)).collect();
                 bail!("{} stopped before it was ready{logs}", node.name);
             }
-            if Instant::now() > deadline {
-                let late: Vec<String> = nodes
-                    .iter()
-                    .zip(&mounts)
-                    .filter(|(n, m)| !(m.load(Ordering::Relaxed) == MOUNTED && beat(n)))
-                    .map(|(n, m)| {
-                        let why = if m.load(Ordering::Relaxed) != MOUNTED {
-                            "/lfs not mounted"
-                        } else {
-                            "no heartbeat at the Librarian"
-                        };
-                        format!("{} ({why})", n.name)
-                    })
-                    .collect();
-                bail!(
-                    "after {} s, {} of {} nodes are not ready: {}; raise --timeout, or see their logs under {}",
-                    limit.as_secs(),
-                    late.len(),
-                    nodes.len(),
-                    late.join(", "),
-                    paths.nodes().display()
-                );
-            }
-            check_interrupt()?;
-            std::thread::sleep(Duration::from_millis(5));
-        })();
-        stop.store(true, Ordering::Relaxed);
-        outcome
-    })
+            *m = p.lfs == LfsState::Mounted;
+        }
+        let beats = db::heartbeats(&conn).unwrap_or_default();
+        let beat = |n: &Node| {
+            beats
+                .get(&i64::from(n.id))
+                .is_some_and(|h| h.status == 1 && h.at.unwrap_or(0) >= since)
+        };
+        let ready: Vec<bool> = nodes
+            .iter()
+            .zip(&mounted)
+            .map(|(n, m)| *m && beat(n))
+            .collect();
+        let n_ready = ready.iter().filter(|r| **r).count();
+        step.set_position(n_ready as u64);
+        step.set_message(format!(
+            "/lfs mounted {}, heartbeats {}",
+            mounted.iter().filter(|m| **m).count(),
+            nodes.iter().filter(|n| beat(n)).count()
+        ));
+        if n_ready == nodes.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let late: Vec<String> = nodes
+                .iter()
+                .zip(&mounted)
+                .zip(&ready)
+                .filter(|(_, r)| !**r)
+                .map(|((n, m), _)| {
+                    let why = if *m {
+                        "no heartbeat at the Librarian"
+                    } else {
+                        "/lfs not mounted"
+                    };
+                    format!("{} ({why})", n.name)
+                })
+                .collect();
+            bail!(
+                "after {} s, {} of {} nodes are not ready: {}; raise --timeout, or see their logs under {}",
+                limit.as_secs(),
+                late.len(),
+                nodes.len(),
+                late.join(", "),
+                paths.nodes().display()
+            );
+        }
+        check_interrupt()?;
+        std::thread::sleep(Duration::from_millis(3));
+    }
 }

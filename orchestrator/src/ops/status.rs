@@ -8,28 +8,26 @@ use crate::procs::ProcRef;
 use crate::size::format_size;
 use crate::state::{ClusterState, Node, Phase};
 use anyhow::Result;
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A heartbeat older than this (the daemon sends one every 10 s) counts as silent.
 const HEARTBEAT_FRESH_SECS: i64 = 30;
 
-/// Probes every node at once, giving up on a node whose `/lfs` hangs for 2 s.
-fn probe_all(backend: &dyn Backend, nodes: &[Node]) -> Vec<Option<Probe>> {
+/// Probes every node at once (each probe is bounded, see [`Backend::probe`]).
+fn probe_all(backend: &dyn Backend, nodes: &[Node]) -> Vec<Probe> {
     std::thread::scope(|scope| {
-        let waits: Vec<_> = nodes
+        let probes: Vec<_> = nodes
             .iter()
-            .map(|node| {
-                let (tx, rx) = mpsc::channel();
-                scope.spawn(move || {
-                    let _ = tx.send(backend.probe(node));
-                });
-                rx
-            })
+            .map(|node| scope.spawn(move || backend.probe(node)))
             .collect();
-        waits
+        probes
             .into_iter()
-            .map(|rx| rx.recv_timeout(Duration::from_secs(2)).ok())
+            .map(|h| {
+                h.join().unwrap_or(Probe {
+                    running: false,
+                    lfs: LfsState::Absent,
+                })
+            })
             .collect()
     })
 }
@@ -63,7 +61,7 @@ pub fn status(name: Option<&str>) -> Result<()> {
         backend,
     } = super::load(name)?;
     let probes = probe_all(backend.as_ref(), &st.nodes);
-    let running = probes.iter().flatten().filter(|p| p.running).count();
+    let running = probes.iter().filter(|p| p.running).count();
     println!("cluster    {name}: {}", summary(&st, running));
     println!("directory  {}", paths.dir.display());
     println!(
@@ -116,17 +114,18 @@ pub fn status(name: Option<&str>) -> Result<()> {
             .and_then(|p| p.as_i64())
             .map(|p| p.to_string())
             .unwrap_or_else(|| "-".into());
-        let (process, lfs) = match probe {
-            None => ("?", "not answering"),
-            Some(p) if !p.running => ("stopped", "-"),
-            Some(p) => (
+        let (process, lfs) = if probe.running {
+            (
                 "running",
-                match p.lfs {
+                match probe.lfs {
                     LfsState::Mounted => "mounted",
                     LfsState::NotMounted => "not mounted",
+                    LfsState::NotAnswering => "not answering",
                     LfsState::Absent => "-",
                 },
-            ),
+            )
+        } else {
+            ("stopped", "-")
         };
         let hb = match beats.get(&i64::from(node.id)) {
             None => "unknown".to_string(),
@@ -167,7 +166,6 @@ pub fn ls() -> Result<()> {
                 let running = match crate::backend::by_name(&st.settings.backend) {
                     Some(b) => probe_all(b.as_ref(), &st.nodes)
                         .iter()
-                        .flatten()
                         .filter(|p| p.running)
                         .count(),
                     None => 0,

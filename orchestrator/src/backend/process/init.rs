@@ -72,3 +72,35 @@ fn build_root(root: &Path) -> Result<()> {
     std::fs::remove_dir("/.old-root")?;
     Ok(())
 }
+
+/// `fame __abort-fuse MINOR...`: aborts the FUSE connections with these device minors through
+/// `fusectl`, mounted (if the host has not) in a private mount namespace of this process only.
+///
+/// A FUSE daemon that took a request and never answers it leaves the caller in an
+/// uninterruptible wait; when that caller is the daemon itself (e.g. checking its own mount as it
+/// stops), not even SIGKILL ends it. Aborting the connection does.
+pub fn abort_fuse(minors: &[u32]) -> Result<()> {
+    const CONNECTIONS: &str = "/sys/fs/fuse/connections";
+    let first = format!(
+        "{CONNECTIONS}/{}/abort",
+        minors.first().copied().unwrap_or(0)
+    );
+    if !Path::new(&first).exists() {
+        // SAFETY: this process is single-threaded and does not unshare its file table.
+        unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
+            .context("cannot create a mount namespace for fusectl")?;
+        mount_change(
+            "/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )?;
+        mount("fusectl", CONNECTIONS, "fusectl", MountFlags::empty(), None)
+            .context("cannot mount fusectl")?;
+    }
+    for m in minors {
+        let abort = format!("{CONNECTIONS}/{m}/abort");
+        if let Err(e) = std::fs::write(&abort, "1") {
+            eprintln!("fame: cannot abort FUSE connection {m}: {e}");
+        }
+    }
+    Ok(())
+}

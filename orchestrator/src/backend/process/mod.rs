@@ -43,6 +43,55 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// How long `probe` waits for a node's `/lfs` to answer `statfs`.
+const PROBE_LIMIT: Duration = Duration::from_millis(500);
+/// `statfs` type of FUSE file systems.
+const FUSE_SUPER_MAGIC: &str = "65735546";
+
+/// Whether `path` answers `statfs` as a FUSE file system within `limit`: `None` if it did not
+/// answer in time.
+///
+/// Asked by a `stat -f` child process, not a thread: once a FUSE daemon has taken a request, the
+/// kernel waits for its answer uninterruptibly, and a thread stuck there would keep `fame`
+/// itself from exiting until the daemon answers (up to the daemon's Librarian timeout when the
+/// Librarian is gone). A stuck child is left to finish on its own.
+fn answers_as_fuse(path: &Path, limit: Duration) -> Option<bool> {
+    let mut child = Command::new("stat")
+        .args(["--file-system", "--format=%t"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            _ => return None,
+        }
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut()?, &mut out).ok()?;
+    Some(out.trim() == FUSE_SUPER_MAGIC)
+}
+
+/// Whether the node's mount table has a FUSE mount on `/lfs` (read from `/proc`, so it never
+/// waits for the daemon).
+fn fuse_on_lfs(p: ProcRef) -> bool {
+    std::fs::read_to_string(p.proc_path("mountinfo")).is_ok_and(|text| {
+        text.lines().any(|l| {
+            let mut fields = l.split(' ');
+            let mount_point = fields.nth(4);
+            let fs_type = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+            mount_point == Some("/lfs") && fs_type.is_some_and(|t| t.starts_with("fuse"))
+        })
+    })
+}
+
 /// Environment variable naming the node in processes started inside it.
 pub const NODE_ENV: &str = "FAME_NODE";
 
@@ -151,22 +200,21 @@ impl Backend for ProcessBackend {
         };
         // Until the node has pivoted into its own root, /proc/PID/root is the host's root, whose
         // /lfs (if any) is not the node's.
-        let mounted = (|| {
-            let host_root = std::fs::metadata("/").ok()?.dev();
-            let root = std::fs::metadata(p.proc_path("root")).ok()?.dev();
-            if root == host_root {
-                return Some(false);
+        let host_root = std::fs::metadata("/").map(|m| m.dev()).ok();
+        let root = std::fs::metadata(p.proc_path("root")).map(|m| m.dev()).ok();
+        let lfs = if root.is_none() || root == host_root || !fuse_on_lfs(p) {
+            LfsState::NotMounted
+        } else {
+            // Mounted; now ask it, which reaches the daemon.
+            match answers_as_fuse(&p.proc_path("root/lfs"), PROBE_LIMIT) {
+                None => LfsState::NotAnswering,
+                Some(true) => LfsState::Mounted,
+                Some(false) => LfsState::NotMounted,
             }
-            let lfs = std::fs::metadata(p.proc_path("root/lfs")).ok()?.dev();
-            Some(lfs != root)
-        })();
+        };
         Probe {
             running: p.is_alive(),
-            lfs: if mounted == Some(true) {
-                LfsState::Mounted
-            } else {
-                LfsState::NotMounted
-            },
+            lfs,
         }
     }
 
@@ -209,8 +257,9 @@ impl Backend for ProcessBackend {
         )
     }
 
-    fn stop(&self, nodes: &[&Node], grace: Duration) -> Result<()> {
+    fn stop(&self, nodes: &[&Node], grace: Duration) -> Result<usize> {
         let mut victims = vec![];
+        let mut running = 0;
         for node in nodes {
             if let Some(p) = daemon(node) {
                 // Everything in the node's namespace goes with it (e.g. shells from `fame exec`);
@@ -218,6 +267,7 @@ impl Backend for ProcessBackend {
                 let inside = ns_id(p.pid, "mnt")
                     .map(|ns| processes_in_mount_ns(&ns))
                     .unwrap_or_default();
+                running += 1;
                 victims.push(p);
                 victims.extend(inside.into_iter().filter(|q| q.pid != p.pid));
             }
@@ -229,7 +279,7 @@ impl Backend for ProcessBackend {
                 left.iter().map(|p| p.pid).collect::<Vec<_>>()
             );
         }
-        Ok(())
+        Ok(running)
     }
 
     fn destroy(&self, nodes: &[&Node]) -> Result<()> {

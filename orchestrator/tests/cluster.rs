@@ -1,0 +1,490 @@
+//! Real clusters: the real `fame`, Librarian and lfs-node binaries, real namespaces and FUSE
+//! mounts. Every test has its own FAME_HOME and ends with nothing of its clusters left.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+fn up(home: &Home, name: &str, nodes: u32, port: u16) -> String {
+    home.ok(&[
+        "up",
+        "--name",
+        name,
+        "--nodes",
+        &nodes.to_string(),
+        "--fam",
+        "1G",
+        "--port",
+        &port.to_string(),
+    ])
+}
+
+#[test]
+fn four_nodes_share_one_fam_then_down_leaves_nothing() {
+    let home = Home::new();
+    let port = free_port();
+    let out = home.ok(&[
+        "up",
+        "--nodes",
+        "4",
+        "--fam",
+        "32G",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert!(out.contains("cluster fame is ready"), "{out}");
+    assert!(out.contains("fame exec node01 -- sh"), "{out}");
+    let dir = home.cluster_dir("fame");
+
+    // The configure script's INI, and the FAM file: sparse, exactly 32G, mode 0660.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("node_fame.ini")).unwrap(),
+        "[global]\nnode_count = 4\nbook_size_bytes = 8M\nnvm_size_per_node = 1024B\n"
+    );
+    let fam = std::fs::metadata(dir.join("fam")).unwrap();
+    assert_eq!(fam.len(), 32 << 30);
+    assert_eq!(fam.permissions().mode() & 0o777, 0o660);
+    assert!(fam.blocks() * 512 < 1 << 30, "the FAM file must be sparse");
+
+    // Write on one node, read on every other, through `fame exec`.
+    home.ok(&[
+        "exec",
+        "node02",
+        "--",
+        "sh",
+        "-c",
+        "echo written-on-node02 > /lfs/x",
+    ]);
+    for node in ["node01", "node03", "node04"] {
+        let got = home.ok(&["exec", node, "--", "sh", "-c", "hostname; cat /lfs/x"]);
+        assert_eq!(got, format!("{node}\nwritten-on-node02\n"));
+    }
+    // The host sees each node's /lfs under the cluster directory.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("nodes/node03/lfs/x")).unwrap(),
+        "written-on-node02\n"
+    );
+    // Exit statuses pass through; a node can be named by its number.
+    let out = home.run(&["exec", "3", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let err = home.fails(&["exec", "node09", "--", "true"]);
+    assert!(err.contains("has no node node09"), "{err}");
+
+    let status = home.ok(&["status"]);
+    assert!(status.contains("cluster    fame: up"), "{status}");
+    assert!(status.contains("4096 total, 1 used, 4095 free"), "{status}");
+    assert_eq!(status.matches(" mounted ").count(), 4, "{status}");
+    assert_eq!(status.matches("active (").count(), 4, "{status}");
+    let ls = home.ok(&["ls"]);
+    assert!(ls.contains("fame") && ls.contains(" up "), "{ls}");
+
+    // Logs: listed, and exported with the INI, the state and a database snapshot.
+    let logs = home.ok(&["logs"]);
+    assert!(
+        logs.contains("librarian.log") && logs.contains("node04/lfs-node.log"),
+        "{logs}"
+    );
+    let export = tempfile::tempdir().unwrap();
+    home.ok(&["logs", "--export", export.path().to_str().unwrap()]);
+    let bundle = std::fs::read_dir(export.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for f in [
+        "librarian.log",
+        "node_fame.ini",
+        "state.json",
+        "librarian.db",
+        "node01/lfs-node.log",
+    ] {
+        assert!(bundle.join(f).exists(), "{f} missing from the bundle");
+    }
+    let snap = std::process::Command::new("sqlite3")
+        .arg(bundle.join("librarian.db"))
+        .arg("SELECT count(*) FROM books")
+        .output();
+    if let Ok(snap) = snap {
+        assert_eq!(String::from_utf8_lossy(&snap.stdout).trim(), "4096");
+    }
+
+    // A command left running inside a node must not keep its namespace alive.
+    let mut sleeper = home
+        .command(&["exec", "node01", "--", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let fp = footprint(&dir);
+    assert_eq!(fp.procs.len(), 5);
+    assert_eq!(fp.namespaces.len(), 8);
+    let out = home.ok(&["down"]);
+    assert!(out.contains("removed"), "{out}");
+    sleeper.wait().unwrap();
+    assert_gone(&fp);
+    assert!(home.entries().is_empty(), "{:?}", home.entries());
+    // Idempotent.
+    let out = home.ok(&["down"]);
+    assert!(out.contains("nothing to do"), "{out}");
+}
+
+#[test]
+fn down_cleans_up_after_sigkill_of_a_node_and_the_librarian() {
+    let home = Home::new();
+    up(&home, "k", 3, free_port());
+    let dir = home.cluster_dir("k");
+    let fp = footprint(&dir);
+    // fp.procs[0] is the Librarian, then the nodes.
+    for &(pid, _) in &fp.procs[..2] {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let ls = home.ok(&["ls"]);
+    assert!(ls.contains("degraded"), "{ls}");
+    let status = home.ok(&["status", "k"]);
+    assert!(
+        status.contains("not running") && status.contains("stopped"),
+        "{status}"
+    );
+    home.ok(&["down", "k"]);
+    assert_gone(&fp);
+    assert!(home.entries().is_empty());
+}
+
+#[test]
+fn down_cleans_up_after_sigkill_of_fame_up_itself() {
+    let home = Home::new();
+    let port = free_port().to_string();
+    let dir = home.cluster_dir("torn");
+    // Wherever `fame up` is when it dies, `ls` and `down` must cope.
+    for delay_ms in [5, 30, 60] {
+        let mut child = home
+            .command(&[
+                "up", "--name", "torn", "--nodes", "8", "--fam", "1G", "--port", &port,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        home.ok(&["ls"]);
+        home.ok(&["down", "torn"]);
+        let fp = Footprint {
+            dir: dir.clone(),
+            procs: vec![],
+            namespaces: vec![],
+        };
+        assert_gone(&fp);
+        assert!(
+            home.entries().is_empty(),
+            "after {delay_ms} ms: {:?}",
+            home.entries()
+        );
+    }
+}
+
+#[test]
+fn two_clusters_at_once() {
+    let home = Home::new();
+    // Default ports: 9093 if free, else the next free one; never the same for two clusters.
+    home.ok(&["up", "--name", "a", "--nodes", "2", "--fam", "1G"]);
+    home.ok(&["up", "--name", "b", "--nodes", "2", "--fam", "2G"]);
+    let (sa, sb) = (state(&home.cluster_dir("a")), state(&home.cluster_dir("b")));
+    assert_ne!(sa["port"], sb["port"]);
+    assert!(sa["port"].as_u64().unwrap() >= 9093);
+    home.ok(&[
+        "exec",
+        "--name",
+        "a",
+        "node01",
+        "--",
+        "sh",
+        "-c",
+        "echo A > /lfs/f",
+    ]);
+    home.ok(&[
+        "exec",
+        "--name",
+        "b",
+        "node01",
+        "--",
+        "sh",
+        "-c",
+        "echo B > /lfs/f",
+    ]);
+    assert_eq!(
+        home.ok(&["exec", "--name", "a", "node02", "--", "cat", "/lfs/f"]),
+        "A\n"
+    );
+    assert_eq!(
+        home.ok(&["exec", "--name", "b", "node02", "--", "cat", "/lfs/f"]),
+        "B\n"
+    );
+    let ls = home.ok(&["ls"]);
+    assert_eq!(ls.lines().filter(|l| l.contains(" up ")).count(), 2, "{ls}");
+
+    let fa = footprint(&home.cluster_dir("a"));
+    home.ok(&["down", "a"]);
+    assert_gone(&fa);
+    assert_eq!(
+        home.ok(&["exec", "--name", "b", "node02", "--", "cat", "/lfs/f"]),
+        "B\n"
+    );
+    let err = home.fails(&["status", "a"]);
+    assert!(
+        err.contains("no cluster named a") && err.contains("b"),
+        "{err}"
+    );
+    let fb = footprint(&home.cluster_dir("b"));
+    home.ok(&["down", "--all"]);
+    assert_gone(&fb);
+}
+
+#[test]
+fn keep_fam_then_reload_keeps_the_files_and_rebuild_starts_afresh() {
+    let home = Home::new();
+    up(&home, "dev", 2, free_port());
+    home.ok(&[
+        "exec",
+        "--name",
+        "dev",
+        "node01",
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /lfs/k",
+    ]);
+    // reload: new daemons, same FAM and database.
+    let before = footprint(&home.cluster_dir("dev"));
+    home.ok(&["reload", "dev"]);
+    for &(pid, start) in &before.procs {
+        assert!(!alive(pid, start), "reload must restart every daemon");
+    }
+    assert_eq!(
+        home.ok(&["exec", "--name", "dev", "node02", "--", "cat", "/lfs/k"]),
+        "kept\n"
+    );
+    // down --keep-fam, then reload starts it again with the data.
+    home.ok(&["down", "dev", "--keep-fam"]);
+    assert!(home.cluster_dir("dev").join("fam").exists());
+    let ls = home.ok(&["ls"]);
+    assert!(ls.contains("stopped"), "{ls}");
+    home.ok(&["reload", "dev"]);
+    assert_eq!(
+        home.ok(&["exec", "--name", "dev", "node01", "--", "cat", "/lfs/k"]),
+        "kept\n"
+    );
+    // rebuild: same settings, fresh FAM and database.
+    home.ok(&["rebuild", "dev"]);
+    let out = home.run(&["exec", "--name", "dev", "node01", "--", "cat", "/lfs/k"]);
+    assert_ne!(out.status.code(), Some(0), "a rebuilt cluster starts empty");
+    let fp = footprint(&home.cluster_dir("dev"));
+    home.ok(&["down", "dev"]);
+    assert_gone(&fp);
+}
+
+/// One line, `fame: ...`, naming the value, the rule and the fix; nothing left behind.
+fn assert_refused(home: &Home, err: &str, expect: &[&str]) {
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("fame: "), "{err}");
+    for e in expect {
+        assert!(last.contains(e), "expected {e:?} in the error line: {last}");
+    }
+    assert!(
+        home.entries().is_empty(),
+        "left behind: {:?}",
+        home.entries()
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_one_clear_line_and_leaves_nothing() {
+    let home = Home::new();
+    let port = free_port().to_string();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--fam", "3G"],
+            &["--fam 3G", "power of two", "try --fam 4G"],
+        ),
+        (
+            &["--fam", "512M"],
+            &["--fam 512M", "at least 1G", "try --fam 1G"],
+        ),
+        (&["--fam", "lots"], &["--fam \"lots\"", "try --fam 32G"]),
+        (
+            &["--nodes", "0"],
+            &["--nodes 0", "1 to 80", "try --nodes 4"],
+        ),
+        (&["--nodes", "81"], &["--nodes 81", "1 to 80"]),
+        (&["--book-size", "3M"], &["--book-size 3M", "power of two"]),
+        (&["--backend", "vmware"], &["--backend vmware", "process"]),
+        (
+            &["--name", "a/b"],
+            &["--name \"a/b\"", "pick another --name"],
+        ),
+        (
+            &["--bin-dir", "/nonexistent"],
+            &["book-register not found in /nonexistent", "cargo build"],
+        ),
+    ];
+    for (args, expect) in cases {
+        let mut all = vec!["up", "--port", &port];
+        all.extend_from_slice(args);
+        let err = home.fails(&all);
+        assert_refused(&home, &err, expect);
+    }
+}
+
+#[test]
+fn a_busy_port_and_a_name_in_use_are_refused() {
+    let home = Home::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = listener.local_addr().unwrap().port().to_string();
+    let err = home.fails(&["up", "--nodes", "1", "--fam", "1G", "--port", &busy]);
+    assert_refused(
+        &home,
+        &err,
+        &[
+            &format!("--port {busy}"),
+            "already listens",
+            "pick another --port",
+        ],
+    );
+
+    up(&home, "taken", 1, free_port());
+    let fp = footprint(&home.cluster_dir("taken"));
+    let err = home.fails(&["up", "--name", "taken", "--nodes", "1", "--fam", "1G"]);
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .contains("--name taken: a cluster of that name already exists"),
+        "{err}"
+    );
+    assert!(err.contains("fame down taken"), "{err}");
+    // The cluster already there is untouched.
+    assert!(home.ok(&["status", "taken"]).contains(": up"));
+    home.ok(&["down", "taken"]);
+    assert_gone(&fp);
+}
+
+#[test]
+fn a_failure_midway_rolls_back_everything_it_started() {
+    let home = Home::new();
+    // With no time at all to wait, `up` fails after it started the Librarian (and maybe nodes).
+    let err = home.fails(&[
+        "up",
+        "--name",
+        "late",
+        "--nodes",
+        "4",
+        "--fam",
+        "1G",
+        "--timeout",
+        "0",
+        "--port",
+        &free_port().to_string(),
+    ]);
+    assert!(err.contains("removing everything it started"), "{err}");
+    assert!(
+        err.lines().last().unwrap().contains("raise --timeout"),
+        "{err}"
+    );
+    assert_gone(&Footprint {
+        dir: home.cluster_dir("late"),
+        procs: vec![],
+        namespaces: vec![],
+    });
+    assert!(home.entries().is_empty(), "{:?}", home.entries());
+}
+
+#[test]
+fn not_root_and_no_fuse_are_refused() {
+    let home = Home::new();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = home.command(&["up", "--nodes", "1", "--fam", "1G"]);
+    std::os::unix::process::CommandExt::uid(&mut c, 65534);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_refused(&home, &err, &["must run as root", "uid 65534", "sudo"]);
+
+    // A mount namespace of the test's own where /dev/fuse is a plain file.
+    let fake = tempfile::NamedTempFile::new().unwrap();
+    let script = format!(
+        "mount --bind {} /dev/fuse && exec \"$@\"",
+        fake.path().display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            FAME,
+            "up",
+            "--nodes",
+            "1",
+            "--fam",
+            "1G",
+        ])
+        .env("FAME_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_refused(
+        &home,
+        &err,
+        &["/dev/fuse is not the FUSE device", "modprobe fuse"],
+    );
+}
+
+#[test]
+fn a_fam_bigger_than_the_free_disk_only_warns() {
+    let home = Home::new();
+    let st = available_bytes(home.path());
+    let fam = (st + 1).next_power_of_two().max(1 << 30);
+    let fam_arg = format!("{}G", fam >> 30);
+    let out = home.run(&[
+        "up",
+        "--nodes",
+        "1",
+        "--fam",
+        &fam_arg,
+        "--port",
+        &free_port().to_string(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("warning: --fam {fam_arg} is more than the")),
+        "{err}"
+    );
+    assert!(err.contains("sparse"), "{err}");
+    let fp = footprint(&home.cluster_dir("fame"));
+    home.ok(&["down"]);
+    assert_gone(&fp);
+}
+
+/// Bytes available to unprivileged users on the file system of `p`.
+fn available_bytes(p: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(p)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
