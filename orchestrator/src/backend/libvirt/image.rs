@@ -62,7 +62,7 @@ pub fn find_kernel() -> Result<Kernel> {
         })
         .filter(|k| k.modules.is_dir())
         .collect();
-    found.sort_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)));
+    found.sort_by_key(|k| version_key(&k.version));
     found.pop().ok_or_else(|| {
         anyhow!("no guest kernel (/boot/vmlinuz-*-cloud-amd64 with its /lib/modules): {fix}")
     })
