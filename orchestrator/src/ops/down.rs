@@ -189,6 +189,8 @@ fn remove_files(paths: &ClusterPaths, state: Option<&ClusterState>) -> Result<()
     };
     rm_tree(&paths.nodes())?;
     rm_tree(&paths.logs())?;
+    // The fault proxy's control and status files (`fame up --fault-proxy`).
+    rm_tree(&paths.dir.join("proxy"))?;
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = paths.db().into_os_string();
         p.push(suffix);
