@@ -197,12 +197,12 @@ fn print_summary(results: &[run::ScenarioResult], wall: Duration, jobs: u32) {
                 .map(|p| secs(p.1))
                 .unwrap_or_else(|| "-".into())
         };
-        let passed = r.steps.iter().filter(|s| s.ok && s.kind != "up").count();
-        let total = r
+        let passed = r
             .steps
             .iter()
-            .filter(|s| s.kind != "up" && s.kind != "down")
+            .filter(|s| s.ok && s.kind != "up" && s.kind != "down")
             .count();
+        let total = r.total_steps;
         let failing = r
             .failed_step()
             .map(|s| {

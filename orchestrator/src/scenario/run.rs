@@ -48,6 +48,8 @@ pub struct ScenarioResult {
     /// The cluster, when kept by --retain.
     pub retained: Option<String>,
     pub dir: PathBuf,
+    /// Steps in the file.
+    pub total_steps: usize,
 }
 
 impl ScenarioResult {
@@ -204,6 +206,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
         took: Duration::ZERO,
         retained: None,
         dir: dir.clone(),
+        total_steps: sc.steps.len(),
     };
     let lbl = label(sc);
     let c = &sc.cluster;
@@ -595,6 +598,18 @@ impl Ctx<'_> {
                 (format!("resume {}", on.join(",")), r)
             }
             Action::Fsck { repairs } => {
+                // close(2) returns before the node's daemon has told the Librarian (FUSE
+                // release is asynchronous): let closes in flight land before the Librarian stops,
+                // or fsck would find them as stale opens. Files a scenario holds open stay open.
+                let settle = Instant::now() + Duration::from_secs(10).min(limit);
+                let none_open = Some(super::spec::Cmp { op: "==", value: 0 });
+                while self
+                    .check_once(cl, None, none_open, None, None, "/")
+                    .is_err()
+                    && Instant::now() < settle
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 let r = (|| {
                     let (text, found, unrepaired) = cl.fsck(limit)?;
                     std::fs::write(self.dir.join(format!("fsck-{}.txt", step.line)), &text)?;

@@ -652,6 +652,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
                 RawOn::One(x) => vec![x.clone()],
                 RawOn::Many(v) => v.clone(),
             };
+            let given = list.len();
             let mut out = vec![];
             for x in list {
                 match node_name(&x, nodes) {
@@ -665,7 +666,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
                     ),
                 }
             }
-            if out.is_empty() {
+            if given == 0 {
                 cx.err(
                     on.span().start,
                     "on = []: name at least one node, or \"all\"",
