@@ -203,7 +203,13 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         .map_err(|e| anyhow!("update_node_mc_status failed: {e}"))?;
     let zeroer = Zeroer::spawn(link.clone(), fam.clone(), geo.clone(), args.fakezero);
     zeroer.collect_zombies(&link);
-    heartbeat::spawn(link.clone(), zeroer.clone(), status, stop.clone());
+    heartbeat::spawn(
+        link.clone(),
+        zeroer.clone(),
+        fam.clone(),
+        status,
+        stop.clone(),
+    );
 
     let fs = LfsFs::new(link.clone(), fam, geo, zeroer);
     let session = fuser::Session::new(fs, &mp, &mount_config())
@@ -211,7 +217,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         .spawn()
         .context("cannot start the FUSE session")?;
     match nix::sys::statfs::statfs(&mp) {
-        Ok(s) if s.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC => {}
+        Ok(s) if s.filesystem_type().0 == FUSE_SUPER_MAGIC => {}
         Ok(_) => bail!("{} did not come up as a FUSE mount", mp.display()),
         Err(e) => bail!(
             "the new mount at {} does not answer statfs: {e}",

@@ -109,6 +109,20 @@ impl Fam {
         }
     }
 
+    /// Drops this process's page-table entries for the FAM mapping. The bytes stay where they are
+    /// (the shared file or BAR); the daemon just stops counting the FAM it has touched as its
+    /// own resident memory while it is idle. Pages fault back in on the next access.
+    pub fn drop_resident(&self) {
+        // SAFETY: MADV_DONTNEED on a MAP_SHARED mapping only unmaps pages; their contents live
+        // in the backing object, so concurrent readers and writers just fault them back in.
+        if let Err(e) = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        } {
+            tracing::debug!("madvise(DONTNEED) on the FAM mapping failed: {e}");
+        }
+    }
+
     /// Zeroes `len` bytes of FAM at `offset`.
     pub fn zero(&self, offset: u64, len: u64) {
         self.check(offset, len as usize);

@@ -26,7 +26,7 @@ impl Geometry {
                 .ok_or_else(|| format!("get_fs_stats reply has no integer \"{k}\": {v}"))
         };
         let book_size = num("book_size_bytes")? as u64;
-        if book_size == 0 || !book_size.is_power_of_two() || book_size % 4096 != 0 {
+        if book_size == 0 || !book_size.is_power_of_two() || !book_size.is_multiple_of(4096) {
             return Err(format!(
                 "the Librarian's book size {book_size} is not a power of two of at least 4096 bytes"
             ));

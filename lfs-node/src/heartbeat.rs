@@ -1,6 +1,7 @@
 //! Node status for the Librarian (spec §4): real CPU, root file system, network and memory figures
 //! from /proc, sent every 10 s; orphaned zombie books are collected for zeroing on the same tick.
 
+use crate::fam::Fam;
 use crate::link::Link;
 use crate::zeroing::Zeroer;
 use serde_json::json;
@@ -66,18 +67,14 @@ fn mem_percent() -> i64 {
     };
     let total = field("MemTotal:");
     let avail = field("MemAvailable:");
-    if total == 0 {
-        0
-    } else {
-        ((total - avail.min(total)) * 100 / total) as i64
-    }
+    ((total - avail.min(total)) * 100)
+        .checked_div(total)
+        .unwrap_or(0) as i64
 }
 
 fn rootfs_percent() -> i64 {
     match nix::sys::statvfs::statvfs("/") {
-        Ok(v) if v.blocks() > 0 => {
-            ((v.blocks() - v.blocks_free()) as u64 * 100 / v.blocks() as u64) as i64
-        }
+        Ok(v) if v.blocks() > 0 => ((v.blocks() - v.blocks_free()) * 100 / v.blocks()) as i64,
         _ => 0,
     }
 }
@@ -103,11 +100,9 @@ impl Status {
         let now = sample();
         let secs = self.at.elapsed().as_secs_f64().max(0.001);
         let total = now.cpu_total.saturating_sub(self.last.cpu_total);
-        let cpu = if total == 0 {
-            0
-        } else {
-            now.cpu_busy.saturating_sub(self.last.cpu_busy) * 100 / total
-        };
+        let cpu = (now.cpu_busy.saturating_sub(self.last.cpu_busy) * 100)
+            .checked_div(total)
+            .unwrap_or(0);
         let rate = |a: u64, b: u64| (a.saturating_sub(b) as f64 / secs) as i64;
         let params = json!({
             "status": 1,
@@ -127,8 +122,15 @@ pub fn offline_params() -> serde_json::Value {
     json!({"status": 0, "cpu_percent": 0, "rootfs_percent": 0, "network_in": 0, "network_out": 0, "mem_percent": 0})
 }
 
-/// Runs until `stop`: a status update and a zombie collection every [`PERIOD`].
-pub fn spawn(link: Arc<Link>, zeroer: Zeroer, mut status: Status, stop: Arc<AtomicBool>) {
+/// Runs until `stop`: a status update, a zombie collection and a release of resident FAM pages
+/// every [`PERIOD`].
+pub fn spawn(
+    link: Arc<Link>,
+    zeroer: Zeroer,
+    fam: Arc<Fam>,
+    mut status: Status,
+    stop: Arc<AtomicBool>,
+) {
     std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || {
@@ -143,6 +145,7 @@ pub fn spawn(link: Arc<Link>, zeroer: Zeroer, mut status: Status, stop: Arc<Atom
                     tracing::warn!("heartbeat failed: {e}");
                 }
                 zeroer.collect_zombies(&link);
+                fam.drop_resident();
             }
         })
         .expect("spawn heartbeat thread");

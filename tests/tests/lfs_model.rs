@@ -50,7 +50,7 @@ fn random_operations_match_the_model() {
                 // write at a random offset (possibly past the end: a hole of zeros)
                 let cur = model.get(name).map_or(0, |v| v.len() as u64);
                 let off = rng
-                    .gen_range(0..=cur.min(MAX_SIZE - 1).max(0) + 4096)
+                    .gen_range(0..=cur.min(MAX_SIZE - 1) + 4096)
                     .min(MAX_SIZE - 1);
                 let len = rng.gen_range(1..=(MAX_SIZE - off).min(100_000)) as usize;
                 let mut data = vec![0u8; len];

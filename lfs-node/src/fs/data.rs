@@ -198,7 +198,7 @@ impl LfsFs {
         // Another node may have grown it meanwhile: never shrink it back by accident.
         self.refresh(&path, &mut o)?;
         if end > o.size {
-            self.resize(&path, &mut o, end)?;
+            self.resize(&path, &mut o, end, pos)?;
         }
         self.pieces(&o, pos, data.len(), |off, at, n| {
             self.fam.write(off, &data[at..at + n])
@@ -222,9 +222,11 @@ impl LfsFs {
     }
 
     /// Sets the size of an open shelf, keeping its cache right and queuing freed books for zeroing.
-    fn resize(&self, path: &str, o: &mut OpenShelf, size: u64) -> Res<()> {
+    /// Bytes from `zero_from` up to the new size are zeroed first when it grows (a write passes the
+    /// offset it starts at: what it writes needs no zeroing).
+    fn resize(&self, path: &str, o: &mut OpenShelf, size: u64, zero_to: u64) -> Res<()> {
         if size > o.size {
-            self.zero_gap(&o.books, o.size, size);
+            self.zero_gap(&o.books, o.size, zero_to.min(size));
         }
         self.resize_path(path, o.id, size)?;
         o.size = size;
@@ -275,12 +277,12 @@ impl LfsFs {
                 let mut o = o.write().unwrap();
                 self.refresh(path, &mut o)?;
                 if size != o.size {
-                    self.resize(path, &mut o, size)?;
+                    self.resize(path, &mut o, size, size)?;
                 }
                 Ok(())
             }
             None if size != s.size => {
-                if size > s.size && s.size % self.geo.book_size != 0 {
+                if size > s.size && !s.size.is_multiple_of(self.geo.book_size) {
                     let books = self.fetch_books(path)?;
                     self.zero_gap(&books, s.size, size);
                 }

@@ -37,6 +37,9 @@ const BLKSIZE: u32 = 1 << 20;
 
 type Res<T> = Result<T, Errno>;
 
+/// A directory entry as listed at opendir: inode, type, name.
+type DirEntry = (u64, FileType, String);
+
 pub struct LfsFs {
     link: Arc<Link>,
     fam: Arc<Fam>,
@@ -48,7 +51,7 @@ pub struct LfsFs {
     /// FUSE file handle (the Librarian's open handle) -> shelf id.
     handles: Mutex<HashMap<u64, u64>>,
     /// Directory listings taken at opendir, by directory handle.
-    dirs: Mutex<HashMap<u64, Vec<(u64, FileType, String)>>>,
+    dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
     next_dir_fh: AtomicU64,
 }
 

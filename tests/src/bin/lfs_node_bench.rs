@@ -17,14 +17,18 @@ use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// (VmRSS, RssAnon) in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"))
 }
 
 /// Best of `reps` runs, in MiB/s.
@@ -42,14 +46,15 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mib: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(512);
     let nfiles: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
-    let reps = 3;
+    let reps = 5;
     // Enough 8 MiB books for one book per small file plus the sequential file.
-    let per_node = (nfiles + mib / 8 + 64)
-        .div_ceil(2)
+    // Three interleave groups of at most 8192 books each hold both small-file runs.
+    let per_node = (2 * nfiles + mib / 8 + 64)
+        .div_ceil(3)
         .next_multiple_of(4)
         .min(8192);
     let ini = format!(
-        "[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = {per_node}B\n"
+        "[global]\nnode_count = 3\nbook_size_bytes = 8M\nnvm_size_per_node = {per_node}B\n"
     );
     // --fakezero: the many-files run would otherwise zero thousands of books at teardown.
     let c = Cluster::start(1, &ini, &["--fakezero"]);
@@ -81,8 +86,20 @@ fn main() {
         }
     });
 
+    // Growing a file stores into FAM pages nobody touched yet (the sparse backing file allocates
+    // them on first store): its baseline is one pwrite pass over untouched FAM pages.
+    let fresh = base - (mib * MIB) as u64;
+    let t = Instant::now();
+    for i in 0..mib {
+        fam.write_all_at(&buf, fresh + (i * MIB) as u64).unwrap();
+    }
+    let plain_fresh_write = mib as f64 / t.elapsed().as_secs_f64();
+
     let path = node.path("seq");
-    // First pass grows the file (a Librarian round trip per new book), later ones overwrite.
+    File::create(&path).unwrap();
+    // Books from interleave group 0 only, away from the baseline regions at the top of FAM.
+    set_policy(&path, "LocalNode");
+    // First pass grows the file (a Librarian round trip per write), later ones overwrite.
     let t = Instant::now();
     {
         let mut f = File::create(&path).unwrap();
@@ -140,7 +157,24 @@ fn main() {
         f.write_all(&small).unwrap();
     }
     let many = t.elapsed();
-    std::thread::sleep(Duration::from_secs(2));
+    // The same with 4 processes' worth of concurrency (threads), each in its own directory.
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..4 {
+            let dir = node.path(&format!("many{w}"));
+            std::fs::create_dir(&dir).unwrap();
+            let small = &small;
+            s.spawn(move || {
+                for i in 0..nfiles / 4 {
+                    let mut f = File::create(dir.join(format!("f{i}"))).unwrap();
+                    f.write_all(small).unwrap();
+                }
+            });
+        }
+    });
+    let many4 = t.elapsed();
+    // Idle: one heartbeat period, after which the daemon has let go of the FAM pages it touched.
+    std::thread::sleep(Duration::from_secs(11));
     let rss_after = rss_kib(pid);
 
     println!("lfs-node benchmark: {mib} MiB per sequential pass, best of {reps}, 1 MiB requests");
@@ -159,21 +193,29 @@ fn main() {
     row(
         "write through the mount (growing the file)",
         grow_write,
-        plain_write,
+        plain_fresh_write,
     );
     row("read through the mount", mount_read, plain_read);
     row("memcpy into the direct map", dm_w, mmap_w);
     row("memcpy from the direct map", dm_r, mmap_r);
     println!("baselines: pwrite/pread and mmap memcpy on the FAM backing file in the same run");
+    println!("(the growing write's baseline is one pwrite pass over untouched pages of the sparse FAM file)");
     println!(
         "create + write 4 KiB + close, {nfiles} files: {:.2} s ({:.0} files/s)",
         many.as_secs_f64(),
         nfiles as f64 / many.as_secs_f64()
     );
     println!(
-        "daemon RSS idle: {:.1} MiB after start, {:.1} MiB after the runs above",
-        rss_start as f64 / 1024.0,
-        rss_after as f64 / 1024.0
+        "create + write 4 KiB + close, {nfiles} files by 4 threads: {:.2} s ({:.0} files/s)",
+        many4.as_secs_f64(),
+        nfiles as f64 / many4.as_secs_f64()
+    );
+    println!(
+        "daemon RSS idle (VmRSS / of which anonymous): {:.1} / {:.1} MiB after start, {:.1} / {:.1} MiB 11 s after the runs above",
+        rss_start.0 as f64 / 1024.0,
+        rss_start.1 as f64 / 1024.0,
+        rss_after.0 as f64 / 1024.0,
+        rss_after.1 as f64 / 1024.0
     );
 }
 
@@ -190,4 +232,19 @@ unsafe fn memmap(f: &File, off: u64, len: usize) -> *mut u8 {
     );
     assert_ne!(p, libc::MAP_FAILED, "mmap of the FAM file failed");
     p.cast()
+}
+
+fn set_policy(path: &std::path::Path, policy: &str) {
+    let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let n = std::ffi::CString::new("user.LFS.AllocationPolicy").unwrap();
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            policy.as_ptr().cast(),
+            policy.len(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
 }
