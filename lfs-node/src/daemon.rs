@@ -43,7 +43,11 @@ fn init_logging(args: &DaemonArgs) -> Result<()> {
                 .with_context(|| format!("cannot open --log-file {}", p.display()))?;
             builder.with_ansi(false).with_writer(Arc::new(f)).init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            use std::io::IsTerminal;
+            let ansi = std::io::stderr().is_terminal();
+            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
+        }
     }
     Ok(())
 }
