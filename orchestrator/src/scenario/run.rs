@@ -231,6 +231,16 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
     if let Some(b) = &c.book_size {
         up.extend(["--book-size".into(), b.clone()]);
     }
+    // A port the kernel picked at random rather than fame up's "9093 or the next free one":
+    // other fame processes (another `fame scenario run`, tests) may be bringing clusters up at
+    // the same moment and would pick the same port.
+    if let Some(port) = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .ok()
+        .map(|a| a.port())
+    {
+        up.extend(["--port".into(), port.to_string()]);
+    }
     if let Some(t) = c.librarian_timeout {
         up.extend(["--librarian-timeout".into(), t.to_string()]);
     }
