@@ -125,7 +125,7 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
             .backend
             .clone()
             .or(file.backend)
-            .unwrap_or_else(|| "process".into()),
+            .unwrap_or_else(|| crate::backend::DEFAULT.into()),
         port: args.port.or(file.port),
         hostbase: file
             .hostbase

@@ -20,6 +20,9 @@ use std::time::Duration;
 /// The backends `--backend` accepts.
 pub const NAMES: &[&str] = &["process", "libvirt"];
 
+/// The backend of a cluster when neither `--backend`, `fame.toml` nor a scenario names one.
+pub const DEFAULT: &str = "process";
+
 /// The backend called `name`, or `None` if there is no such backend.
 pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
     match name {
@@ -101,6 +104,18 @@ pub trait Backend: Send + Sync {
     /// validate step of `fame up`).
     fn check(&self, _settings: &Settings) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether the nodes share parts that [`prepare`](Self::prepare) makes (a VM network, a guest
+    /// image): `fame up` then shows preparing them as a step of its own.
+    fn has_shared_parts(&self) -> bool {
+        false
+    }
+
+    /// Whether the nodes are VMs sized by `--vcpus` and `--memory` (`FAME_VCPUS`, `FAME_VDRAM`);
+    /// other backends ignore those settings.
+    fn sizes_nodes(&self) -> bool {
+        false
     }
 
     /// Makes what the nodes share before the Librarian starts (a VM network, a guest image) and

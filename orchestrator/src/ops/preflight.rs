@@ -46,9 +46,9 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     bins.check(bins::ALL)?;
     let port = pick_port(s.port, &s.name)?;
     backend.check(s)?;
-    if s.backend == "process" && (s.vcpus.is_some() || s.vdram_kib.is_some()) {
+    if !backend.sizes_nodes() && (s.vcpus.is_some() || s.vdram_kib.is_some()) {
         step.println(format!(
-            "note: FAME_VCPUS/FAME_VDRAM size VMs; the {} backend runs nodes as processes and ignores them",
+            "note: FAME_VCPUS/FAME_VDRAM size VMs; the nodes of the {} backend are not VMs and ignore them",
             s.backend
         ));
     }

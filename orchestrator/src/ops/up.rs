@@ -15,7 +15,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub fn up(settings: Settings) -> Result<()> {
     crate::progress::catch_interrupts();
     let t0 = Instant::now();
-    let mut steps = Steps::new(if settings.backend == "process" { 7 } else { 8 });
+    // Backends with shared parts (see below) prepare them in a step of its own.
+    let shared = crate::backend::by_name(&settings.backend).is_some_and(|b| b.has_shared_parts());
+    let mut steps = Steps::new(7 + usize::from(shared));
     let plan = steps.run("validate", |s| preflight::validate(&settings, s))?;
     let paths = ClusterPaths::new(&settings.dir);
     match bring_up(&mut steps, &plan, &settings, &paths, t0) {
@@ -65,12 +67,12 @@ fn bring_up(
     check_interrupt()?;
     // Backends with shared parts (the VM network and guest image) make them first: the
     // Librarian listens where the nodes reach it.
-    let bind = if settings.backend == "process" {
-        std::net::Ipv4Addr::LOCALHOST.into()
-    } else {
+    let bind = if plan.backend.has_shared_parts() {
         steps.run(&format!("prepare the {} backend", settings.backend), |s| {
             plan.backend.prepare(&state, s)
         })?
+    } else {
+        plan.backend.librarian_addr(&paths.dir)
     };
     check_interrupt()?;
     steps.run("start the Librarian", |_| {

@@ -214,7 +214,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
         .backend
         .clone()
         .or(c.backend.clone())
-        .unwrap_or_else(|| "process".into());
+        .unwrap_or_else(|| crate::backend::DEFAULT.into());
     let mut up = vec![
         "up".to_string(),
         "--name".into(),

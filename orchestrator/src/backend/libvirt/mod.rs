@@ -364,6 +364,14 @@ fn wait_inactive(doms: &[Domain], limit: Duration) {
 }
 
 impl Backend for LibvirtBackend {
+    fn has_shared_parts(&self) -> bool {
+        true
+    }
+
+    fn sizes_nodes(&self) -> bool {
+        true
+    }
+
     fn check(&self, s: &Settings) -> Result<()> {
         let bridge = bridge_name(&s.name);
         if bridge.len() > 15 {
