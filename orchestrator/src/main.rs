@@ -9,6 +9,7 @@ mod db;
 mod geometry;
 mod logging;
 mod ops;
+mod ports;
 mod procs;
 mod progress;
 mod proxy;

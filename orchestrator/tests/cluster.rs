@@ -243,6 +243,71 @@ fn two_clusters_at_once() {
     assert_gone(&fb);
 }
 
+/// The `--port` of a node daemon's command line.
+fn daemon_port(pid: i64) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let i = args.iter().position(|a| *a == b"--port").unwrap();
+    String::from_utf8_lossy(args[i + 1]).into_owned()
+}
+
+#[test]
+fn two_ups_at_the_same_moment_get_their_own_ports_and_nodes() {
+    let home = Home::new();
+    // No --port: both choose "9093 or the next free one" at once.
+    let children: Vec<_> = ["p", "q"]
+        .iter()
+        .map(|name| {
+            home.command(&["up", "--name", name, "--nodes", "2", "--fam", "1G"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (sp, sq) = (state(&home.cluster_dir("p")), state(&home.cluster_dir("q")));
+    assert_ne!(sp["port"], sq["port"]);
+    // Every node daemon talks to its own cluster's Librarian, and sees only its cluster's files.
+    for (name, st) in [("p", &sp), ("q", &sq)] {
+        for n in st["nodes"].as_array().unwrap() {
+            let pid = n["handle"]["pid"].as_i64().unwrap();
+            assert_eq!(daemon_port(pid), st["port"].to_string(), "{name}");
+        }
+        home.ok(&[
+            "exec",
+            "--name",
+            name,
+            "node01",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {name} > /lfs/f"),
+        ]);
+    }
+    for name in ["p", "q"] {
+        assert_eq!(
+            home.ok(&["exec", "--name", name, "node02", "--", "cat", "/lfs/f"]),
+            format!("{name}\n")
+        );
+    }
+    let fps = [
+        footprint(&home.cluster_dir("p")),
+        footprint(&home.cluster_dir("q")),
+    ];
+    home.ok(&["down", "--all"]);
+    for fp in &fps {
+        assert_gone(fp);
+    }
+}
+
 #[test]
 fn keep_fam_then_reload_keeps_the_files_and_rebuild_starts_afresh() {
     let home = Home::new();

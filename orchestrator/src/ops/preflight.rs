@@ -5,6 +5,7 @@ use crate::backend::{self, Backend};
 use crate::bins::{self, Bins};
 use crate::cluster;
 use crate::geometry::Geometry;
+use crate::ports::{self, PortLock};
 use crate::progress::Step;
 use crate::size::format_size;
 use crate::state::{ClusterState, Settings};
@@ -23,6 +24,9 @@ pub struct Plan {
     pub port: u16,
     pub bins: Bins,
     pub backend: Box<dyn Backend>,
+    /// Held from choosing the ports until the processes using them listen (see
+    /// [`crate::ports`]); `fame up` drops it then.
+    pub port_lock: Option<PortLock>,
 }
 
 pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
@@ -44,8 +48,9 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     check_name_free(s)?;
     let bins = Bins::locate(s.bin_dir.as_deref())?;
     bins.check(bins::ALL)?;
-    let port = pick_port(s.port, &s.name)?;
     backend.check(s)?;
+    let port_lock = PortLock::acquire()?;
+    let port = pick_port(s.port, &s.name)?;
     if !backend.sizes_nodes() && (s.vcpus.is_some() || s.vdram_kib.is_some()) {
         step.println(format!(
             "note: FAME_VCPUS/FAME_VDRAM size VMs; the nodes of the {} backend are not VMs and ignore them",
@@ -62,6 +67,7 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
         port,
         bins,
         backend,
+        port_lock: Some(port_lock),
     })
 }
 
@@ -194,25 +200,21 @@ fn ports_of_other_clusters(me: &str) -> Vec<(String, u16)> {
         .collect()
 }
 
-fn port_is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// `--port` if it is free; otherwise 9093 if free, else the next free port.
+/// `--port` if it is free; otherwise 9093 if free, else the next free port. The caller holds
+/// the [`PortLock`].
 pub fn pick_port(wanted: Option<u16>, me: &str) -> Result<u16> {
     let taken = ports_of_other_clusters(me);
     if let Some(p) = wanted {
         if let Some((other, _)) = taken.iter().find(|(_, q)| *q == p) {
             bail!("--port {p}: cluster {other} uses it; pick another --port, or leave it out to get a free one");
         }
-        if !port_is_free(p) {
-            bail!("--port {p}: something already listens on 127.0.0.1:{p}; pick another --port, or leave it out to get a free one");
+        if !ports::is_free(p) {
+            bail!("--port {p}: something already listens on port {p}; pick another --port, or leave it out to get a free one");
         }
         return Ok(p);
     }
-    (FIRST_PORT..=u16::MAX)
-        .find(|p| !taken.iter().any(|(_, q)| q == p) && port_is_free(*p))
-        .ok_or_else(|| {
+    let taken: Vec<u16> = taken.iter().map(|(_, q)| *q).collect();
+    ports::first_free(FIRST_PORT, &taken).ok_or_else(|| {
             anyhow::anyhow!("no free TCP port from {FIRST_PORT} up; free one, or pass --port")
         })
 }

@@ -18,11 +18,12 @@ pub fn up(settings: Settings) -> Result<()> {
     // Backends with shared parts (see below) prepare them in a step of its own.
     let shared = crate::backend::by_name(&settings.backend).is_some_and(|b| b.has_shared_parts());
     let mut steps = Steps::new(7 + usize::from(shared));
-    let plan = steps.run("validate", |s| preflight::validate(&settings, s))?;
+    let mut plan = steps.run("validate", |s| preflight::validate(&settings, s))?;
     let paths = ClusterPaths::new(&settings.dir);
-    match bring_up(&mut steps, &plan, &settings, &paths, t0) {
+    match bring_up(&mut steps, &mut plan, &settings, &paths, t0) {
         Ok(()) => Ok(()),
         Err(e) => {
+            drop(plan.port_lock.take());
             tracing::error!("fame up failed: {e:#}");
             eprintln!("fame up failed; removing everything it started");
             if let Err(r) = super::down::teardown(&settings.name, &paths.dir, false) {
@@ -38,7 +39,7 @@ pub fn up(settings: Settings) -> Result<()> {
 
 fn bring_up(
     steps: &mut Steps,
-    plan: &Plan,
+    plan: &mut Plan,
     settings: &Settings,
     paths: &ClusterPaths,
     t0: Instant,
@@ -87,6 +88,8 @@ fn bring_up(
             std::time::Duration::from_secs(settings.timeout_secs),
         )
     })?;
+    // The Librarian listens on its port now: other `fame up`s may choose theirs.
+    drop(plan.port_lock.take());
     if settings.faults.proxy {
         crate::proxy::start(&mut state, paths)?;
     }

@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-static UP_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// How a run was asked for (the flags of `fame scenario run`).
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -231,16 +229,6 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
     if let Some(b) = &c.book_size {
         up.extend(["--book-size".into(), b.clone()]);
     }
-    // A port the kernel picked at random rather than fame up's "9093 or the next free one":
-    // other fame processes (another `fame scenario run`, tests) may be bringing clusters up at
-    // the same moment and would pick the same port.
-    if let Some(port) = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .ok()
-        .map(|a| a.port())
-    {
-        up.extend(["--port".into(), port.to_string()]);
-    }
     if let Some(t) = c.librarian_timeout {
         up.extend(["--librarian-timeout".into(), t.to_string()]);
     }
@@ -254,17 +242,14 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
         dir.display()
     );
     let tu = Instant::now();
-    // One `fame up` at a time: it picks a free Librarian port and binds it only later, so two
-    // at once could both pick the same one.
-    let up_result = {
-        let _one = UP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        fame(
-            &fame_exe,
-            &up,
-            &dir.join("up.log"),
-            c.up_timeout + Duration::from_secs(60),
-        )
-    };
+    // `fame up` picks its ports under a lock of its own (see crate::ports), so scenarios with
+    // --jobs bring their clusters up at once.
+    let up_result = fame(
+        &fame_exe,
+        &up,
+        &dir.join("up.log"),
+        c.up_timeout + Duration::from_secs(60),
+    );
     result.phases.push(("up".into(), tu.elapsed()));
     let mut ctx = Ctx {
         sc,

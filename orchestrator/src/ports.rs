@@ -1,0 +1,103 @@
+//! Choosing a cluster's TCP ports (the Librarian's, its metrics', the LMP's) without racing
+//! other `fame` processes.
+//!
+//! "The first free port from 9093" is only true until someone binds it: two `fame up` started
+//! at the same moment would both find 9093 free, and the nodes of one cluster would then join
+//! the other's Librarian. So the choice is serialised with an exclusive `flock` on one lock file
+//! for the whole machine (ports are a machine-wide resource: clusters under different
+//! `FAME_HOME`s compete for them too), held from the moment the ports are chosen until the
+//! processes that use them listen. The kernel releases the lock when its holder exits, however
+//! it exits, so a killed `fame up` never leaves it taken. The lock file itself stays (an empty
+//! file in `/run/lock`; removing a lock file others may be waiting on would break the lock).
+
+use crate::progress::check_interrupt;
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The lock file: in `/run/lock` (the FHS place for lock files), else the temporary directory.
+pub fn lock_path() -> PathBuf {
+    let dir = PathBuf::from("/run/lock");
+    let dir = if dir.is_dir() {
+        dir
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join("fame-ports.lock")
+}
+
+/// The exclusive right to choose ports, until dropped.
+#[derive(Debug)]
+pub struct PortLock {
+    _file: File,
+}
+
+impl PortLock {
+    /// Waits for the lock (another `fame up` holds it only until its Librarian and LMP listen).
+    pub fn acquire() -> Result<PortLock> {
+        use rustix::fs::{flock, FlockOperation};
+        let path = lock_path();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot open the port lock {}; check that fame may write there",
+                    path.display()
+                )
+            })?;
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(PortLock { _file: file }),
+                Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
+                    check_interrupt()?;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                }
+            }
+        }
+    }
+}
+
+/// Whether nothing listens on `port` on any address (a Librarian of VM nodes listens on its
+/// network's address, not on 127.0.0.1; binding the wildcard address fails in both cases).
+pub fn is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+}
+
+/// The first port from `from` up that is free and not in `taken`.
+pub fn first_free(from: u16, taken: &[u16]) -> Option<u16> {
+    (from..=u16::MAX).find(|p| !taken.contains(p) && is_free(*p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_port_and_a_taken_one_are_skipped() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = l.local_addr().unwrap().port();
+        assert!(!is_free(busy));
+        let p = first_free(busy, &[busy + 1]).unwrap();
+        assert!(p > busy + 1);
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_between_open_files() {
+        use rustix::fs::{flock, FlockOperation};
+        let held = PortLock::acquire().unwrap();
+        let other = std::fs::File::open(lock_path()).unwrap();
+        assert_eq!(
+            flock(&other, FlockOperation::NonBlockingLockExclusive),
+            Err(rustix::io::Errno::WOULDBLOCK)
+        );
+        drop(held);
+        flock(&other, FlockOperation::NonBlockingLockExclusive).unwrap();
+    }
+}
