@@ -58,6 +58,14 @@ pub struct Step {
 }
 
 impl Step {
+    /// A step that shows nothing, for work done outside numbered steps (scenario steps).
+    pub fn hidden() -> Step {
+        Step {
+            bar: ProgressBar::hidden(),
+            tty: false,
+        }
+    }
+
     pub fn set_message(&self, msg: impl Into<String>) {
         self.bar.set_message(msg.into());
     }

@@ -5,6 +5,7 @@ use crate::bins::{Bins, BOOK_REGISTER, LIBRARIAN};
 use crate::cluster::ClusterPaths;
 use crate::procs::{ProcRef, MARKER_ENV};
 use crate::progress::check_interrupt;
+use crate::state::ClusterState;
 use anyhow::{anyhow, bail, Context, Result};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -82,6 +83,22 @@ pub fn start_librarian_on(
         .with_context(|| format!("cannot run {}", bins.path(LIBRARIAN).display()))?;
     ProcRef::of(child.id() as i32)
         .ok_or_else(|| anyhow!("the Librarian exited at once{}", log_tail(&log_path, 5)))
+}
+
+/// Starts the cluster's Librarian on `bind` and the port in `state`, records it in `state.json`
+/// (so that a rollback or `fame down` finds it even if it never listens) and waits until it
+/// accepts connections: what `fame up`, `fame reload` and scenario steps do alike.
+pub fn run_librarian(
+    bins: &Bins,
+    paths: &ClusterPaths,
+    state: &mut ClusterState,
+    bind: std::net::IpAddr,
+    limit: Duration,
+) -> Result<()> {
+    let p = start_librarian_on(bins, paths, bind, state.port)?;
+    state.librarian = Some(p);
+    state.save(&paths.state())?;
+    wait_librarian_on(p, paths, bind, state.port, limit)
 }
 
 /// Waits until the Librarian accepts connections on `bind`:`port`.

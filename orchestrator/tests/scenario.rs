@@ -22,17 +22,6 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
-/// Cluster entries left under FAME_HOME.
-fn clusters(home: &Home) -> Vec<String> {
-    std::fs::read_dir(home.path())
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn the_shipped_suite_passes_and_leaves_a_junit_report() {
     let home = Home::new();
@@ -75,9 +64,9 @@ fn the_shipped_suite_passes_and_leaves_a_junit_report() {
     assert_eq!(xml.matches("<testsuite ").count(), n, "{xml}");
     assert!(!xml.contains("<failure"), "{xml}");
     assert!(
-        clusters(&home).is_empty(),
+        home.entries().is_empty(),
         "left behind: {:?}",
-        clusters(&home)
+        home.entries()
     );
 }
 
@@ -125,9 +114,9 @@ fn a_failing_scenario_is_caught_and_reported_with_its_step() {
     );
     // Torn down all the same.
     assert!(
-        clusters(&home).is_empty(),
+        home.entries().is_empty(),
         "left behind: {:?}",
-        clusters(&home)
+        home.entries()
     );
 
     // With --retain the cluster and a log bundle stay for a post-mortem.
@@ -140,11 +129,11 @@ fn a_failing_scenario_is_caught_and_reported_with_its_step() {
         &work.path().join("r2").display().to_string(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    let kept = clusters(&home);
+    let kept = home.entries();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(work.path().join("r2/01-must-fail/bundle").is_dir());
     home.ok(&["down", "--all"]);
-    assert!(clusters(&home).is_empty());
+    assert!(home.entries().is_empty());
 }
 
 #[test]
@@ -190,5 +179,5 @@ fn bad_input_is_refused_with_file_line_and_fix_before_any_cluster_starts() {
     let out = home.run(&["scenario", "run", "/nonexistent/scenarios"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory"));
-    assert!(clusters(&home).is_empty());
+    assert!(home.entries().is_empty());
 }

@@ -41,6 +41,24 @@ pub fn start_and_wait(
     bins: &Bins,
     step: &Step,
 ) -> Result<()> {
+    let all: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    let limit = Duration::from_secs(state.settings.timeout_secs);
+    start_some_and_wait(backend, state, paths, bins, &all, step, limit, "--timeout")
+}
+
+/// Starts the nodes named `which`, saving their handles, then waits up to `limit` until each is
+/// ready; a node not ready in time fails with "raise `limit_name`".
+#[allow(clippy::too_many_arguments)]
+pub fn start_some_and_wait(
+    backend: &dyn Backend,
+    state: &mut ClusterState,
+    paths: &ClusterPaths,
+    bins: &Bins,
+    which: &[String],
+    step: &Step,
+    limit: Duration,
+    limit_name: &str,
+) -> Result<()> {
     let since = now_epoch();
     let daemon = DaemonSpec {
         lfs_node: bins.path(LFS_NODE),
@@ -49,10 +67,13 @@ pub fn start_and_wait(
         cluster_dir: paths.dir.clone(),
         librarian_timeout: state.settings.faults.librarian_timeout,
     };
-    step.set_length(state.nodes.len() as u64);
+    step.set_length(which.len() as u64);
     step.set_message("starting");
     let mut result = Ok(());
-    for i in 0..state.nodes.len() {
+    let chosen: Vec<usize> = (0..state.nodes.len())
+        .filter(|&i| which.contains(&state.nodes[i].name))
+        .collect();
+    for i in chosen {
         let started = backend.create(&state.nodes[i]).and_then(|()| {
             // Through its fault proxy port when the cluster has one.
             let spec = DaemonSpec {
@@ -72,25 +93,23 @@ pub fn start_and_wait(
     // Saved even after a failure, so that the rollback finds what did start.
     state.save(&paths.state())?;
     result?;
-    wait_ready(
-        backend,
-        state,
-        paths,
-        step,
-        since,
-        Duration::from_secs(state.settings.timeout_secs),
-    )
+    let nodes: Vec<&Node> = state
+        .nodes
+        .iter()
+        .filter(|n| which.contains(&n.name))
+        .collect();
+    wait_ready(backend, &nodes, paths, step, since, limit, limit_name)
 }
 
 fn wait_ready(
     backend: &dyn Backend,
-    state: &ClusterState,
+    nodes: &[&Node],
     paths: &ClusterPaths,
     step: &Step,
     since: i64,
     limit: Duration,
+    limit_name: &str,
 ) -> Result<()> {
-    let nodes = &state.nodes;
     let deadline = Instant::now() + limit;
     let conn = db::open(&paths.db())?;
     let mut mounted = vec![false; nodes.len()];
@@ -140,7 +159,7 @@ fn wait_ready(
                 })
                 .collect();
             bail!(
-                "after {} s, {} of {} nodes are not ready: {}; raise --timeout, or see their logs under {}",
+                "after {} s, {} of {} nodes are not ready: {}; raise {limit_name}, or see their logs under {}",
                 limit.as_secs(),
                 late.len(),
                 nodes.len(),

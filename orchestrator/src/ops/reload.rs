@@ -43,16 +43,8 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
     let result = (|| {
         steps.run("start the Librarian", |_| {
             let bind = c.backend.librarian_addr(&c.paths.dir);
-            let p = services::start_librarian_on(&bins, &c.paths, bind, c.state.port)?;
-            c.state.librarian = Some(p);
-            c.state.save(&c.paths.state())?;
-            services::wait_librarian_on(
-                p,
-                &c.paths,
-                bind,
-                c.state.port,
-                Duration::from_secs(c.state.settings.timeout_secs),
-            )
+            let limit = Duration::from_secs(c.state.settings.timeout_secs);
+            services::run_librarian(&bins, &c.paths, &mut c.state, bind, limit)
         })?;
         // `stop` above ended the fault proxy with the cluster's other processes.
         c.state.proxy = None;

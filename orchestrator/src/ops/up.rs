@@ -77,14 +77,11 @@ fn bring_up(
     };
     check_interrupt()?;
     steps.run("start the Librarian", |_| {
-        let p = services::start_librarian_on(&plan.bins, paths, bind, state.port)?;
-        state.librarian = Some(p);
-        state.save(&paths.state())?;
-        services::wait_librarian_on(
-            p,
+        services::run_librarian(
+            &plan.bins,
             paths,
+            &mut state,
             bind,
-            state.port,
             std::time::Duration::from_secs(settings.timeout_secs),
         )
     })?;

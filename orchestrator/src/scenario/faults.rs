@@ -3,16 +3,14 @@
 //! questions to the Librarian. Each works on the cluster's `state.json`, read fresh and saved
 //! after every change, so `fame status`, `fame down` and the next step see what happened.
 
-use crate::backend::{self, Backend, DaemonSpec, LfsState};
+use crate::backend::{self, Backend};
 use crate::bins::{self, Bins};
 use crate::cluster::{self, ClusterPaths};
-use crate::procs::{self, ProcRef, MARKER_ENV};
+use crate::procs::{self, ProcRef};
 use crate::state::{ClusterState, Node};
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::process::Signal;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A running cluster as a scenario sees it.
 pub struct Cluster {
@@ -74,8 +72,8 @@ impl Cluster {
         st.save(&self.paths.state())
     }
 
-    /// Starts the Librarian on the cluster's port with the same arguments as `fame up` and
-    /// `fame reload`, and waits until it accepts connections.
+    /// Starts the Librarian on the cluster's port as `fame up` and `fame reload` do, and waits
+    /// until it accepts connections.
     pub fn start_librarian(&self, limit: Duration) -> Result<()> {
         let mut st = self.state()?;
         if st.librarian.is_some_and(|l| l.is_alive()) {
@@ -83,52 +81,8 @@ impl Cluster {
         }
         let bins = Bins::locate(Some(&st.bin_dir))?;
         bins.check(&[bins::LIBRARIAN])?;
-        let log_path = self.paths.librarian_log();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        // The arguments of services::start_librarian (`fame up` / `fame reload`).
-        let child = Command::new(bins.path(bins::LIBRARIAN))
-            .arg("--db-file")
-            .arg(self.paths.db())
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(st.port.to_string())
-            .arg("--log-file")
-            .arg(&log_path)
-            .args(["--verbose", "1"])
-            .env(MARKER_ENV, &self.paths.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("cannot start the Librarian")?;
-        let p = ProcRef::of(child.id() as i32)
-            .ok_or_else(|| anyhow!("the Librarian exited at once"))?;
-        st.librarian = Some(p);
-        st.save(&self.paths.state())?;
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], st.port));
-        let deadline = Instant::now() + limit;
-        loop {
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if !p.is_alive() {
-                bail!(
-                    "the Librarian exited before it listened on {addr}{}",
-                    crate::services::log_tail(&log_path, 5)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the Librarian did not listen on {addr} within {} s",
-                    limit.as_secs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let bind = self.backend.librarian_addr(&self.paths.dir);
+        crate::services::run_librarian(&bins, &self.paths, &mut st, bind, limit)
     }
 
     // ------------------------------------------------------------ nodes
@@ -218,53 +172,16 @@ impl Cluster {
             bail!("{name} is already running; kill it first with a kill-node step");
         }
         let bins = Bins::locate(Some(&st.bin_dir))?;
-        let spec = DaemonSpec {
-            lfs_node: bins.path(bins::LFS_NODE),
-            librarian_port: st.daemon_port(&node),
-            fam: st.fam_path.clone(),
-            cluster_dir: self.paths.dir.clone(),
-            librarian_timeout: st.settings.faults.librarian_timeout,
-        };
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        self.backend.create(&node)?;
-        let handle = self.backend.start(&node, &spec)?;
-        if let Some(n) = st.nodes.iter_mut().find(|n| n.name == name) {
-            n.handle = handle;
-        }
-        st.save(&self.paths.state())?;
-        let node = self.node(&st, name)?;
-        let conn = crate::db::open(&self.paths.db())?;
-        let deadline = Instant::now() + limit;
-        loop {
-            let p = self.backend.probe(&node);
-            if !p.running {
-                let logs: String = self
-                    .backend
-                    .logs(&node)
-                    .iter()
-                    .map(|l| crate::services::log_tail(l, 5))
-                    .collect();
-                bail!("{name} stopped before it was ready{logs}");
-            }
-            let beat = crate::db::heartbeats(&conn)
-                .unwrap_or_default()
-                .get(&i64::from(node.id))
-                .is_some_and(|h| h.status == 1 && h.at.unwrap_or(0) >= since);
-            if p.lfs == LfsState::Mounted && beat {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{name} was not ready within {} s (/lfs {:?}, heartbeat {beat})",
-                    limit.as_secs(),
-                    p.lfs
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::ops::nodes::start_some_and_wait(
+            self.backend.as_ref(),
+            &mut st,
+            &self.paths,
+            &bins,
+            &[name.to_string()],
+            &crate::progress::Step::hidden(),
+            limit,
+            "the step's timeout",
+        )
     }
 
     pub fn set_cut(&self, name: &str, cut: bool) -> Result<()> {
@@ -304,7 +221,8 @@ impl Cluster {
         params: serde_json::Value,
     ) -> Result<serde_json::Value> {
         let st = self.state()?;
-        let mut c = librarian::client::Client::connect(("127.0.0.1", st.port), i64::from(as_node))
+        let addr = self.backend.librarian_addr(&self.paths.dir);
+        let mut c = librarian::client::Client::connect((addr, st.port), i64::from(as_node))
             .context("cannot reach the Librarian")?;
         c.set_timeout(Some(Duration::from_secs(10)))?;
         c.call(command, params)

@@ -363,6 +363,23 @@ fn wait_inactive(doms: &[Domain], limit: Duration) {
     }
 }
 
+/// Powers a VM off at once if it runs, and forgets it if libvirt keeps its definition.
+fn destroy_domain(d: &Domain) -> Result<()> {
+    if d.is_active().unwrap_or(false) {
+        d.destroy().map_err(|e| {
+            anyhow!(
+                "cannot destroy VM {}: {}; run `fame down` again",
+                d.name().unwrap_or_default(),
+                e.message()
+            )
+        })?;
+    }
+    if d.is_persistent().unwrap_or(false) {
+        let _ = d.undefine();
+    }
+    Ok(())
+}
+
 impl Backend for LibvirtBackend {
     fn has_shared_parts(&self) -> bool {
         true
@@ -696,18 +713,7 @@ impl Backend for LibvirtBackend {
         });
         wait_inactive(&doms, grace);
         for d in &doms {
-            if d.is_active().unwrap_or(false) {
-                d.destroy().map_err(|e| {
-                    anyhow!(
-                        "cannot destroy VM {}: {}; run `fame down` again",
-                        d.name().unwrap_or_default(),
-                        e.message()
-                    )
-                })?;
-            }
-            if d.is_persistent().unwrap_or(false) {
-                let _ = d.undefine();
-            }
+            destroy_domain(d)?;
         }
         Ok(running)
     }
@@ -721,17 +727,7 @@ impl Backend for LibvirtBackend {
         let conn = connect()?;
         // Anything `stop` did not see (e.g. started after it looked).
         for d in cluster_domains(&conn, &dir) {
-            if d.is_active().unwrap_or(false) {
-                d.destroy().map_err(|e| {
-                    anyhow!(
-                        "cannot destroy a VM of the cluster: {}; run `fame down` again",
-                        e.message()
-                    )
-                })?;
-            }
-            if d.is_persistent().unwrap_or(false) {
-                let _ = d.undefine();
-            }
+            destroy_domain(&d)?;
         }
         let cluster = match &cfg {
             Some(c) => c.cluster.clone(),
