@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 const PREFIX_HELP: &str = "LFS xattrs are of form \"user.LFS.xxx\"";
 
 /// Splits an xattr name; returns the LFS attribute (third element) for `*.LFS.*` names.
-fn lfs_attr<'a>(name: &'a str) -> Result<Option<&'a str>, CmdError> {
+fn lfs_attr(name: &str) -> Result<Option<&str>, CmdError> {
     let parts: Vec<&str> = name.split('.').collect();
     if parts.len() < 2 {
         return Err(CmdError::new(
@@ -83,17 +83,16 @@ pub fn set_xattr(e: &mut Engine, req: &Request) -> CmdResult {
     let id = resolve(&e.st, path)?;
     match attr {
         None => {}
-        Some("AllocationPolicy") => {
-            if !policy::is_policy(value) {
-                return Err(CmdError::new(
-                    libc::EINVAL,
-                    format!(
-                        "Bad AllocationPolicy \"{value}\": use one of {}",
-                        POLICIES.join(", ")
-                    ),
-                ));
-            }
+        Some("AllocationPolicy") if !policy::is_policy(value) => {
+            return Err(CmdError::new(
+                libc::EINVAL,
+                format!(
+                    "Bad AllocationPolicy \"{value}\": use one of {}",
+                    POLICIES.join(", ")
+                ),
+            ));
         }
+        Some("AllocationPolicy") => {}
         Some("AllocationPolicyDefault") => {
             if !policy::is_default_policy(value) {
                 return Err(CmdError::new(

@@ -186,9 +186,9 @@ fn open_fifo(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 /// `Accept` says JSON (or there is no `Accept` at all, as the original treats it).
 fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).map_or(true, |a| {
-        a.to_str().unwrap_or("").contains("application/json")
-    })
+    headers
+        .get(header::ACCEPT)
+        .is_none_or(|a| a.to_str().unwrap_or("").contains("application/json"))
 }
 
 fn error(status: u16, msg: impl Into<String>) -> Response {
@@ -364,7 +364,11 @@ fn librarian_metrics(url: &str) -> String {
         .build();
     let up = "# HELP lfs_librarian_up 1 if the Librarian's metrics endpoint answered.\n\
               # TYPE lfs_librarian_up gauge\n";
-    match agent.get(url).call().and_then(|r| Ok(r.into_string()?)) {
+    let text = match agent.get(url).call() {
+        Ok(r) => r.into_string().map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match text {
         Ok(text) => format!("{up}lfs_librarian_up 1\n{text}"),
         Err(e) => format!("{up}lfs_librarian_up 0\n# {url}: {e}\n"),
     }
