@@ -2,7 +2,7 @@
 
 use super::{as_int, int_param};
 use crate::engine::state::{Shelf, S_IFREG};
-use crate::engine::{now_float, now_secs, CmdError, CmdResult, Engine, Request};
+use crate::engine::{now_float, CmdError, CmdResult, Engine, Request};
 use crate::schema::{book_state, ROOT_SHELF_ID};
 use serde_json::{json, Value};
 
@@ -101,20 +101,12 @@ pub fn kill_zombie_books(e: &mut Engine, req: &Request) -> CmdResult {
         now_float(),
         physloc
     );
-    let now = now_secs();
     let zid = e.st.insert_shelf(
         &e.conn,
         Shelf {
-            id: 0,
-            creator_id: 0,
             size_bytes: zombies.len() as i64 * e.st.geo.book_size,
             book_count: zombies.len() as i64,
-            ctime: now,
-            mtime: now,
-            name: name.clone(),
-            mode: S_IFREG | 0o666,
-            parent_id: ROOT_SHELF_ID,
-            link_count: 0,
+            ..Shelf::new(&name, S_IFREG | 0o666, ROOT_SHELF_ID, 0)
         },
     )?;
     for b in zombies {

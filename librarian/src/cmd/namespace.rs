@@ -47,27 +47,13 @@ pub fn mkdir(e: &mut Engine, req: &Request) -> CmdResult {
         return Err(exists(path));
     }
     let (parent, name) = resolve_parent(&e.st, path)?;
-    let now = now_secs();
     let perm = if mode & 0o7777 == 0 {
         0o777
     } else {
         mode & 0o7777
     };
-    let id = e.st.insert_shelf(
-        &e.conn,
-        Shelf {
-            id: 0,
-            creator_id: 0,
-            size_bytes: 0,
-            book_count: 0,
-            ctime: now,
-            mtime: now,
-            name: name.to_string(),
-            mode: S_IFDIR | perm,
-            parent_id: parent,
-            link_count: 2,
-        },
-    )?;
+    let id =
+        e.st.insert_shelf(&e.conn, Shelf::new(name, S_IFDIR | perm, parent, 2))?;
     adjust_links(e, parent, 1)?;
     Ok(e.st.shelf(id).to_json(None))
 }
@@ -107,22 +93,8 @@ pub fn symlink(e: &mut Engine, req: &Request) -> CmdResult {
         return Err(exists(path));
     }
     let (parent, name) = resolve_parent(&e.st, path)?;
-    let now = now_secs();
-    let id = e.st.insert_shelf(
-        &e.conn,
-        Shelf {
-            id: 0,
-            creator_id: 0,
-            size_bytes: 0,
-            book_count: 0,
-            ctime: now,
-            mtime: now,
-            name: name.to_string(),
-            mode: S_IFLNK | 0o777,
-            parent_id: parent,
-            link_count: 1,
-        },
-    )?;
+    let id =
+        e.st.insert_shelf(&e.conn, Shelf::new(name, S_IFLNK | 0o777, parent, 1))?;
     e.st.insert_link(&e.conn, id, target)?;
     Ok(e.st.shelf(id).to_json(None))
 }

@@ -60,22 +60,8 @@ pub fn create_shelf(e: &mut Engine, req: &Request) -> CmdResult {
     } else if mode & S_IFMT == 0 {
         mode |= S_IFREG;
     }
-    let now = now_secs();
-    let id = e.st.insert_shelf(
-        &e.conn,
-        Shelf {
-            id: 0,
-            creator_id: 0,
-            size_bytes: 0,
-            book_count: 0,
-            ctime: now,
-            mtime: now,
-            name: name.to_string(),
-            mode,
-            parent_id: parent,
-            link_count: 1,
-        },
-    )?;
+    let id =
+        e.st.insert_shelf(&e.conn, Shelf::new(name, mode, parent, 1))?;
     let default = e.st.default_policy.clone();
     for (x, v) in [
         ("user.LFS.AllocationPolicy", default.as_str()),
@@ -220,22 +206,8 @@ pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
                 physloc
             );
             let (_, name) = resolve_parent(&e.st, &name)?;
-            let now = now_secs();
-            let zid = e.st.insert_shelf(
-                &e.conn,
-                Shelf {
-                    id: 0,
-                    creator_id: 0,
-                    size_bytes: 0,
-                    book_count: 0,
-                    ctime: now,
-                    mtime: now,
-                    name: name.to_string(),
-                    mode: S_IFREG | 0o666,
-                    parent_id: ROOT_SHELF_ID,
-                    link_count: 0,
-                },
-            )?;
+            let zid =
+                e.st.insert_shelf(&e.conn, Shelf::new(name, S_IFREG | 0o666, ROOT_SHELF_ID, 0))?;
             e.st.zeroing_by.insert(zid, req.node_id);
             z_path = json!(format!("/{name}"));
             Some(zid)

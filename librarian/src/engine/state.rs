@@ -35,6 +35,23 @@ pub const S_IFLNK: i64 = 0o120000;
 pub const S_IFBLK: i64 = 0o060000;
 
 impl Shelf {
+    /// A shelf about to be inserted: empty, created now (its id is assigned by `insert_shelf`).
+    pub fn new(name: &str, mode: i64, parent_id: i64, link_count: i64) -> Shelf {
+        let now = crate::engine::now_secs();
+        Shelf {
+            id: 0,
+            creator_id: 0,
+            size_bytes: 0,
+            book_count: 0,
+            ctime: now,
+            mtime: now,
+            name: name.to_string(),
+            mode,
+            parent_id,
+            link_count,
+        }
+    }
+
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
     }
