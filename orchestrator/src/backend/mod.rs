@@ -130,13 +130,16 @@ pub trait Backend: Send + Sync {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
 
-    /// Freezes a node (a scenario fault); [`resume`](Self::resume) thaws it.
-    #[allow(dead_code)] // for scenario steps
+    /// Ends a running node at once, as a crash or a power cut would (a scenario fault): its
+    /// daemon neither unmounts nor says goodbye to the Librarian. [`start`](Self::start) brings
+    /// it back.
+    fn kill(&self, node: &Node) -> Result<()>;
+
+    /// Freezes a running node (a scenario fault); [`resume`](Self::resume) thaws it.
     fn pause(&self, node: &Node) -> Result<()> {
         bail!("{}: this backend cannot pause nodes", node.name)
     }
 
-    #[allow(dead_code)] // for scenario steps
     fn resume(&self, node: &Node) -> Result<()> {
         bail!("{}: this backend cannot resume nodes", node.name)
     }

@@ -87,80 +87,28 @@ impl Cluster {
 
     // ------------------------------------------------------------ nodes
 
-    /// The node's processes: its daemon and everything sharing its mount namespace (process
-    /// backend), found from the handle in `state.json`.
-    fn node_processes(&self, node: &Node) -> Result<Vec<ProcRef>> {
-        let Ok(daemon) = serde_json::from_value::<ProcRef>(node.handle.clone()) else {
-            return Ok(vec![]);
-        };
-        if !daemon.is_alive() {
-            return Ok(vec![]);
-        }
-        let ns = std::fs::read_link(daemon.proc_path("ns/mnt")).ok();
-        let mut out = vec![daemon];
-        if let (Some(ns), Ok(entries)) = (ns, std::fs::read_dir("/proc")) {
-            for pid in entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|&pid| pid != daemon.pid)
-            {
-                if std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
-                    .ok()
-                    .as_ref()
-                    == Some(&ns)
-                {
-                    out.extend(ProcRef::of(pid));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn process_backend_only(&self, st: &ClusterState, what: &str) -> Result<()> {
-        if st.settings.backend != "process" {
-            bail!(
-                "{what} is implemented for the process backend only; this cluster uses {}",
-                st.settings.backend
-            );
-        }
-        Ok(())
-    }
-
-    /// SIGKILL of the node's daemon and everything running in the node.
-    pub fn kill_node(&self, name: &str) -> Result<()> {
-        let st = self.state()?;
-        self.process_backend_only(&st, "kill-node")?;
-        let node = self.node(&st, name)?;
-        let victims = self.node_processes(&node)?;
-        if victims.is_empty() {
+    /// The node, if it is running (a fault needs something to act on).
+    fn running_node(&self, name: &str) -> Result<Node> {
+        let node = self.node(&self.state()?, name)?;
+        if !self.backend.probe(&node).running {
             bail!("{name} is not running (start it with a start-node step)");
         }
-        for p in &victims {
-            p.signal(Signal::KILL);
-        }
-        let left = procs::wait_gone(&victims, Duration::from_secs(10));
-        if !left.is_empty() {
-            bail!(
-                "{name}: processes {:?} survived SIGKILL",
-                left.iter().map(|p| p.pid).collect::<Vec<_>>()
-            );
-        }
-        Ok(())
+        Ok(node)
     }
 
-    /// SIGSTOP (pause) or SIGCONT (resume) of everything in the node.
+    /// The node ends at once, as in a crash ([`Backend::kill`]).
+    pub fn kill_node(&self, name: &str) -> Result<()> {
+        self.backend.kill(&self.running_node(name)?)
+    }
+
+    /// Freezes (`pause`) or thaws the node ([`Backend::pause`], [`Backend::resume`]).
     pub fn pause_node(&self, name: &str, pause: bool) -> Result<()> {
-        let st = self.state()?;
-        self.process_backend_only(&st, if pause { "pause" } else { "resume" })?;
-        let node = self.node(&st, name)?;
-        let procs = self.node_processes(&node)?;
-        if procs.is_empty() {
-            bail!("{name} is not running");
+        let node = self.running_node(name)?;
+        if pause {
+            self.backend.pause(&node)
+        } else {
+            self.backend.resume(&node)
         }
-        for p in &procs {
-            p.signal(if pause { Signal::STOP } else { Signal::CONT });
-        }
-        Ok(())
     }
 
     /// Starts a stopped node's daemon the way `fame up` does, and waits until its `/lfs`

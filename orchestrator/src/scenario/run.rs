@@ -548,7 +548,7 @@ impl Ctx<'_> {
                     self.faulted.insert(n.clone());
                     cl.kill_node(n)
                 });
-                (format!("SIGKILL {}", on.join(",")), r)
+                (format!("kill {} (a crash)", on.join(",")), r)
             }
             Action::StartNode(on) => {
                 let r = on.iter().try_for_each(|n| {

@@ -62,7 +62,6 @@ impl LibvirtBackend {
         }
     }
 
-    #[allow(dead_code)] // pause/resume
     fn domain_of(&self, node: &Node) -> Result<Domain> {
         let cfg = load_config(&cluster_dir_of(node))?;
         let conn = connect()?;
@@ -787,6 +786,14 @@ impl Backend for LibvirtBackend {
 
     fn host_lfs_path(&self, _node: &Node) -> Option<PathBuf> {
         None
+    }
+
+    fn kill(&self, node: &Node) -> Result<()> {
+        // Destroying a domain is pulling its plug; the domain is transient, so it is gone.
+        self.domain_of(node)?
+            .destroy()
+            .map(|_| ())
+            .map_err(|e| anyhow!("{}: cannot destroy its VM: {}", node.name, e.message()))
     }
 
     fn pause(&self, node: &Node) -> Result<()> {

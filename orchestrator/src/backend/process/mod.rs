@@ -34,6 +34,7 @@ pub mod init;
 
 use super::{Backend, DaemonSpec, LfsState, Probe};
 use crate::procs::{self, ProcRef, MARKER_ENV};
+use rustix::process::Signal;
 use crate::state::Node;
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsString;
@@ -121,6 +122,33 @@ fn ns_id(pid: i32, kind: &str) -> Option<OsString> {
     std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
         .ok()
         .map(PathBuf::into_os_string)
+}
+
+/// The node's daemon and every other live process in its mount namespace (e.g. shells from
+/// `fame exec`), daemon first; none if the node is not running. Only the daemon while it is
+/// still in the host's mount namespace (just started, not yet unshared): the host's processes
+/// are never a node's.
+fn node_processes(node: &Node) -> Vec<ProcRef> {
+    let Some(p) = daemon(node) else {
+        return vec![];
+    };
+    let mut out = vec![p];
+    if let Some(ns) = ns_id(p.pid, "mnt").filter(|ns| Some(ns) != ns_id(std::process::id() as i32, "mnt").as_ref()) {
+        out.extend(processes_in_mount_ns(&ns).into_iter().filter(|q| q.pid != p.pid));
+    }
+    out
+}
+
+/// Sends `sig` to every process of the node; fails if the node is not running.
+fn signal_node(node: &Node, sig: Signal) -> Result<Vec<ProcRef>> {
+    let procs = node_processes(node);
+    if procs.is_empty() {
+        bail!("{} is not running", node.name);
+    }
+    for p in &procs {
+        p.signal(sig);
+    }
+    Ok(procs)
 }
 
 /// Every live process in the mount namespace `ns`.
@@ -261,16 +289,11 @@ impl Backend for ProcessBackend {
         let mut victims = vec![];
         let mut running = 0;
         for node in nodes {
-            if let Some(p) = daemon(node) {
-                // Everything in the node's namespace goes with it (e.g. shells from `fame exec`);
-                // the daemon is asked first so that it can unmount cleanly.
-                let inside = ns_id(p.pid, "mnt")
-                    .map(|ns| processes_in_mount_ns(&ns))
-                    .unwrap_or_default();
-                running += 1;
-                victims.push(p);
-                victims.extend(inside.into_iter().filter(|q| q.pid != p.pid));
-            }
+            // Everything in the node's namespace goes with it (e.g. shells from `fame exec`);
+            // the daemon is asked first so that it can unmount cleanly.
+            let procs = node_processes(node);
+            running += usize::from(!procs.is_empty());
+            victims.extend(procs);
         }
         let left = procs::terminate(&victims, grace);
         if !left.is_empty() {
@@ -299,7 +322,81 @@ impl Backend for ProcessBackend {
         vec![console_log(node), daemon_log(node)]
     }
 
+    /// SIGKILL of the daemon and of everything in the node, so the FUSE mount goes with the
+    /// node's mount namespace.
+    fn kill(&self, node: &Node) -> Result<()> {
+        let victims = signal_node(node, Signal::KILL)?;
+        let left = procs::wait_gone(&victims, Duration::from_secs(10));
+        if !left.is_empty() {
+            bail!(
+                "{}: processes {:?} survived SIGKILL",
+                node.name,
+                left.iter().map(|p| p.pid).collect::<Vec<_>>()
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP of every process of the node.
+    fn pause(&self, node: &Node) -> Result<()> {
+        signal_node(node, Signal::STOP).map(drop)
+    }
+
+    /// SIGCONT of every process of the node.
+    fn resume(&self, node: &Node) -> Result<()> {
+        signal_node(node, Signal::CONT).map(drop)
+    }
+
     fn host_lfs_path(&self, node: &Node) -> Option<PathBuf> {
         Some(lfs_link(node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state letter of a process (`/proc/PID/stat`).
+    fn state_of(p: ProcRef) -> char {
+        let text = std::fs::read_to_string(p.proc_path("stat")).unwrap_or_default();
+        text.rsplit(')').next().unwrap_or_default().trim().chars().next().unwrap_or('X')
+    }
+
+    fn wait_state(p: ProcRef, want: &[char]) -> char {
+        for _ in 0..1000 {
+            let s = state_of(p);
+            if want.contains(&s) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        state_of(p)
+    }
+
+    #[test]
+    fn pause_resume_and_kill_signal_the_node_and_nothing_of_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        // A "node" whose daemon has not left the host's mount namespace: only the daemon itself
+        // may be signalled, never the host's processes (this test among them).
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let p = ProcRef::of(child.id() as i32).unwrap();
+        let node = Node {
+            name: "node01".into(),
+            id: 1,
+            dir: dir.path().join("node01"),
+            handle: serde_json::to_value(p).unwrap(),
+        };
+        let b = ProcessBackend;
+        b.pause(&node).unwrap();
+        assert_eq!(wait_state(p, &['T']), 'T');
+        b.resume(&node).unwrap();
+        assert_ne!(wait_state(p, &['S', 'R']), 'T');
+        let reaper = std::thread::spawn(move || child.wait());
+        b.kill(&node).unwrap();
+        assert!(!p.is_alive());
+        reaper.join().unwrap().unwrap();
+        let e = b.pause(&node).unwrap_err().to_string();
+        assert_eq!(e, "node01 is not running");
+        assert!(b.kill(&node).is_err());
     }
 }
