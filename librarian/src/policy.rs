@@ -51,6 +51,11 @@ pub fn allocate(
     request: Option<&InterleaveRequest>,
     rng: &mut impl Rng,
 ) -> Result<Vec<BookIdx>, CmdError> {
+    // More than the pool has free can never be had: say so before sizing anything by `n` (a
+    // write at an offset of 1 EiB asks for 2^37 books; reserving room for them would abort).
+    if n as u64 > st.pool.free_total().max(0) as u64 {
+        return Err(CmdError::new(libc::ENOSPC, "out of space"));
+    }
     let all: Vec<usize> = (0..st.pool.groups.len()).collect();
     let node = st.nodes.get(&node_id);
     let local: Vec<usize> = node.map(|n| n.groups.clone()).unwrap_or_default();

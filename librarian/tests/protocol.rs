@@ -507,6 +507,9 @@ fn errors_are_meaningful_and_change_nothing() {
         c.call("get_shelf", json!({"path": "/big"})).unwrap()["size_bytes"],
         0
     );
+    // Far more than the pool (2^40 books): the same ENOSPC, and the Librarian keeps serving.
+    expect_err(resize(&mut c, "/big", id, 1 << 60), libc::ENOSPC);
+    expect_err(resize(&mut c, "/big", id, i64::MAX), libc::ENOSPC);
     resize(&mut c, "/big", id, 256 * BOOK).unwrap();
     let t = create(&mut c, "/t");
     expect_err(

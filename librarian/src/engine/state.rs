@@ -405,7 +405,8 @@ impl State {
     }
 
     pub fn nbooks(&self, bytes: i64) -> i64 {
-        (bytes + self.geo.book_size - 1) / self.geo.book_size
+        // Without the `+ book_size - 1` of the usual form, which overflows near i64::MAX.
+        bytes / self.geo.book_size + i64::from(bytes % self.geo.book_size > 0)
     }
 
     pub fn lookup(&self, parent: i64, name: &str) -> Option<i64> {
