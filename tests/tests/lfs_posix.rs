@@ -474,3 +474,49 @@ fn daemon_life_cycle_and_bad_input() {
     assert!(!status.success());
     assert!(stderr.contains("cannot reach the Librarian"), "{stderr}");
 }
+
+/// A program that writes until the disk is full gets ENOSPC (also for a write far past the
+/// pool's end), the file keeps exactly what was written, and deleting it makes room again.
+#[test]
+fn writing_until_the_pool_is_full_gives_enospc() {
+    use std::os::unix::fs::FileExt;
+    let c = Cluster::two(&[]);
+    let (a, b) = (c.node(0), c.node(1));
+    let mut f = File::create(a.path("fill")).unwrap();
+    let mut written = 0u64;
+    let e = loop {
+        let chunk = pattern(7, written, 1 << 20);
+        match f.write(&chunk) {
+            Ok(n) => written += n as u64,
+            Err(e) => break e,
+        }
+        assert!(written <= TOTAL_BOOKS * BOOK, "wrote past the pool's end");
+    };
+    assert_eq!(errno(&e), libc::ENOSPC, "{e}");
+    assert_eq!(written, TOTAL_BOOKS * BOOK);
+    // Past the end, however far: ENOSPC, and the Librarian keeps serving.
+    for off in [TOTAL_BOOKS * BOOK, 1 << 40, 1 << 60, (1 << 62) + 12345] {
+        let e = f.write_at(b"x", off).unwrap_err();
+        assert_eq!(errno(&e), libc::ENOSPC, "write at {off}: {e}");
+    }
+    let e = f.set_len(1 << 60).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOSPC, "{e}");
+    // The file is what was written, on both nodes.
+    assert_eq!(fs::metadata(b.path("fill")).unwrap().len(), written);
+    let mut g = File::open(b.path("fill")).unwrap();
+    for at in [0, BOOK - 3, written - 4096] {
+        let mut got = vec![0u8; 4096];
+        g.read_exact_at(&mut got, at).unwrap();
+        assert!(got == pattern(7, at, 4096), "wrong bytes at {at}");
+    }
+    drop(g);
+    let mut h = File::create(b.path("other")).unwrap();
+    assert_eq!(err(h.write_all(b"no room")), libc::ENOSPC);
+    assert_eq!(fs::metadata(a.path("other")).unwrap().len(), 0);
+    drop(f);
+    fs::remove_file(a.path("fill")).unwrap();
+    c.wait_all_free(TOTAL_BOOKS);
+    h.write_all(b"room now").unwrap();
+    drop(h);
+    assert_eq!(fs::read(a.path("other")).unwrap(), b"room now");
+}

@@ -241,6 +241,10 @@ impl LfsFs {
 
     /// `resize_shelf`, queuing the pending-zero shelf a shrink produces.
     fn resize_path(&self, path: &str, id: u64, size: u64) -> Res<()> {
+        if size.div_ceil(self.geo.book_size) > self.geo.books_total {
+            // More books than the whole pool has: no need to ask.
+            return Err(Errno::ENOSPC);
+        }
         let v = self
             .link
             .call(
