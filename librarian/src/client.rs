@@ -62,6 +62,12 @@ impl Client {
         self.stream.set_write_timeout(t)
     }
 
+    /// A second handle on the connection's socket, e.g. to `shutdown` it from another thread so
+    /// that a call blocked waiting for a reply returns at once.
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+
     /// Sets a context field sent with every request (e.g. `pid`, `physloc`).
     pub fn set_context(&mut self, key: &str, value: Value) {
         self.context.insert(key.into(), value);
