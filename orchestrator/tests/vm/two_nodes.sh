@@ -63,6 +63,25 @@ fi
 grep -q -- "--subnet 10.1.2.3/24: host bits are set" "$WORK/err" || { cat "$WORK/err"; exit 1; }
 [ ! -e "$FAME_HOME/vmtest" ] || { echo "a refused fame up left $FAME_HOME/vmtest"; exit 1; }
 
+# Missing parts: each is one clear error with the fix, and nothing is left behind.
+refused() { # WHAT EXPECTED-TEXT -- fame up arguments...
+  local what=$1 want=$2; shift 3
+  if "$@" 2>"$WORK/err"; then echo "fame up accepted $what"; exit 1; fi
+  grep -q -- "$want" "$WORK/err" || { echo "$what: unexpected error:"; cat "$WORK/err"; exit 1; }
+  [ ! -e "$FAME_HOME/vmtest" ] || { echo "a refused fame up ($what) left $FAME_HOME/vmtest"; exit 1; }
+  case "$(virsh -q -c qemu:///system net-list --all --name)" in *fame-*) echo "$what left a network"; exit 1 ;; esac
+}
+step "libvirtd unreachable, no guest kernel, not enough memory: refused with the fix"
+refused "an unreachable libvirtd" "libvirtd -d" -- \
+  env FAME_LIBVIRT_URI='qemu:///system?socket=/nonexistent/libvirt-sock' \
+  "$FAME" up --name vmtest --backend libvirt --nodes 2 --fam 1G --accel tcg
+mount -t tmpfs tmpfs /boot   # private to this mount namespace: the host's /boot is untouched
+refused "a host without the cloud kernel" "apt-get install linux-image-cloud-amd64" -- \
+  "$FAME" up --name vmtest --backend libvirt --nodes 2 --fam 1G --accel tcg
+umount /boot
+refused "VMs bigger than the host's memory" "use fewer --nodes or a smaller --memory" -- \
+  "$FAME" up --name vmtest --backend libvirt --nodes 4 --fam 1G --accel tcg --memory 16G
+
 step "fame up --backend libvirt --nodes 2 --fam 1G --accel tcg"
 "$FAME" up --name vmtest --backend libvirt --nodes 2 --fam 1G --accel tcg --timeout 120
 doms=$(virsh -q -c qemu:///system list --name)
