@@ -166,6 +166,13 @@ pub struct UpArgs {
     /// it and healed (`fame scenario` steps `cut` and `heal`).
     #[arg(long)]
     pub fault_proxy: bool,
+    /// Port of the cluster's LMP (its web dashboard and JSON views on 127.0.0.1) [default: 31179
+    /// if free, else the next free one].
+    #[arg(long, value_name = "N")]
+    pub lmp_port: Option<u16>,
+    /// Start no LMP for the cluster.
+    #[arg(long, conflicts_with = "lmp_port")]
+    pub no_lmp: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -51,6 +51,12 @@ impl ClusterPaths {
     pub fn librarian_log(&self) -> PathBuf {
         self.logs().join("librarian.log")
     }
+    pub fn lmp_log(&self) -> PathBuf {
+        self.logs().join("lmp.log")
+    }
+    pub fn lmp_pid(&self) -> PathBuf {
+        self.dir.join("lmp.pid")
+    }
     pub fn book_register_log(&self) -> PathBuf {
         self.logs().join("book-register.log")
     }

@@ -56,9 +56,7 @@ impl PortLock {
                     check_interrupt()?;
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot lock {}", path.display()))
-                }
+                Err(e) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
             }
         }
     }

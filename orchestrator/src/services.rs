@@ -1,12 +1,13 @@
 //! The host side of a cluster (what the ToRMS did in The Machine): registering books with
 //! `book-register` and running the Librarian.
 
-use crate::bins::{Bins, BOOK_REGISTER, LIBRARIAN};
+use crate::bins::{Bins, BOOK_REGISTER, LIBRARIAN, LMP};
 use crate::cluster::ClusterPaths;
 use crate::procs::{ProcRef, MARKER_ENV};
 use crate::progress::check_interrupt;
 use crate::state::ClusterState;
 use anyhow::{anyhow, bail, Context, Result};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,82 +51,155 @@ pub fn register_books(bins: &Bins, paths: &ClusterPaths) -> Result<()> {
     Ok(())
 }
 
-/// Starts the Librarian on `bind`:`port` (127.0.0.1, or the torms address of VM nodes) in its own process group (so Ctrl-C in the
-/// terminal does not reach it), logging to `logs/librarian.log`.
+/// Opens `path` for appending (the log of a process of the cluster).
+fn append(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Starts `cmd` as a process of the cluster: marked with the cluster directory, in its own
+/// process group (so Ctrl-C in the terminal does not reach it), its output appended to `log`.
+fn spawn_service(
+    mut cmd: Command,
+    what: &str,
+    paths: &ClusterPaths,
+    log: &Path,
+) -> Result<ProcRef> {
+    let out = append(log)?;
+    let program = cmd.get_program().to_owned();
+    let child = cmd
+        .env(MARKER_ENV, &paths.dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot run {}", Path::new(&program).display()))?;
+    ProcRef::of(child.id() as i32)
+        .ok_or_else(|| anyhow!("the {what} exited at once{}", log_tail(log, 5)))
+}
+
+/// Starts the Librarian on `bind`:`port` (127.0.0.1, or the torms address of VM nodes), with
+/// its metrics on `bind`:`metrics_port` if given, logging to `logs/librarian.log`.
 pub fn start_librarian_on(
     bins: &Bins,
     paths: &ClusterPaths,
-    bind: std::net::IpAddr,
+    bind: IpAddr,
     port: u16,
+    metrics_port: Option<u16>,
 ) -> Result<ProcRef> {
-    let log_path = paths.librarian_log();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
-    let child = Command::new(bins.path(LIBRARIAN))
-        .arg("--db-file")
+    let log = paths.librarian_log();
+    let mut cmd = Command::new(bins.path(LIBRARIAN));
+    cmd.arg("--db-file")
         .arg(paths.db())
         .arg("--bind")
         .arg(bind.to_string())
         .arg("--port")
         .arg(port.to_string())
         .arg("--log-file")
-        .arg(&log_path)
-        .args(["--verbose", "1"])
-        .env(MARKER_ENV, &paths.dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot run {}", bins.path(LIBRARIAN).display()))?;
-    ProcRef::of(child.id() as i32)
-        .ok_or_else(|| anyhow!("the Librarian exited at once{}", log_tail(&log_path, 5)))
+        .arg(&log)
+        .args(["--verbose", "1"]);
+    if let Some(m) = metrics_port {
+        cmd.arg("--metrics-port").arg(m.to_string());
+    }
+    spawn_service(cmd, "Librarian", paths, &log)
 }
 
-/// Starts the cluster's Librarian on `bind` and the port in `state`, records it in `state.json`
+/// Starts the cluster's Librarian on `bind` and the ports in `state`, records it in `state.json`
 /// (so that a rollback or `fame down` finds it even if it never listens) and waits until it
 /// accepts connections: what `fame up`, `fame reload` and scenario steps do alike.
 pub fn run_librarian(
     bins: &Bins,
     paths: &ClusterPaths,
     state: &mut ClusterState,
-    bind: std::net::IpAddr,
+    bind: IpAddr,
     limit: Duration,
 ) -> Result<()> {
-    let p = start_librarian_on(bins, paths, bind, state.port)?;
+    let p = start_librarian_on(bins, paths, bind, state.port, state.metrics_port)?;
     state.librarian = Some(p);
     state.save(&paths.state())?;
-    wait_librarian_on(p, paths, bind, state.port, limit)
+    wait_listening(
+        p,
+        "Librarian",
+        &paths.librarian_log(),
+        (bind, state.port).into(),
+        limit,
+    )
 }
 
-/// Waits until the Librarian accepts connections on `bind`:`port`.
-pub fn wait_librarian_on(
-    p: ProcRef,
+/// Where the LMP listens: 127.0.0.1 of the host, whatever the nodes are (it only reads the
+/// database).
+pub const LMP_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The LMP's address for a browser.
+pub fn lmp_url(port: u16) -> String {
+    format!("http://{LMP_BIND}:{port}/")
+}
+
+/// Starts the cluster's LMP on its port (if it has one), reading the database and the
+/// Librarian's metrics at `librarian_bind`, records it in `state.json` and waits until it
+/// listens. `fame up` and `fame reload` start it after the Librarian.
+pub fn run_lmp(
+    bins: &Bins,
     paths: &ClusterPaths,
-    bind: std::net::IpAddr,
-    port: u16,
+    state: &mut ClusterState,
+    librarian_bind: IpAddr,
+    limit: Duration,
+) -> Result<()> {
+    let Some(port) = state.lmp_port else {
+        return Ok(());
+    };
+    let log = paths.lmp_log();
+    let mut cmd = Command::new(bins.path(LMP));
+    cmd.arg("-d")
+        .arg(paths.db())
+        .arg("--bind")
+        .arg(LMP_BIND.to_string())
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--log-file")
+        .arg(&log)
+        .arg("--pid-file")
+        .arg(paths.lmp_pid());
+    if let Some(m) = state.metrics_port {
+        cmd.arg("--librarian-metrics").arg(format!(
+            "http://{}/metrics",
+            SocketAddr::from((librarian_bind, m))
+        ));
+    }
+    let p = spawn_service(cmd, "LMP", paths, &log)?;
+    state.lmp = Some(p);
+    state.save(&paths.state())?;
+    wait_listening(p, "LMP", &log, (LMP_BIND, port).into(), limit)
+}
+
+/// Waits until `p` (the `what` of the cluster, logging to `log`) accepts connections on `addr`.
+fn wait_listening(
+    p: ProcRef,
+    what: &str,
+    log: &Path,
+    addr: SocketAddr,
     limit: Duration,
 ) -> Result<()> {
     let deadline = Instant::now() + limit;
-    let addr = std::net::SocketAddr::from((bind, port));
     loop {
         if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
         if !p.is_alive() {
             bail!(
-                "the Librarian exited before it listened on {addr}{}",
-                log_tail(&paths.librarian_log(), 5)
+                "the {what} exited before it listened on {addr}{}",
+                log_tail(log, 5)
             );
         }
         if Instant::now() > deadline {
             bail!(
-                "the Librarian did not listen on {addr} within {} s; raise --timeout or see {}",
+                "the {what} did not listen on {addr} within {} s; raise --timeout or see {}",
                 limit.as_secs(),
-                paths.librarian_log().display()
+                log.display()
             );
         }
         check_interrupt()?;

@@ -48,6 +48,10 @@ pub struct FileConfig {
     pub memory: Option<String>,
     pub accel: Option<String>,
     pub subnet: Option<String>,
+    #[serde(alias = "lmp_port")]
+    pub lmp_port: Option<u16>,
+    #[serde(alias = "no_lmp")]
+    pub no_lmp: Option<bool>,
 }
 
 impl FileConfig {
@@ -56,7 +60,7 @@ impl FileConfig {
             .with_context(|| format!("--config {}: cannot read it", path.display()))?;
         toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
-                "--config {}: {}; the keys are the flags of `fame up` (nodes, fam, book-size, name, dir, backend, port, bin-dir, timeout)",
+                "--config {}: {}; the keys are the flags of `fame up` (nodes, fam, book-size, name, dir, backend, port, bin-dir, timeout, lmp-port, no-lmp, ...)",
                 path.display(),
                 e.message()
             )
@@ -109,6 +113,11 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
         ),
         None => None,
     };
+    let no_lmp = args.no_lmp || file.no_lmp.unwrap_or(false);
+    let lmp_port = args.lmp_port.or(file.lmp_port);
+    if let (true, Some(p)) = (no_lmp, lmp_port) {
+        bail!("--lmp-port {p} with --no-lmp (flags or fame.toml): a cluster without an LMP has no LMP port; drop one of them");
+    }
     let dir = args
         .dir
         .clone()
@@ -140,8 +149,7 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
             .transpose()?,
         vdram_kib: match args.memory.clone().or(file.memory) {
             Some(t) => Some(
-                parse_size(&t)
-                    .map_err(|e| anyhow::anyhow!("--memory {e}; try --memory 256M"))?
+                parse_size(&t).map_err(|e| anyhow::anyhow!("--memory {e}; try --memory 256M"))?
                     / 1024,
             ),
             None => file
@@ -163,6 +171,8 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
             librarian_timeout: args.librarian_timeout.or(file.librarian_timeout),
             proxy: args.fault_proxy || file.fault_proxy.unwrap_or(false),
         },
+        lmp_port,
+        no_lmp,
     })
 }
 

@@ -38,6 +38,12 @@ pub struct Settings {
     /// Fault-injection settings (`--librarian-timeout`, `--fault-proxy`).
     #[serde(default)]
     pub faults: FaultSettings,
+    /// `--lmp-port` when given; otherwise a free port from 31179 is picked at every `up`.
+    #[serde(default)]
+    pub lmp_port: Option<u16>,
+    /// `--no-lmp`: the cluster runs no LMP.
+    #[serde(default)]
+    pub no_lmp: bool,
 }
 
 /// What `fame scenario` needs of a cluster to inject faults.
@@ -100,6 +106,15 @@ pub struct ClusterState {
     /// Directory the binaries were taken from at the last up/reload.
     pub bin_dir: PathBuf,
     pub librarian: Option<ProcRef>,
+    /// The Librarian's `--metrics-port` (on the address it listens on), which the LMP reads.
+    #[serde(default)]
+    pub metrics_port: Option<u16>,
+    /// The LMP's port on 127.0.0.1 (None: the cluster has no LMP).
+    #[serde(default)]
+    pub lmp_port: Option<u16>,
+    /// The LMP, while it runs.
+    #[serde(default)]
+    pub lmp: Option<ProcRef>,
     pub nodes: Vec<Node>,
     /// Seconds since the epoch when the cluster was created.
     pub created: u64,
@@ -170,6 +185,8 @@ mod tests {
                 bin_dir: None,
                 timeout_secs: 30,
                 faults: FaultSettings::default(),
+                lmp_port: None,
+                no_lmp: false,
             },
             phase: Phase::Up,
             port: 9999,
@@ -183,6 +200,9 @@ mod tests {
                 pid: 1,
                 start_time: 2,
             }),
+            metrics_port: Some(10000),
+            lmp_port: Some(31179),
+            lmp: None,
             nodes: vec![],
             created: 0,
             timings: vec![("validate".into(), 0.001)],

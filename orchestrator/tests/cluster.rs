@@ -117,7 +117,8 @@ fn four_nodes_share_one_fam_then_down_leaves_nothing() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     let fp = footprint(&dir);
-    assert_eq!(fp.procs.len(), 5);
+    // The Librarian, the LMP and four nodes.
+    assert_eq!(fp.procs.len(), 6);
     assert_eq!(fp.namespaces.len(), 8);
     let out = home.ok(&["down"]);
     assert!(out.contains("removed"), "{out}");
@@ -135,8 +136,8 @@ fn down_cleans_up_after_sigkill_of_a_node_and_the_librarian() {
     up(&home, "k", 3, free_port());
     let dir = home.cluster_dir("k");
     let fp = footprint(&dir);
-    // fp.procs[0] is the Librarian, then the nodes.
-    for &(pid, _) in &fp.procs[..2] {
+    // fp.procs[0] is the Librarian, [1] the LMP, then the nodes.
+    for (pid, _) in [fp.procs[0], fp.procs[2]] {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -351,6 +352,92 @@ fn keep_fam_then_reload_keeps_the_files_and_rebuild_starts_afresh() {
     assert_gone(&fp);
 }
 
+/// GET `url` as the LMP's JSON clients do; the body.
+fn get(url: &str) -> String {
+    ureq::get(url)
+        .set("Accept", "application/json; version=1.0")
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .into_string()
+        .unwrap()
+}
+
+/// Live processes marked as belonging to the cluster in `dir` whose command is `comm`.
+fn marked(dir: &std::path::Path, comm: &str) -> Vec<i32> {
+    let marker = format!("FAME_CLUSTER_DIR={}", dir.display()).into_bytes();
+    pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_slice()))
+        })
+        .collect()
+}
+
+#[test]
+fn each_cluster_has_an_lmp_with_the_librarians_counts_unless_no_lmp() {
+    let home = Home::new();
+    let out = up(&home, "web", 3, free_port());
+    let dir = home.cluster_dir("web");
+    let st = state(&dir);
+    let port = st["lmp_port"].as_u64().unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(out.contains(&url), "{out}");
+    assert!(st["metrics_port"].as_u64().is_some(), "{st}");
+    let status = home.ok(&["status", "web"]);
+    assert!(
+        status.contains(&format!("LMP        {url} (running")),
+        "{status}"
+    );
+    assert!(home.ok(&["logs", "web"]).contains("lmp.log"));
+
+    let global: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}lmp/global/"))).unwrap();
+    assert_eq!(global["socs"]["total"], 3, "{global}");
+    let metrics = get(&format!("{url}metrics"));
+    assert!(
+        metrics.contains("lfs_librarian_requests_total"),
+        "{metrics}"
+    );
+
+    // reload restarts it on the same port.
+    let before = marked(&dir, "lmp");
+    assert_eq!(before.len(), 1);
+    home.ok(&["reload", "web"]);
+    let after = marked(&dir, "lmp");
+    assert_eq!(after.len(), 1);
+    assert_ne!(before, after);
+    assert_eq!(state(&dir)["lmp_port"], st["lmp_port"]);
+    get(&format!("{url}lmp/global/"));
+
+    let fp = footprint(&dir);
+    home.ok(&["down", "web"]);
+    assert_gone(&fp);
+    assert!(marked(&dir, "lmp").is_empty());
+
+    // --no-lmp: none at all.
+    home.ok(&[
+        "up",
+        "--name",
+        "bare",
+        "--nodes",
+        "1",
+        "--fam",
+        "1G",
+        "--no-lmp",
+        "--port",
+        &free_port().to_string(),
+    ]);
+    let dir = home.cluster_dir("bare");
+    assert!(state(&dir)["lmp_port"].is_null());
+    assert!(marked(&dir, "lmp").is_empty());
+    assert!(!home.ok(&["status", "bare"]).contains("LMP"));
+    let fp = footprint(&dir);
+    home.ok(&["down", "bare"]);
+    assert_gone(&fp);
+}
+
 /// One line, `fame: ...`, naming the value, the rule and the fix; nothing left behind.
 fn assert_refused(home: &Home, err: &str, expect: &[&str]) {
     let last = err.lines().last().unwrap_or_default();
@@ -416,6 +503,17 @@ fn a_busy_port_and_a_name_in_use_are_refused() {
             &format!("--port {busy}"),
             "already listens",
             "pick another --port",
+        ],
+    );
+    let port = free_port().to_string();
+    let err = home.fails(&["up", "--fam", "1G", "--port", &port, "--lmp-port", &busy]);
+    assert_refused(
+        &home,
+        &err,
+        &[
+            &format!("--lmp-port {busy}"),
+            "already listens",
+            "pick another --lmp-port",
         ],
     );
 

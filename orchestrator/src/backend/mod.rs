@@ -12,8 +12,8 @@ pub mod process;
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
 use anyhow::{bail, Result};
-use std::net::{IpAddr, Ipv4Addr};
 use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

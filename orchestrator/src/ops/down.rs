@@ -92,14 +92,13 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
             let librarian_up = st.librarian.is_some_and(|l| l.is_alive());
             stopped += b.stop(&nodes, if librarian_up { GRACE } else { SHORT_GRACE })?;
         }
-        if let Some(l) = st.librarian.filter(procs::ProcRef::is_alive) {
+        for (what, p) in [("the Librarian", st.librarian), ("the LMP", st.lmp)] {
+            let Some(p) = p.filter(procs::ProcRef::is_alive) else {
+                continue;
+            };
             stopped += 1;
-            let left = procs::terminate(&[l], GRACE);
-            if !left.is_empty() {
-                bail!(
-                    "the Librarian (pid {}) did not stop even after SIGKILL",
-                    l.pid
-                );
+            if !procs::terminate(&[p], GRACE).is_empty() {
+                bail!("{what} (pid {}) did not stop even after SIGKILL", p.pid);
             }
         }
     }
@@ -125,10 +124,18 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
         })?;
     }
 
+    // The LMP's pid file names a process that is gone now.
+    match std::fs::remove_file(paths.lmp_pid()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", paths.lmp_pid().display()))
+        }
+        _ => {}
+    }
     if keep_fam {
         if let Some(st) = &mut state {
             st.phase = Phase::Stopped;
             st.librarian = None;
+            st.lmp = None;
             for n in &mut st.nodes {
                 n.handle = serde_json::Value::Null;
             }

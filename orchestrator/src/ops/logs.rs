@@ -23,6 +23,9 @@ fn all_logs(c: &Loaded) -> Vec<(String, PathBuf)> {
         )
     })
     .collect();
+    if c.state.lmp_port.is_some() {
+        logs.push(("lmp.log".into(), c.paths.lmp_log()));
+    }
     for node in &c.state.nodes {
         for path in c.backend.logs(node) {
             let file = path

@@ -17,11 +17,13 @@ pub const MAX_NODES: u32 = 80;
 pub const MIN_FAM: u64 = 1 << 30;
 /// The first port tried when `--port` is not given (the original Librarian's port).
 pub const FIRST_PORT: u16 = 9093;
+/// The first port tried for the LMP when `--lmp-port` is not given (the original LMP's port).
+pub const FIRST_LMP_PORT: u16 = 31179;
 
 /// What the validate step decided.
 pub struct Plan {
     pub geometry: Geometry,
-    pub port: u16,
+    pub ports: Ports,
     pub bins: Bins,
     pub backend: Box<dyn Backend>,
     /// Held from choosing the ports until the processes using them listen (see
@@ -48,9 +50,12 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     check_name_free(s)?;
     let bins = Bins::locate(s.bin_dir.as_deref())?;
     bins.check(bins::ALL)?;
+    if !s.no_lmp {
+        bins.check(&[bins::LMP])?;
+    }
     backend.check(s)?;
     let port_lock = PortLock::acquire()?;
-    let port = pick_port(s.port, &s.name)?;
+    let ports = pick_ports(s)?;
     if !backend.sizes_nodes() && (s.vcpus.is_some() || s.vdram_kib.is_some()) {
         step.println(format!(
             "note: FAME_VCPUS/FAME_VDRAM size VMs; the nodes of the {} backend are not VMs and ignore them",
@@ -64,7 +69,7 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     }
     Ok(Plan {
         geometry,
-        port,
+        ports,
         bins,
         backend,
         port_lock: Some(port_lock),
@@ -186,7 +191,8 @@ fn check_name_free(s: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// Ports recorded by the other clusters (they may be stopped, and will want theirs back).
+/// Every port recorded by the other clusters (they may be stopped, and will want theirs back),
+/// each with who records it ("cluster a").
 fn ports_of_other_clusters(me: &str) -> Vec<(String, u16)> {
     cluster::list_names()
         .unwrap_or_default()
@@ -195,28 +201,66 @@ fn ports_of_other_clusters(me: &str) -> Vec<(String, u16)> {
         .filter_map(|n| {
             let dir = cluster::resolve(&n)?;
             let st = ClusterState::load(&cluster::ClusterPaths::new(dir).state()).ok()?;
-            Some((n, st.port))
+            let ports = [Some(st.port), st.metrics_port, st.lmp_port];
+            Some(
+                ports
+                    .into_iter()
+                    .flatten()
+                    .map(move |p| (format!("cluster {n}"), p)),
+            )
         })
+        .flatten()
         .collect()
 }
 
-/// `--port` if it is free; otherwise 9093 if free, else the next free port. The caller holds
-/// the [`PortLock`].
-pub fn pick_port(wanted: Option<u16>, me: &str) -> Result<u16> {
-    let taken = ports_of_other_clusters(me);
-    if let Some(p) = wanted {
-        if let Some((other, _)) = taken.iter().find(|(_, q)| *q == p) {
-            bail!("--port {p}: cluster {other} uses it; pick another --port, or leave it out to get a free one");
-        }
-        if !ports::is_free(p) {
-            bail!("--port {p}: something already listens on port {p}; pick another --port, or leave it out to get a free one");
-        }
-        return Ok(p);
+/// The ports a new cluster listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub librarian: u16,
+    pub metrics: u16,
+    pub lmp: Option<u16>,
+}
+
+/// `flag`'s port `p` if nobody else has it; a clear refusal otherwise.
+fn wanted(flag: &str, p: u16, taken: &[(String, u16)]) -> Result<u16> {
+    if let Some((who, _)) = taken.iter().find(|(_, q)| *q == p) {
+        bail!("{flag} {p}: {who} uses it; pick another {flag}, or leave it out to get a free one");
     }
+    if !ports::is_free(p) {
+        bail!("{flag} {p}: something already listens on port {p}; pick another {flag}, or leave it out to get a free one");
+    }
+    Ok(p)
+}
+
+/// The first free port from `from` that nobody in `taken` has.
+fn free_from(flag: &str, from: u16, taken: &[(String, u16)]) -> Result<u16> {
     let taken: Vec<u16> = taken.iter().map(|(_, q)| *q).collect();
-    ports::first_free(FIRST_PORT, &taken).ok_or_else(|| {
-            anyhow::anyhow!("no free TCP port from {FIRST_PORT} up; free one, or pass --port")
-        })
+    ports::first_free(from, &taken)
+        .ok_or_else(|| anyhow::anyhow!("no free TCP port from {from} up; free one, or pass {flag}"))
+}
+
+/// The Librarian's port (`--port` if it is free; otherwise 9093 if free, else the next free
+/// one), its metrics port (the next free one) and the LMP's (`--lmp-port`, else 31179 or the
+/// next free one; none with `--no-lmp`). The caller holds the [`PortLock`].
+pub fn pick_ports(s: &Settings) -> Result<Ports> {
+    let mut taken = ports_of_other_clusters(&s.name);
+    let librarian = match s.port {
+        Some(p) => wanted("--port", p, &taken)?,
+        None => free_from("--port", FIRST_PORT, &taken)?,
+    };
+    taken.push(("this cluster's Librarian".into(), librarian));
+    let lmp = match (s.no_lmp, s.lmp_port) {
+        (true, _) => None,
+        (false, Some(p)) => Some(wanted("--lmp-port", p, &taken)?),
+        (false, None) => Some(free_from("--lmp-port", FIRST_LMP_PORT, &taken)?),
+    };
+    taken.extend(lmp.map(|p| ("this cluster's LMP".to_string(), p)));
+    let metrics = free_from("--port", FIRST_PORT, &taken)?;
+    Ok(Ports {
+        librarian,
+        metrics,
+        lmp,
+    })
 }
 
 /// A warning when the FAM file would not fit on its disk if it were ever filled (it is sparse,

@@ -21,18 +21,22 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
         .or_else(|| c.state.settings.bin_dir.clone());
     let bins = Bins::locate(wanted.as_deref())?;
     bins.check(&[bins::LIBRARIAN, bins::LFS_NODE])?;
-    let mut steps = Steps::new(3);
-    steps.run("stop the nodes and the Librarian", |_| {
+    let lmp = c.state.lmp_port.is_some();
+    if lmp {
+        bins.check(&[bins::LMP])?;
+    }
+    let mut steps = Steps::new(3 + usize::from(lmp));
+    steps.run("stop the nodes, the Librarian and the LMP", |_| {
         let nodes: Vec<_> = c.state.nodes.iter().collect();
         c.backend.stop(&nodes, Duration::from_secs(5))?;
-        if let Some(l) = c.state.librarian {
-            procs::terminate(&[l], Duration::from_secs(5));
-        }
+        let services: Vec<_> = c.state.librarian.into_iter().chain(c.state.lmp).collect();
+        procs::terminate(&services, Duration::from_secs(5));
         procs::terminate(
             &procs::marked_processes(&c.paths.dir),
             Duration::from_secs(5),
         );
         c.state.librarian = None;
+        c.state.lmp = None;
         c.state.phase = Phase::Starting;
         c.state.bin_dir = bins.dir.clone();
         if bin_dir.is_some() {
@@ -40,12 +44,17 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
         }
         c.state.save(&c.paths.state())
     })?;
+    let bind = c.backend.librarian_addr(&c.paths.dir);
+    let limit = Duration::from_secs(c.state.settings.timeout_secs);
     let result = (|| {
         steps.run("start the Librarian", |_| {
-            let bind = c.backend.librarian_addr(&c.paths.dir);
-            let limit = Duration::from_secs(c.state.settings.timeout_secs);
             services::run_librarian(&bins, &c.paths, &mut c.state, bind, limit)
         })?;
+        if let Some(p) = c.state.lmp_port {
+            steps.run(&format!("start the LMP on port {p}"), |_| {
+                services::run_lmp(&bins, &c.paths, &mut c.state, bind, limit)
+            })?;
+        }
         // `stop` above ended the fault proxy with the cluster's other processes.
         c.state.proxy = None;
         if c.state.settings.faults.proxy {

@@ -77,6 +77,13 @@ pub fn status(name: Option<&str>) -> Result<()> {
         None => format!("not running (port {})", st.port),
     };
     println!("Librarian  {lib}");
+    if let Some(port) = st.lmp_port {
+        let url = crate::services::lmp_url(port);
+        match st.lmp.filter(ProcRef::is_alive) {
+            Some(p) => println!("LMP        {url} (running, pid {})", p.pid),
+            None => println!("LMP        {url} (not running)"),
+        }
+    }
     let conn = db::open(&paths.db());
     let books = conn.as_ref().ok().and_then(|c| db::books(c).ok());
     let beats = conn

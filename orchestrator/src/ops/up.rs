@@ -17,7 +17,7 @@ pub fn up(settings: Settings) -> Result<()> {
     let t0 = Instant::now();
     // Backends with shared parts (see below) prepare them in a step of its own.
     let shared = crate::backend::by_name(&settings.backend).is_some_and(|b| b.has_shared_parts());
-    let mut steps = Steps::new(7 + usize::from(shared));
+    let mut steps = Steps::new(7 + usize::from(shared) + usize::from(!settings.no_lmp));
     let mut plan = steps.run("validate", |s| preflight::validate(&settings, s))?;
     let paths = ClusterPaths::new(&settings.dir);
     match bring_up(&mut steps, &mut plan, &settings, &paths, t0) {
@@ -85,7 +85,18 @@ fn bring_up(
             std::time::Duration::from_secs(settings.timeout_secs),
         )
     })?;
-    // The Librarian listens on its port now: other `fame up`s may choose theirs.
+    if let Some(p) = state.lmp_port {
+        steps.run(&format!("start the LMP on port {p}"), |_| {
+            services::run_lmp(
+                &plan.bins,
+                paths,
+                &mut state,
+                bind,
+                std::time::Duration::from_secs(settings.timeout_secs),
+            )
+        })?;
+    }
+    // The Librarian and the LMP listen on their ports now: other `fame up`s may choose theirs.
     drop(plan.port_lock.take());
     if settings.faults.proxy {
         crate::proxy::start(&mut state, paths)?;
@@ -119,7 +130,10 @@ fn create_dir(settings: &Settings, plan: &Plan, paths: &ClusterPaths) -> Result<
     let state = ClusterState {
         settings: settings.clone(),
         phase: Phase::Starting,
-        port: plan.port,
+        port: plan.ports.librarian,
+        metrics_port: Some(plan.ports.metrics),
+        lmp_port: plan.ports.lmp,
+        lmp: None,
         fam_path: settings.fam_file.clone().unwrap_or_else(|| paths.fam()),
         fam_owned: settings.fam_file.is_none(),
         dir_created,
@@ -194,6 +208,13 @@ fn print_summary(
         state.port,
         paths.librarian_log().display()
     );
+    if let Some(p) = state.lmp_port {
+        println!(
+            "  LMP        {} (log {})",
+            services::lmp_url(p),
+            paths.lmp_log().display()
+        );
+    }
     println!("  logs       `fame logs{name_arg}` lists them; --export DIR bundles them");
     if let Some(lfs) = lfs {
         println!(

@@ -140,7 +140,7 @@ pub fn pids() -> Vec<i32> {
 #[derive(Debug)]
 pub struct Footprint {
     pub dir: PathBuf,
-    /// (pid, start time) of the Librarian and every node daemon.
+    /// (pid, start time) of the Librarian, the LMP and every node daemon.
     pub procs: Vec<(i32, u64)>,
     /// `mnt:[…]` and `uts:[…]` of every node.
     pub namespaces: Vec<PathBuf>,
@@ -160,8 +160,10 @@ pub fn footprint(dir: &Path) -> Footprint {
             v.get("start_time")?.as_u64()?,
         ))
     };
-    if let Some(p) = as_proc(&st["librarian"]) {
-        procs.push(p);
+    for service in ["librarian", "lmp"] {
+        if let Some(p) = as_proc(&st[service]) {
+            procs.push(p);
+        }
     }
     for n in st["nodes"].as_array().unwrap() {
         if let Some((pid, start)) = as_proc(&n["handle"]) {

@@ -34,9 +34,9 @@ pub mod init;
 
 use super::{Backend, DaemonSpec, LfsState, Probe};
 use crate::procs::{self, ProcRef, MARKER_ENV};
-use rustix::process::Signal;
 use crate::state::Node;
 use anyhow::{anyhow, bail, Context, Result};
+use rustix::process::Signal;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -133,8 +133,14 @@ fn node_processes(node: &Node) -> Vec<ProcRef> {
         return vec![];
     };
     let mut out = vec![p];
-    if let Some(ns) = ns_id(p.pid, "mnt").filter(|ns| Some(ns) != ns_id(std::process::id() as i32, "mnt").as_ref()) {
-        out.extend(processes_in_mount_ns(&ns).into_iter().filter(|q| q.pid != p.pid));
+    if let Some(ns) = ns_id(p.pid, "mnt")
+        .filter(|ns| Some(ns) != ns_id(std::process::id() as i32, "mnt").as_ref())
+    {
+        out.extend(
+            processes_in_mount_ns(&ns)
+                .into_iter()
+                .filter(|q| q.pid != p.pid),
+        );
     }
     out
 }
@@ -359,7 +365,13 @@ mod tests {
     /// The state letter of a process (`/proc/PID/stat`).
     fn state_of(p: ProcRef) -> char {
         let text = std::fs::read_to_string(p.proc_path("stat")).unwrap_or_default();
-        text.rsplit(')').next().unwrap_or_default().trim().chars().next().unwrap_or('X')
+        text.rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .next()
+            .unwrap_or('X')
     }
 
     fn wait_state(p: ProcRef, want: &[char]) -> char {
