@@ -216,7 +216,25 @@ impl Engine {
             return Err(e.into());
         }
         self.st.dirty = false;
-        let result = self.dispatch(req);
+        // A bug in a handler must not take the whole server down: a panic becomes this request's
+        // error, and its changes are undone like any failed command's.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(req)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                tracing::error!("{} panicked: {what}", req.command);
+                self.st.dirty = true;
+                Err(CmdError::new(
+                    libc::EIO,
+                    format!(
+                        "internal error in {} (a Librarian bug: {what}); nothing was changed",
+                        req.command
+                    ),
+                ))
+            });
         let failed_after_write = result.is_err() && self.st.dirty;
         if failed_after_write {
             let _ = self.conn.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
