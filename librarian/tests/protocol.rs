@@ -860,3 +860,64 @@ fn physaddr_databases_are_served() {
     assert_eq!(ids, [0x80000000i64, 0x80200000, 0x80400000]);
     assert_eq!(books[0]["intlv_group"], 65537);
 }
+
+#[test]
+fn daemon_mode_detaches_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = register(dir.path(), FOUR_NODES);
+    let port = free_port();
+    let pid_file = dir.path().join("librarian.pid");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_librarian"))
+        .arg("--db_file")
+        .arg(&db)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--daemon",
+        ])
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("--log-file")
+        .arg(dir.path().join("log"))
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the launching process should exit 0 once detached"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid: i32 = loop {
+        if let Some(p) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pid file from the daemon"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut c = librarian::client::Client::connect(("127.0.0.1", port), 1).unwrap();
+    assert_eq!(c.call("version", json!({})).unwrap(), "LIBRARIAN 0.997");
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Gone, or a zombie waiting for a parent that may never reap it (pid 1 here may not).
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    while running(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
