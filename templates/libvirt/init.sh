@@ -45,9 +45,10 @@ while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1));
 ip addr add "$IP" dev eth0
 ip link set eth0 up
 /bin/fame-guest agent --allow "$TORMS" --port {{ agent_port }} &
-# The LFS daemon finds the ivshmem BAR (PCI 1af4:1110 resource2) by itself.
+# The LFS daemon finds its node id from the FAME MAC (48:50:42:NN:NN:NN) and the ivshmem BAR
+# (PCI 1af4:1110 resource2) by itself, as on FAME proper.
 (
-  lfs-node --mountpoint /lfs --hostname torms --port "$PORT" --node-id "$NODE"
+  lfs-node --mountpoint /lfs --hostname torms --port "$PORT"
   echo "fame-init: lfs-node exited with status $?"
 ) &
 echo "fame-init: started in $(cut -d' ' -f1 /proc/uptime) s"
