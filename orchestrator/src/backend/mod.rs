@@ -112,6 +112,13 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// How a command run inside a node names one of fame's binaries (the node-side tools of
+    /// `lfs-node`): process nodes see the host's files, so the host path; VM nodes carry the
+    /// binaries on their image's `PATH`.
+    fn binary_in_node(&self, host_path: &Path) -> String {
+        host_path.display().to_string()
+    }
+
     /// Whether the nodes are VMs sized by `--vcpus` and `--memory` (`FAME_VCPUS`, `FAME_VDRAM`);
     /// other backends ignore those settings.
     fn sizes_nodes(&self) -> bool {

@@ -77,6 +77,8 @@ struct Ctx<'a> {
     dir: PathBuf,
     fame: PathBuf,
     bin_dir: PathBuf,
+    /// The cluster's backend, which knows how commands in its nodes name fame's binaries.
+    backend: Option<Box<dyn crate::backend::Backend>>,
     background: HashMap<String, Background>,
     /// Nodes a fault took away (killed, paused, cut): never used to ask the Librarian.
     faulted: BTreeSet<String>,
@@ -89,25 +91,22 @@ fn label(sc: &Scenario) -> String {
     sc.name.clone()
 }
 
-/// A cluster name of at most 40 characters, unique to this run.
+/// A cluster name unique to this run, at most 12 characters so that every backend can use it
+/// (the libvirt backend's bridge `br_NAME` must fit Linux's 15): `sc<index>-<pid>-<name...>`.
 fn cluster_name(sc: &Scenario, index: usize) -> String {
+    let head = format!("sc{index}-{}", std::process::id() % 10_000);
     let stem: String = sc
         .name
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(22)
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .take(12usize.saturating_sub(head.len() + 1))
         .collect();
-    format!(
-        "sc{index}-{}-{}",
-        stem.trim_matches('-'),
-        std::process::id()
-    )
+    if stem.is_empty() {
+        head
+    } else {
+        format!("{head}-{stem}")
+    }
 }
 
 /// Runs `fame ARGS` to completion with its output in `log`; fails with the log's tail.
@@ -258,6 +257,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
         dir: dir.clone(),
         fame: fame_exe.clone(),
         bin_dir: PathBuf::new(),
+        backend: crate::backend::by_name(&backend),
         background: HashMap::new(),
         faulted: BTreeSet::new(),
         paused: BTreeSet::new(),
@@ -722,10 +722,11 @@ impl Ctx<'_> {
     }
 
     fn lfs_node(&self) -> String {
-        self.bin_dir
-            .join(crate::bins::LFS_NODE)
-            .display()
-            .to_string()
+        let host = self.bin_dir.join(crate::bins::LFS_NODE);
+        match &self.backend {
+            Some(b) => b.binary_in_node(&host),
+            None => host.display().to_string(),
+        }
     }
 
     /// Starts `cmd` under `sh -c` in every node of `on` at once.

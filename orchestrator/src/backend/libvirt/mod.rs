@@ -388,6 +388,14 @@ impl Backend for LibvirtBackend {
         true
     }
 
+    fn binary_in_node(&self, host_path: &Path) -> String {
+        // The guest image puts lfs-node and fame-guest in /bin.
+        host_path.file_name().map_or_else(
+            || host_path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+
     fn check(&self, s: &Settings) -> Result<()> {
         let bridge = bridge_name(&s.name);
         if bridge.len() > 15 {
