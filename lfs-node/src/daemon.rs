@@ -19,9 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// statfs f_type of FUSE file systems.
-const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
-
 fn init_logging(args: &DaemonArgs) -> Result<()> {
     let level = match args.verbose {
         0 => "warn",
@@ -160,15 +157,29 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         signals.add(s);
     }
     signals.thread_block().context("cannot block signals")?;
+    let link = Arc::new(Link::new(
+        &args.hostname,
+        args.port,
+        who.clone(),
+        Duration::from_secs(args.librarian_timeout),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<Signal>();
     {
-        let stop = stop.clone();
+        let (stop, ready, link) = (stop.clone(), ready.clone(), link.clone());
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 while let Ok(sig) = signals.wait() {
                     stop.store(true, Ordering::SeqCst);
+                    if ready.load(Ordering::SeqCst) {
+                        // Requests in flight finish, but none waits for an absent Librarian.
+                        link.stop_waiting();
+                    } else {
+                        // Start-up does not wait for anything once stopped.
+                        link.abort();
+                    }
                     let _ = stop_tx.send(sig);
                 }
             })?;
@@ -183,28 +194,45 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         mp.display(),
         fam_path.display()
     );
-    let link = Arc::new(Link::new(
-        &args.hostname,
-        args.port,
-        who.clone(),
-        Duration::from_secs(args.librarian_timeout),
-    ));
-    link.connect_patiently(|| stop.load(Ordering::SeqCst))
-        .map_err(|e| anyhow!(e))?;
+    let stopped = || stop.load(Ordering::SeqCst);
+    // A start-up step failed or was cut short by a signal: say which.
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        if stopped() {
+            anyhow!("stopped by a signal during start-up")
+        } else {
+            anyhow!("{what} failed: {e}")
+        }
+    };
+    link.connect_patiently(stopped).map_err(|e| anyhow!(e))?;
     let stats = link
         .call("get_fs_stats", json!({}))
-        .map_err(|e| anyhow!("get_fs_stats failed: {e}"))?;
+        .map_err(|e| failed("get_fs_stats", &e))?;
     let geo = Arc::new(Geometry::from_fs_stats(&stats).map_err(|e| anyhow!(e))?);
     let fam = Arc::new(Fam::open(&fam_path, geo.fam_bytes_needed).map_err(|e| anyhow!(e))?);
     prepare_mountpoint(&mp)?;
 
+    let quick = Duration::from_secs(2);
+    // OFFLINE, on new connections that wait for a reply briefly: a Librarian that has stopped
+    // answering must not hold up the exit.
+    let report_offline = || {
+        link.abort();
+        link.resume_for_shutdown();
+        let _ = link.call_within("update_node_soc_status", heartbeat::offline_params(), quick);
+        let _ = link.call_within("update_node_mc_status", json!({"status": 0}), quick);
+    };
     let mut status = Status::default();
     link.call("update_node_soc_status", status.active_params())
-        .map_err(|e| anyhow!("update_node_soc_status failed: {e}"))?;
+        .map_err(|e| failed("update_node_soc_status", &e))?;
     // Only here, at mount: the Librarian drops the opens this node held before (a previous
     // daemon's). Reconnects never send it.
-    link.call("update_node_mc_status", json!({"status": 1}))
-        .map_err(|e| anyhow!("update_node_mc_status failed: {e}"))?;
+    if let Err(e) = link.call("update_node_mc_status", json!({"status": 1})) {
+        report_offline();
+        return Err(failed("update_node_mc_status", &e));
+    }
+    if stopped() {
+        report_offline();
+        bail!("stopped by a signal during start-up");
+    }
     let zeroer = Zeroer::spawn(link.clone(), fam.clone(), geo.clone(), args.fakezero);
     zeroer.collect_zombies(&link);
     heartbeat::spawn(
@@ -216,30 +244,63 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     );
 
     let fs = LfsFs::new(link.clone(), fam, geo, zeroer);
-    let session = fuser::Session::new(fs, &mp, &mount_config())
-        .with_context(|| format!("cannot mount LFS at {}", mp.display()))?
-        .spawn()
-        .context("cannot start the FUSE session")?;
-    match nix::sys::statfs::statfs(&mp) {
-        Ok(s) if s.filesystem_type().0 == FUSE_SUPER_MAGIC => {}
-        Ok(_) => bail!("{} did not come up as a FUSE mount", mp.display()),
-        Err(e) => bail!(
-            "the new mount at {} does not answer statfs: {e}",
-            mp.display()
-        ),
+    // Session::new mounts and answers the kernel's INIT: once it returns, the mount answers.
+    let session = match fuser::Session::new(fs, &mp, &mount_config()) {
+        Ok(s) => s,
+        Err(e) => {
+            report_offline();
+            return Err(e).with_context(|| format!("cannot mount LFS at {}", mp.display()));
+        }
+    };
+    let session = match session.spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            unmount(&mp);
+            report_offline();
+            return Err(e).context("cannot start the FUSE session");
+        }
+    };
+    // The mount is checked in the mount table, never by a request to it (statfs, stat...): a
+    // thread of this process waiting on its own mount is stuck for good if the process is killed
+    // meanwhile, since the kernel waits uninterruptibly for an answer that the threads killed with
+    // it would have sent (only an abort through fusectl then ends it).
+    let started = match mounted_fstype(&mp) {
+        Some(t) if t.starts_with("fuse") => Ok(()),
+        other => Err(anyhow!(
+            "{} did not come up as a FUSE mount (mount table says {:?})",
+            mp.display(),
+            other
+        )),
     }
-    if let Some(p) = &args.pid_file {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .with_context(|| format!("cannot write --pid-file {}", p.display()))?;
+    .and_then(|()| match &args.pid_file {
+        Some(p) if !stopped() => std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write --pid-file {}", p.display())),
+        _ => Ok(()),
+    })
+    .and_then(|()| {
+        ready.store(true, Ordering::SeqCst);
+        if stopped() {
+            // The signal may have come before `ready` was set, when start-up still waited.
+            link.stop_waiting();
+            bail!("stopped by a signal during start-up");
+        }
+        Ok(())
+    });
+    if let Err(e) = started {
+        unmount(&mp);
+        report_offline();
+        if let Some(p) = &args.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+        std::mem::forget(session);
+        return Err(e);
     }
     tracing::info!("ready: LFS mounted at {}", mp.display());
 
     let sig = stop_rx.recv().unwrap_or(Signal::SIGTERM);
     tracing::info!("{sig}: unmounting {}", mp.display());
     unmount(&mp);
-    let quick = Duration::from_secs(2);
-    let _ = link.call_within("update_node_soc_status", heartbeat::offline_params(), quick);
-    let _ = link.call_within("update_node_mc_status", json!({"status": 0}), quick);
+    report_offline();
     if let Some(p) = &args.pid_file {
         let _ = std::fs::remove_file(p);
     }

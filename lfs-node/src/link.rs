@@ -14,7 +14,8 @@
 
 use librarian::client::{Client, ClientError};
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub type LinkResult = Result<Value, LinkError>;
 /// The Librarian's reply to requests it received while stopping (it did not run them).
 const LIBRARIAN_STOPPING: &str = "the server is stopping";
 
+/// How long a call made while stopping waits for a reply on a new connection.
+const STOPPING_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Connections per daemon: one per FUSE thread that may be waiting on the Librarian.
 const CONNECTIONS: usize = 4;
 
@@ -64,6 +68,12 @@ pub struct Link {
     next: AtomicUsize,
     /// When the Librarian was first seen unreachable in the current outage.
     down_since: Mutex<Option<Instant>>,
+    /// Set at shutdown: calls no longer wait for the Librarian (one attempt each, no retries).
+    stopping: AtomicBool,
+    /// Set by [`abort`](Self::abort): calls fail at once, without trying.
+    aborted: AtomicBool,
+    /// A second handle on each connection's socket, for [`abort`](Self::abort).
+    sockets: Mutex<Vec<TcpStream>>,
 }
 
 impl Link {
@@ -78,6 +88,9 @@ impl Link {
                 .collect(),
             next: AtomicUsize::new(0),
             down_since: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            sockets: Mutex::new(vec![]),
         }
     }
 
@@ -94,7 +107,43 @@ impl Link {
         c.set_context("pid", serde_json::json!(std::process::id()));
         // A Librarian that stops answering counts as down after the same timeout.
         c.set_timeout(Some(self.timeout.max(Duration::from_secs(1))))?;
+        if let Ok(s) = c.try_clone_stream() {
+            let mut sockets = self.sockets.lock().unwrap();
+            // Keep only live ones: a reconnect replaces a dead socket.
+            sockets.retain(|s| s.peer_addr().is_ok());
+            if self.aborted.load(Ordering::SeqCst) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            sockets.push(s);
+        }
         Ok(c)
+    }
+
+    /// From now on calls fail with EIO instead of waiting for an unreachable Librarian (each still
+    /// gets one attempt, e.g. the OFFLINE status at shutdown).
+    pub fn stop_waiting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// [`stop_waiting`](Self::stop_waiting), and calls blocked waiting for a reply return at once
+    /// with EIO (their connections are shut down), as do new calls, until
+    /// [`resume_for_shutdown`](Self::resume_for_shutdown).
+    pub fn abort(&self) {
+        self.stop_waiting();
+        self.aborted.store(true, Ordering::SeqCst);
+        for s in self.sockets.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// After [`abort`](Self::abort): lets the last calls (the OFFLINE status) have one attempt each,
+    /// on new connections that wait at most `STOPPING_TIMEOUT` for a reply.
+    pub fn resume_for_shutdown(&self) {
+        self.aborted.store(false, Ordering::SeqCst);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Connects, retrying every 2 s until it works or `give_up` says stop (daemon start-up: the
@@ -146,14 +195,27 @@ impl Link {
 
     /// As [`call`](Self::call), giving up after `timeout` of outage (e.g. short at shutdown).
     pub fn call_within(&self, command: &str, params: Value, timeout: Duration) -> LinkResult {
+        if self.aborted.load(Ordering::SeqCst) {
+            return Err(LinkError {
+                errno: libc::EIO,
+                msg: format!("{command} not sent: the daemon is stopping"),
+                resent: false,
+            });
+        }
         let start = Instant::now();
         let mut st = self.pick();
         let mut sent = 0u32;
         let mut backoff = Duration::from_millis(50);
+        // Connected during this call: while stopping, a failure on it ends the call.
+        let mut fresh = false;
         loop {
             if st.client.is_none() {
                 match self.connect() {
                     Ok(c) => {
+                        fresh = true;
+                        if self.stopping() {
+                            let _ = c.set_timeout(Some(STOPPING_TIMEOUT));
+                        }
                         if let Some(since) = self.down_since.lock().unwrap().take() {
                             tracing::info!(
                                 "reconnected to the Librarian after {:.1} s",
@@ -164,7 +226,7 @@ impl Link {
                     }
                     Err(e) => {
                         let since = *self.down_since.lock().unwrap().get_or_insert(start);
-                        if since.elapsed() >= timeout {
+                        if since.elapsed() >= timeout || self.stopping() {
                             return Err(LinkError {
                                 errno: libc::EIO,
                                 msg: format!(
@@ -189,6 +251,15 @@ impl Link {
                 Ok(v) => return Ok(v),
                 // A Librarian that is shutting down drops queued requests unexecuted with this
                 // reply: the same as a lost connection, so wait for its successor.
+                Err(ClientError::Remote { msg, .. })
+                    if msg == LIBRARIAN_STOPPING && self.stopping() =>
+                {
+                    return Err(LinkError {
+                        errno: libc::EIO,
+                        msg: format!("the Librarian is stopping; {command} not done (this daemon is stopping too)"),
+                        resent: sent > 1,
+                    });
+                }
                 Err(ClientError::Remote { msg, .. }) if msg == LIBRARIAN_STOPPING => {
                     tracing::warn!(
                         "the Librarian is stopping; {command} waits for it to come back"
@@ -206,6 +277,15 @@ impl Link {
                         errno: if errno > 0 { errno } else { libc::EIO },
                         msg,
                         resent: sent > 1,
+                    });
+                }
+                Err(e) if self.aborted.load(Ordering::SeqCst) || (self.stopping() && fresh) => {
+                    return Err(LinkError {
+                        errno: libc::EIO,
+                        msg: format!(
+                            "lost the Librarian connection during {command} at shutdown: {e}"
+                        ),
+                        resent: true,
                     });
                 }
                 Err(e) => {

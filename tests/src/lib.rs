@@ -142,6 +142,10 @@ impl Librarian {
         }
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGTERM and wait.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -180,6 +184,29 @@ pub fn is_mounted(mnt: &Path) -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Aborts the FUSE connection of the mount at `mnt` through fusectl (what frees a process stuck
+/// for good in a request to a dead daemon's mount). Returns whether it found one to abort.
+pub fn abort_fuse_connection(mnt: &Path) -> bool {
+    let want = mnt.to_str().unwrap().replace(' ', "\\040");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some(minor) = info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(4) == Some(&want.as_str()))
+            .then(|| f.get(2)?.split(':').nth(1).map(str::to_string))?
+    }) else {
+        return false;
+    };
+    let dir = Path::new("/sys/fs/fuse/connections");
+    if !dir.join(&minor).exists() {
+        let _ = Command::new("mount")
+            .args(["-t", "fusectl", "fusectl"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status();
+    }
+    std::fs::write(dir.join(&minor).join("abort"), "1").is_ok()
 }
 
 /// Detaches whatever is still mounted at `mnt`.

@@ -503,7 +503,7 @@ fn writing_until_the_pool_is_full_gives_enospc() {
     assert_eq!(errno(&e), libc::ENOSPC, "{e}");
     // The file is what was written, on both nodes.
     assert_eq!(fs::metadata(b.path("fill")).unwrap().len(), written);
-    let mut g = File::open(b.path("fill")).unwrap();
+    let g = File::open(b.path("fill")).unwrap();
     for at in [0, BOOK - 3, written - 4096] {
         let mut got = vec![0u8; 4096];
         g.read_exact_at(&mut got, at).unwrap();
@@ -519,4 +519,81 @@ fn writing_until_the_pool_is_full_gives_enospc() {
     h.write_all(b"room now").unwrap();
     drop(h);
     assert_eq!(fs::read(a.path("other")).unwrap(), b"room now");
+}
+
+/// SIGTERM at any moment of start-up (before the Librarian answers, during the mount, right after
+/// it) ends the daemon promptly and leaves nothing mounted, also when the Librarian has stopped
+/// answering at that moment (frozen with SIGSTOP; the daemon's --librarian-timeout is 30 s).
+#[test]
+fn sigterm_during_startup_ends_the_daemon_and_leaves_no_mount() {
+    let c = Cluster::start(1, TWO_NODES, &[]);
+    let lib_pid = c.lib.pid().unwrap() as i32;
+    let mnt = c.dir.path().join("starting");
+    let port = c.lib.port.to_string();
+    let fam = c.fam.display().to_string();
+    let log = c.dir.path().join("starting.log");
+    let mut failures = vec![];
+    for freeze in [false, true] {
+        for delay_ms in [0u64, 5, 20, 50, 100, 200, 400] {
+            let mut child = Command::new(bin("lfs-node"))
+                .args(["--hostname", "127.0.0.1", "--port", &port, "--node-id", "2"])
+                .args(["--fam", &fam, "--verbose", "1", "--mountpoint"])
+                .arg(&mnt)
+                .stdout(std::process::Stdio::null())
+                .stderr(
+                    fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap(),
+                )
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            if freeze {
+                unsafe { libc::kill(lib_pid, libc::SIGSTOP) };
+            }
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let exited = loop {
+                if child.try_wait().unwrap().is_some() {
+                    break true;
+                }
+                if std::time::Instant::now() > deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let what = format!("SIGTERM {delay_ms} ms after start, Librarian frozen: {freeze}");
+            if !exited {
+                let stack =
+                    fs::read_to_string(format!("/proc/{}/stack", child.id())).unwrap_or_default();
+                failures.push(format!("{what}: still running after 10 s\n{stack}"));
+                let _ = child.kill();
+                // A daemon killed while one of its threads waits on its own mount never exits
+                // until that connection is aborted.
+                std::thread::sleep(Duration::from_secs(2));
+                if child.try_wait().unwrap().is_none() {
+                    failures.push(format!("{what}: unkillable, aborting its FUSE connection"));
+                    abort_fuse_connection(&mnt);
+                }
+                let _ = child.wait();
+            } else if is_mounted(&mnt) {
+                failures.push(format!("{what}: mount left behind"));
+            }
+            if freeze {
+                unsafe { libc::kill(lib_pid, libc::SIGCONT) };
+            }
+            force_unmount(&mnt);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        failures.join("\n"),
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The Librarian and the running node were not disturbed.
+    fs::write(c.node(0).path("after"), b"ok").unwrap();
+    assert_eq!(fs::read(c.node(0).path("after")).unwrap(), b"ok");
 }
