@@ -134,4 +134,10 @@ if ip link show br_vmtest >/dev/null 2>&1; then echo "bridge br_vmtest left"; ex
 [ ! -e "$FAME_HOME/vmtest" ] || { echo "$FAME_HOME/vmtest left"; exit 1; }
 ls /var/log/libvirt/qemu/fame-vmtest-* >/dev/null 2>&1 && { echo "QEMU logs left"; exit 1; }
 
+step "a scenario with faults on VM nodes: pause and resume through libvirt"
+scenarios="$(cd "$(dirname "$0")/../../../scenarios" && pwd)"
+"$FAME" scenario run --backend libvirt "$scenarios/13-pause-resume.toml" --junit "$WORK/vm-junit.xml"
+grep -q 'failures="0"' "$WORK/vm-junit.xml" || { cat "$WORK/vm-junit.xml"; exit 1; }
+case "$(virsh -q -c qemu:///system list --all --name)" in *fame-*) echo "the scenario left a domain"; exit 1 ;; esac
+
 echo VM-TEST-OK
