@@ -921,3 +921,41 @@ fn daemon_mode_detaches_and_serves() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn resize_grow_only_and_with_books() {
+    let srv = Server::start(FOUR_NODES);
+    let mut c = srv.client(1);
+    let id = create(&mut c, "/g")["id"].as_i64().unwrap();
+    let grow = |c: &mut librarian::client::Client, size: i64| {
+        c.call(
+            "resize_shelf",
+            json!({"path": "/g", "id": id, "size_bytes": size, "zero_enabled": true,
+                   "grow_only": true, "with_books": true}),
+        )
+        .unwrap()
+    };
+    let r = grow(&mut c, 3 * BOOK);
+    assert_eq!(r["size_bytes"], 3 * BOOK);
+    assert_eq!(r["book_count"], 3);
+    let listed = c.call("list_shelf_books", json!({"path": "/g"})).unwrap();
+    assert_eq!(r["books"], listed);
+    // Smaller than the current size: nothing changes, and the reply says what the size is.
+    let r = grow(&mut c, BOOK);
+    assert_eq!(r["size_bytes"], 3 * BOOK);
+    assert_eq!(r["books"].as_array().unwrap().len(), 3);
+    assert!(r["z_shelf_path"].is_null());
+    // Without the new parameters: as before (a shrink), and no book list.
+    let r = resize(&mut c, "/g", id, BOOK).unwrap();
+    assert_eq!(r.as_object().unwrap().len(), 1, "{r}");
+    assert!(r["z_shelf_path"].is_string());
+    assert_eq!(
+        c.call("get_shelf", json!({"path": "/g"})).unwrap()["book_count"],
+        1
+    );
+    let bad = c.call(
+        "resize_shelf",
+        json!({"path": "/g", "id": id, "size_bytes": 1, "zero_enabled": true, "grow_only": "yes"}),
+    );
+    assert!(bad.is_err());
+}

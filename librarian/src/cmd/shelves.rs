@@ -154,11 +154,57 @@ fn check_bos(e: &Engine, id: i64) -> Result<(), CmdError> {
     Ok(())
 }
 
+/// An optional flag: absent means false.
+fn flag(req: &Request, name: &str) -> Result<bool, CmdError> {
+    match req.params.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(_) => bool_param(req, name),
+    }
+}
+
+/// Sets a shelf's size. Optional `grow_only`: a size not above the current one changes nothing
+/// (a writer that only needs the file to reach `size_bytes` need not read its size first).
+/// Optional `with_books`: the reply also lists the shelf's books, as `list_shelf_books` would.
+/// With either, the reply also has the resulting `size_bytes` and `book_count`; without them it is
+/// the original's `{"z_shelf_path": ...}`.
 pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
     let path = str_param(req, "path")?;
     let want_id = int_param(req, "id")?;
     let new_size = int_param(req, "size_bytes")?;
     let zero_enabled = bool_param(req, "zero_enabled")?;
+    let grow_only = flag(req, "grow_only")?;
+    let with_books = flag(req, "with_books")?;
+    let z_path = resize(e, req, path, want_id, new_size, zero_enabled, grow_only)?;
+    if !grow_only && !with_books {
+        return Ok(json!({ "z_shelf_path": z_path }));
+    }
+    let id = resolve(&e.st, path)?;
+    let s = e.st.shelf(id);
+    let mut reply = json!({
+        "z_shelf_path": z_path,
+        "size_bytes": s.size_bytes,
+        "book_count": s.book_count,
+    });
+    if with_books {
+        reply["books"] = Value::Array(
+            e.st.books_of(id)
+                .iter()
+                .map(|&b| e.st.book_json(b))
+                .collect(),
+        );
+    }
+    Ok(reply)
+}
+
+fn resize(
+    e: &mut Engine,
+    req: &Request,
+    path: &str,
+    want_id: i64,
+    new_size: i64,
+    zero_enabled: bool,
+    grow_only: bool,
+) -> Result<Value, CmdError> {
     let id = resolve(&e.st, path)?;
     if id != want_id {
         return Err(CmdError::new(libc::ENOENT, format!("no such shelf {path}")));
@@ -168,8 +214,8 @@ pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
         return Err(CmdError::new(libc::EINVAL, format!("Bad size {new_size}")));
     }
     let shelf = e.st.shelf(id).clone();
-    if new_size == shelf.size_bytes {
-        return Ok(json!({ "z_shelf_path": null }));
+    if new_size == shelf.size_bytes || (grow_only && new_size < shelf.size_bytes) {
+        return Ok(Value::Null);
     }
     if new_size < shelf.size_bytes {
         let others =
@@ -243,7 +289,7 @@ pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
     s.book_count = new_count;
     s.mtime = now_secs();
     e.st.save_shelf(&e.conn, s)?;
-    Ok(json!({ "z_shelf_path": z_path }))
+    Ok(z_path)
 }
 
 /// Allocates `n` books under the shelf's policy and appends them; nothing changes on failure.
