@@ -25,6 +25,11 @@ impl LfsFs {
     /// FAM offsets of a shelf's books.
     fn fetch_books(&self, path: &str) -> Res<Vec<u64>> {
         let v = self.call("list_shelf_books", json!({ "path": path }))?;
+        self.books_from(path, &v)
+    }
+
+    /// FAM offsets of the books in a `list_shelf_books`-shaped list.
+    fn books_from(&self, path: &str, v: &Value) -> Res<Vec<u64>> {
         let mut out = vec![];
         for b in v.as_array().map(Vec::as_slice).unwrap_or_default() {
             let book = Book::from_json(b).ok_or(Errno::EIO)?;
@@ -195,10 +200,17 @@ impl LfsFs {
         }
         let path = self.path(ino)?;
         let mut o = shelf.write().unwrap();
-        // Another node may have grown it meanwhile: never shrink it back by accident.
-        self.refresh(&path, &mut o)?;
-        if end > o.size {
-            self.resize(&path, &mut o, end, pos)?;
+        if pos > o.size {
+            // A hole: the bytes before `pos` in the last book must read as zeros, which needs the
+            // file's real size (another node may have grown it and written there meanwhile).
+            self.refresh(&path, &mut o)?;
+            if end > o.size {
+                self.resize(&path, &mut o, end, pos)?;
+            }
+        } else if end > o.size {
+            // Appending (or overlapping the end): nothing to zero. One round trip that only
+            // grows, so a size another node set meanwhile is never shrunk back.
+            self.grow(&path, &mut o, end)?;
         }
         self.pieces(&o, pos, data.len(), |off, at, n| {
             self.fam.write(off, &data[at..at + n])
@@ -236,6 +248,34 @@ impl LfsFs {
         } else if count > o.books.len() {
             o.books = self.fetch_books(path)?;
         }
+        Ok(())
+    }
+
+    /// Grows an open shelf to at least `size` (never shrinks it), and takes the resulting size and
+    /// books from the reply.
+    fn grow(&self, path: &str, o: &mut OpenShelf, size: u64) -> Res<()> {
+        if size.div_ceil(self.geo.book_size) > self.geo.books_total {
+            return Err(Errno::ENOSPC);
+        }
+        let v = self.call(
+            "resize_shelf",
+            json!({"path": path, "id": o.id, "size_bytes": size, "zero_enabled": true,
+                   "grow_only": true, "with_books": true}),
+        )?;
+        let new_size = v
+            .get("size_bytes")
+            .and_then(Value::as_u64)
+            .ok_or(Errno::EIO)?;
+        let books = self.books_from(path, v.get("books").ok_or(Errno::EIO)?)?;
+        if new_size < size || (books.len() as u64) < new_size.div_ceil(self.geo.book_size) {
+            tracing::error!(
+                "{path}: grown to {size} bytes, the Librarian says {new_size} bytes in {} books",
+                books.len()
+            );
+            return Err(Errno::EIO);
+        }
+        o.size = new_size;
+        o.books = books;
         Ok(())
     }
 
