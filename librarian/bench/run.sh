@@ -31,6 +31,7 @@ print("%.3f" % (time.monotonic() - t))' "$B/book-register" -d "$tmp/l$i.db" "$he
 done | median
 rm -rf "$tmp"
 echo
-echo "LMP under the 16-client metadata load (500 one-book shelves), unthrottled and at 20 req/s:"
-"$B/lfs-bench" --spawn "$here/pool_4096.ini" --clients 16 --seconds 5 --prefill 500 --lmp --http-clients 2
-"$B/lfs-bench" --spawn "$here/pool_4096.ini" --clients 16 --seconds 5 --prefill 500 --lmp --http-clients 2 --http-rate 20
+echo "LMP under the 16-client metadata load (500 one-book shelves), unthrottled and at 20 req/s"
+echo "(baseline and loaded phases alternate 3 times; medians):"
+"$B/lfs-bench" --spawn "$here/pool_4096.ini" --clients 16 --seconds 4 --prefill 500 --lmp --http-clients 2
+"$B/lfs-bench" --spawn "$here/pool_4096.ini" --clients 16 --seconds 4 --prefill 500 --lmp --http-clients 2 --http-rate 20

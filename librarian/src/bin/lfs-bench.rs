@@ -53,6 +53,9 @@ struct Args {
     /// LMP paths the HTTP clients read in turn.
     #[arg(long, default_values_t = ["/lmp/global/".to_string(), "/metrics".to_string()])]
     http_path: Vec<String>,
+    /// With --lmp: alternate baseline and loaded phases this many times (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Total LMP requests per second across the readers (0: as fast as they can).
     #[arg(long, default_value_t = 0.0)]
     http_rate: f64,
@@ -337,11 +340,28 @@ fn run(args: Args) -> anyhow::Result<()> {
         .as_i64()
         .unwrap_or(1);
     prefill(&addr, args.prefill)?;
-    let base = phase(&args, &addr, nodes, None, "a")?;
-    let loaded = match &lmp_addr {
-        Some(l) => Some(phase(&args, &addr, nodes, Some(l), "b")?),
-        None => None,
+    // With LMP, baseline and loaded phases alternate `--rounds` times and the median of each is
+    // kept, so that drift of the machine during the run does not pass for LMP's cost.
+    let rounds = if lmp_addr.is_some() {
+        args.rounds.max(1)
+    } else {
+        1
     };
+    let mut bases = vec![];
+    let mut loads = vec![];
+    for r in 0..rounds {
+        bases.push(phase(&args, &addr, nodes, None, &format!("a{r}_"))?);
+        if let Some(l) = &lmp_addr {
+            loads.push(phase(&args, &addr, nodes, Some(l), &format!("b{r}_"))?);
+        }
+    }
+    let median = |mut v: Vec<Phase>| -> Option<Phase> {
+        v.sort_by(|a, b| a.ops_per_sec().total_cmp(&b.ops_per_sec()));
+        let mid = v.len() / 2;
+        v.into_iter().nth(mid)
+    };
+    let base = median(bases).expect("at least one round");
+    let loaded = median(loads);
     let rss = spawned
         .as_ref()
         .and_then(|s| peak_rss_kib(s.children[0].id()));
