@@ -6,6 +6,12 @@
 //! releases the replies: every reply follows a durable change, and 16 clients share one fsync
 //! instead of paying one each. A command that fails changes nothing: commands check before they
 //! write, and should one fail after writing, its savepoint is rolled back and memory reloaded.
+//!
+//! Durability: SQLite commits with `synchronous=NORMAL` (no sync inside COMMIT) and the engine then
+//! syncs the WAL file itself (`fdatasync`) before replying, for every batch that changed something
+//! durable. Soft state, whose loss after a power cut is harmless and cleaned up anyway (closing an
+//! open handle, node status and heartbeats), does not wait for a sync; so a node's close does not
+//! hold up its next lookup. The next durable batch's sync covers those writes too.
 
 pub mod pool;
 pub mod state;
@@ -92,7 +98,19 @@ pub struct Engine {
     pub st: State,
     pub rng: StdRng,
     pub cfg: EngineConfig,
+    /// The WAL file, synced after every durable batch.
+    wal: std::fs::File,
+    /// Whether the batch being run changed durable state (see the module doc).
+    durable: bool,
 }
+
+/// Commands whose changes are soft state: a stale open record or an old status after a power cut
+/// is released or refreshed by the node's next mount or heartbeat.
+const SOFT: &[&str] = &[
+    "close_shelf",
+    "update_node_soc_status",
+    "update_node_mc_status",
+];
 
 /// Seconds since the epoch, as the original stores times.
 pub fn now_secs() -> i64 {
@@ -131,16 +149,34 @@ impl Engine {
                 path.parent().unwrap_or(path).display()
             );
         }
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
         let st = State::load(&conn)
             .map_err(|e| anyhow::anyhow!("cannot serve {}: {e}", path.display()))?;
+        // SQLite keeps the WAL file (same inode) while this connection is open, so one handle to it
+        // serves every sync.
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&wal_path)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open the WAL file {}: {e}",
+                    wal_path.to_string_lossy()
+                )
+            })?;
         Ok(Engine {
             conn,
             st,
             rng: StdRng::from_entropy(),
             cfg,
+            wal,
+            durable: false,
         })
     }
 
@@ -184,25 +220,38 @@ impl Engine {
             }
             if periodic {
                 last_tick = Instant::now();
+                self.st.dirty = false;
                 if let Err(e) = self.periodic() {
                     tracing::error!("periodic maintenance failed: {}", e.msg);
                 }
+                self.durable |= self.st.dirty;
             }
-            match self.conn.execute_batch("COMMIT") {
+            let durable = std::mem::take(&mut self.durable);
+            let committed = self
+                .conn
+                .execute_batch("COMMIT")
+                .map_err(|e| format!("database commit failed, nothing was changed: {e}"))
+                .and_then(|()| {
+                    if durable {
+                        self.wal.sync_data().map_err(|e| {
+                            format!("the database could not be synced to disk ({e}): the change may be lost in a power cut")
+                        })
+                    } else {
+                        Ok(())
+                    }
+                });
+            match committed {
                 Ok(()) => {
                     for (tx, reply) in replies.drain(..) {
                         let _ = tx.send(reply);
                     }
                 }
                 Err(e) => {
-                    tracing::error!("commit failed, the whole batch is rolled back: {e}");
+                    tracing::error!("batch failed: {e}");
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.reload();
                     for (tx, _) in replies.drain(..) {
-                        let _ = tx.send(Err(CmdError::new(
-                            libc::EIO,
-                            format!("database commit failed, nothing was changed: {e}"),
-                        )));
+                        let _ = tx.send(Err(CmdError::new(libc::EIO, e.clone())));
                     }
                 }
             }
@@ -236,6 +285,9 @@ impl Engine {
                 ))
             });
         let failed_after_write = result.is_err() && self.st.dirty;
+        if result.is_ok() && self.st.dirty && !SOFT.contains(&req.command.as_str()) {
+            self.durable = true;
+        }
         if failed_after_write {
             let _ = self.conn.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
             self.reload();
