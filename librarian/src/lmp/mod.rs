@@ -32,7 +32,14 @@ pub struct Lmp {
     fabric: Mutex<(Option<std::fs::File>, i64)>,
     /// The Librarian's own metrics endpoint (request counts and latencies), folded into /metrics.
     librarian_metrics: Option<String>,
+    /// Recent answers of the views pollers hit (see [`FRESH`]).
+    recent: Mutex<std::collections::HashMap<&'static str, (std::time::Instant, Value)>>,
 }
+
+/// How long an answer of `/lmp/global/`, `/dashboard.json` or `/metrics` is served again: many
+/// dashboards and scrapers polling at once then cost the database (and the Librarian) one query a
+/// second instead of one per request. Monitoring at most a second old is still monitoring.
+pub const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 const PAGES: &[(&str, &str)] = &[
     (
@@ -114,6 +121,7 @@ impl Lmp {
             pages,
             fabric: Mutex::new((fifo, 7)),
             librarian_metrics,
+            recent: Mutex::new(Default::default()),
         }))
     }
 
@@ -134,6 +142,25 @@ impl Lmp {
         .map_err(|e| ViewError::new(503, format!("cannot open {}: {e}", self.db.display())))?;
         let _ = c.busy_timeout(std::time::Duration::from_secs(2));
         Ok(c)
+    }
+
+    /// [`read`](Self::read), but an answer computed less than [`FRESH`] ago is reused.
+    async fn read_recent(
+        self: &Arc<Self>,
+        key: &'static str,
+        f: impl FnOnce(&Connection) -> Result<Value, ViewError> + Send + 'static,
+    ) -> Result<Value, ViewError> {
+        if let Some((at, v)) = self.recent.lock().expect("cache lock").get(key) {
+            if at.elapsed() < FRESH {
+                return Ok(v.clone());
+            }
+        }
+        let v = self.read(f).await?;
+        self.recent
+            .lock()
+            .expect("cache lock")
+            .insert(key, (std::time::Instant::now(), v.clone()));
+        Ok(v)
     }
 
     /// Runs a query on a pooled read-only connection, off the async runtime.
@@ -268,9 +295,10 @@ macro_rules! view {
     };
 }
 
-view!(global, "global.html", "Global memory", |db| query::global(
-    db
-));
+async fn global(State(lmp): Shared, headers: HeaderMap) -> Response {
+    let r = lmp.read_recent("global", query::global).await;
+    respond(&lmp, &headers, "global.html", "Global memory", r)
+}
 view!(nodes, "nodes.html", "Nodes", |db| query::nodes(db));
 view!(igs, "interleave_groups.html", "Interleave groups", |db| {
     query::interleave_groups(db)
@@ -351,7 +379,7 @@ async fn dashboard_page(State(lmp): Shared) -> Response {
 }
 
 async fn dashboard_data(State(lmp): Shared) -> Response {
-    match lmp.read(query::dashboard).await {
+    match lmp.read_recent("dashboard", query::dashboard).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => error(e.status, e.msg),
     }
@@ -377,19 +405,20 @@ fn librarian_metrics(url: &str) -> String {
 async fn metrics(State(lmp): Shared) -> Response {
     let url = lmp.librarian_metrics.clone();
     let r = lmp
-        .read(move |db| {
+        .read_recent("metrics", move |db| {
             let mut text = query::metrics(db)?;
             if let Some(url) = url {
                 text.push_str(&librarian_metrics(&url));
             }
-            Ok(text)
+            Ok(Value::String(text))
         })
         .await;
     match r {
-        Ok(text) => Response::builder()
+        Ok(Value::String(text)) => Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
             .body(Body::from(text))
             .unwrap_or_else(|_| error(500, "building the response")),
+        Ok(_) => error(500, "metrics are text"),
         Err(e) => error(e.status, e.msg),
     }
 }
