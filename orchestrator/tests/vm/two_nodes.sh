@@ -82,6 +82,15 @@ umount /boot
 refused "VMs bigger than the host's memory" "use fewer --nodes or a smaller --memory" -- \
   "$FAME" up --name vmtest --backend libvirt --nodes 4 --fam 1G --accel tcg --memory 16G
 
+step "--accel kvm where KVM cannot work: refused with the fix"
+# KVM forced where it cannot work: /dev/null over /dev/kvm (in this mount namespace only) makes
+# the probe guest fail on any host, with or without working KVM.
+mount --bind /dev/null /dev/kvm 2>/dev/null || { [ -e /dev/kvm ] || touch /dev/kvm; mount --bind /dev/null /dev/kvm; }
+refused "--accel kvm without a usable KVM" "use --accel tcg or --accel auto" -- \
+  "$FAME" up --name vmtest --backend libvirt --nodes 2 --fam 1G --accel kvm
+umount /dev/kvm
+case "$(virsh -q -c qemu:///system list --all --name)" in *fame-*) echo "the KVM probe left a domain"; exit 1 ;; esac
+
 step "fame up --backend libvirt --nodes 2 --fam 1G --accel tcg"
 "$FAME" up --name vmtest --backend libvirt --nodes 2 --fam 1G --accel tcg --timeout 120
 doms=$(virsh -q -c qemu:///system list --name)
@@ -116,6 +125,17 @@ step "direct-map stores on node01 (ivshmem BAR), loads on node02"
 if "$FAME" exec --name vmtest node02 -- lfs-node verify /lfs/direct --seed 8 --direct 2>/dev/null; then
   echo "verify with the wrong seed passed"; exit 1
 fi
+
+step "a second VM cluster at once: its own network, its own LFS"
+"$FAME" up --name vmtwo --backend libvirt --nodes 1 --fam 1G --accel tcg --timeout 120
+case "$("$FAME" ls)" in *vmtest*vmtwo*|*vmtwo*vmtest*) ;; *) "$FAME" ls; echo "fame ls does not list both"; exit 1 ;; esac
+case "$(virsh -q -c qemu:///system net-list --name)" in *fame-vmtwo*) ;; *) echo "no network fame-vmtwo"; exit 1 ;; esac
+[ "$("$FAME" exec --name vmtwo node01 -- hostname)" = node01 ]
+if "$FAME" exec --name vmtwo node01 -- test -e /lfs/shared; then echo "vmtwo sees vmtest's file"; exit 1; fi
+"$FAME" exec --name vmtwo node01 -- lfs-node fill /lfs/two --seed 5 --size 1M
+"$FAME" down vmtwo
+case "$(virsh -q -c qemu:///system list --all --name)" in *fame-vmtwo*) echo "vmtwo left a domain"; exit 1 ;; esac
+"$FAME" exec --name vmtest node02 -- lfs-node verify /lfs/shared --seed 42
 
 step "logs include the console logs"
 case "$("$FAME" logs vmtest)" in *node02/console.log*) ;; *) echo "fame logs does not list the console logs"; exit 1 ;; esac
