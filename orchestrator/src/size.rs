@@ -1,7 +1,7 @@
 //! Sizes as users type them (`32G`, `8M`, `1024`): binary multipliers, no fractions.
 //!
-//! Kept here rather than borrowed from `librarian::topology` because `fame` validates its own
-//! flags before any Librarian tool runs, and its messages speak about flags, not INI keys.
+//! Parsing is kept here rather than borrowed from `librarian::topology` because `fame` validates
+//! its own flags before any Librarian tool runs, and its messages speak about flags, not INI keys.
 
 /// Parses a byte count: digits with an optional `K`, `M`, `G` or `T` suffix (binary, any case).
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -25,15 +25,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("\"{text}\" is too large"))
 }
 
-/// Renders a byte count with the largest exact binary suffix (`8M`, `32G`, `1536K`, `100`).
-pub fn format_size(bytes: u64) -> String {
-    for (shift, suffix) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
-        if bytes != 0 && bytes.is_multiple_of(1u64 << shift) {
-            return format!("{}{}", bytes >> shift, suffix);
-        }
-    }
-    bytes.to_string()
-}
+/// Renders a byte count with the largest exact binary suffix (`8M`, `32G`, `1536K`, `100`): the
+/// same rendering as the topology's, so fame and `node_fame.ini` spell sizes alike.
+pub use librarian::topology::format_size;
 
 #[cfg(test)]
 mod tests {
