@@ -195,6 +195,29 @@ impl Link {
 
     /// As [`call`](Self::call), giving up after `timeout` of outage (e.g. short at shutdown).
     pub fn call_within(&self, command: &str, params: Value, timeout: Duration) -> LinkResult {
+        self.call_noting_resend(command, params, timeout)
+            .map(|(v, _)| v)
+    }
+
+    /// How long calls wait for an unreachable Librarian (`--librarian-timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// This node's id, as the Librarian records it in open records.
+    pub fn node_id(&self) -> i64 {
+        self.who.node_id
+    }
+
+    /// As [`call_within`](Self::call_within), also saying whether the request had to be sent more
+    /// than once: then its first execution may have happened with the reply lost (e.g. the
+    /// Librarian was killed after committing it), which matters for requests that open a file.
+    pub fn call_noting_resend(
+        &self,
+        command: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<(Value, bool), LinkError> {
         if self.aborted.load(Ordering::SeqCst) {
             return Err(LinkError {
                 errno: libc::EIO,
@@ -248,7 +271,7 @@ impl Link {
             let client = st.client.as_mut().expect("connected above");
             sent += 1;
             match client.call(command, params.clone()) {
-                Ok(v) => return Ok(v),
+                Ok(v) => return Ok((v, sent > 1)),
                 // A Librarian that is shutting down drops queued requests unexecuted with this
                 // reply: the same as a lost connection, so wait for its successor.
                 Err(ClientError::Remote { msg, .. })

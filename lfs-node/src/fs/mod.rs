@@ -92,6 +92,45 @@ impl LfsFs {
         self.link.call(command, params).map_err(errno)
     }
 
+    /// Sends a command that opens a file (`create_shelf`, `open_shelf`). If it had to be resent, a
+    /// first execution whose reply was lost (the Librarian killed after committing it) left an open
+    /// record this daemon never learnt about, which would keep the file busy until the node's next
+    /// mount: such records of this node on the same file, not held by this daemon, are closed.
+    fn call_opening(&self, command: &str, params: Value) -> Res<Value> {
+        let (v, resent) = self
+            .link
+            .call_noting_resend(command, params, self.link.timeout())
+            .map_err(errno)?;
+        if resent {
+            if let (Some(id), Some(mine)) = (v["id"].as_i64(), v["open_handle"].as_i64()) {
+                self.close_lost_opens(id, mine);
+            }
+        }
+        Ok(v)
+    }
+
+    fn close_lost_opens(&self, shelf: i64, mine: i64) {
+        let Ok(opens) = self.link.call("list_open_shelves", json!({})) else {
+            return;
+        };
+        let held: Vec<u64> = self.handles.lock().unwrap().keys().copied().collect();
+        for o in opens.as_array().into_iter().flatten() {
+            let (Some(h), Some(s), Some(n)) = (
+                o["id"].as_i64(),
+                o["shelf_id"].as_i64(),
+                o["node_id"].as_i64(),
+            ) else {
+                continue;
+            };
+            if s == shelf && n == self.link.node_id() && h != mine && !held.contains(&(h as u64)) {
+                tracing::warn!("closing open handle {h} of shelf {s}: its reply was lost when the Librarian went away");
+                let _ = self
+                    .link
+                    .call("close_shelf", json!({"id": s, "open_handle": h}));
+            }
+        }
+    }
+
     /// Path of an inode, as last seen.
     fn path(&self, ino: INodeNo) -> Res<String> {
         self.inodes.lock().unwrap().path(ino.0).ok_or(Errno::ESTALE)

@@ -207,7 +207,7 @@ impl LfsFs {
             }
         }
         let mode = S_IFREG | (mode & !umask & 0o7777);
-        let v = self.call("create_shelf", json!({"path": path, "mode": mode}))?;
+        let v = self.call_opening("create_shelf", json!({"path": path, "mode": mode}))?;
         let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
         if s.is_dir() {
             if let Some(h) = s.open_handle {
@@ -223,7 +223,7 @@ impl LfsFs {
 
     fn do_open(&self, ino: INodeNo) -> Res<u64> {
         let (path, _) = self.shelf_of(ino)?;
-        let v = self.call("open_shelf", json!({ "path": path }))?;
+        let v = self.call_opening("open_shelf", json!({ "path": path }))?;
         let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
         if s.is_dir() {
             if let Some(h) = s.open_handle {
