@@ -255,12 +255,31 @@ pub fn pick_ports(s: &Settings) -> Result<Ports> {
         (false, None) => Some(free_from("--lmp-port", FIRST_LMP_PORT, &taken)?),
     };
     taken.extend(lmp.map(|p| ("this cluster's LMP".to_string(), p)));
-    let metrics = free_from("--port", FIRST_PORT, &taken)?;
+    // Nobody types the metrics port: take one the kernel hands out, so that it cannot collide
+    // with a port another cluster (perhaps under another FAME_HOME) recorded and will take back
+    // when it restarts its Librarian.
+    let metrics = ephemeral_port(&taken)?;
     Ok(Ports {
         librarian,
         metrics,
         lmp,
     })
+}
+
+/// A free port from the kernel's ephemeral range, not in `taken`.
+fn ephemeral_port(taken: &[(String, u16)]) -> Result<u16> {
+    for _ in 0..16 {
+        let p = std::net::TcpListener::bind(("0.0.0.0", 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| {
+                anyhow::anyhow!("cannot find a free port for the Librarian's metrics: {e}")
+            })?;
+        if !taken.iter().any(|(_, t)| *t == p) {
+            return Ok(p);
+        }
+    }
+    anyhow::bail!("cannot find a free port for the Librarian's metrics")
 }
 
 /// A warning when the FAM file would not fit on its disk if it were ever filled (it is sparse,
