@@ -158,6 +158,19 @@ fn lenient_i64(v: rusqlite::types::Value) -> i64 {
     }
 }
 
+/// Rows of three integer columns, read leniently (the original's tools may have stored text).
+fn i64_triples(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(i64, i64, i64)>> {
+    conn.prepare(sql)?
+        .query_map([], |r| {
+            Ok((
+                lenient_i64(r.get(0)?),
+                lenient_i64(r.get(1)?),
+                lenient_i64(r.get(2)?),
+            ))
+        })?
+        .collect()
+}
+
 /// Why a database cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -205,16 +218,8 @@ impl State {
         }
         let bii_mode = (pool.intlv_group(0) >> schema::bii::MODE_SHIFT) & 0xf;
 
-        let famodules: Vec<(i64, i64, i64)> = conn
-            .prepare("SELECT node_id, IG, module_size_books FROM FAModules")?
-            .query_map([], |r| {
-                Ok((
-                    lenient_i64(r.get(0)?),
-                    lenient_i64(r.get(1)?),
-                    lenient_i64(r.get(2)?),
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
+        let famodules: Vec<(i64, i64, i64)> =
+            i64_triples(conn, "SELECT node_id, IG, module_size_books FROM FAModules")?;
         let mut books_per_ig: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         if bii_mode == schema::bii::MODE_LZA {
             if famodules.is_empty() {
@@ -235,16 +240,8 @@ impl State {
 
         let now = Instant::now();
         let mut nodes = BTreeMap::new();
-        let node_rows: Vec<(i64, i64, i64)> = conn
-            .prepare("SELECT node_id, enc, node FROM FRDnodes")?
-            .query_map([], |r| {
-                Ok((
-                    lenient_i64(r.get(0)?),
-                    lenient_i64(r.get(1)?),
-                    lenient_i64(r.get(2)?),
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
+        let node_rows: Vec<(i64, i64, i64)> =
+            i64_triples(conn, "SELECT node_id, enc, node FROM FRDnodes")?;
         if node_rows.is_empty() {
             return Err(invalid("Database has no nodes"));
         }
