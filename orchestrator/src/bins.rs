@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 pub const LIBRARIAN: &str = "librarian";
 pub const BOOK_REGISTER: &str = "book-register";
 pub const LFS_NODE: &str = "lfs-node";
+/// The database checker, carried by container node images.
+pub const FSCK: &str = "fsck-lfs";
 /// The LMP (the Librarian's management portal), started unless `--no-lmp`.
 pub const LMP: &str = "lmp";
 /// Everything `fame up` and `fame reload` run.

@@ -74,6 +74,11 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
+    /// List the container backend's node images in the Docker engine, build one, or prune them.
+    Images {
+        #[command(subcommand)]
+        cmd: Option<ImagesCmd>,
+    },
     /// Run scenario files: a fresh cluster for each, scripted steps, faults and checks, reported
     /// as a line per step, a summary table and JUnit XML (see scenarios/README.md).
     Scenario {
@@ -109,6 +114,21 @@ pub enum Cmd {
         #[arg(last = true, required = true)]
         argv: Vec<OsString>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesCmd {
+    /// List them, with the clusters that use each (the default).
+    Ls,
+    /// Build and import the image for the current binaries (if the engine lacks it) and print
+    /// its tag.
+    Build {
+        /// Where the binaries are (default: FAME_BIN_DIR, else next to this fame).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Remove the images no registered cluster uses.
+    Prune,
 }
 
 /// `fame up`. Every flag can also come from `--config fame.toml` (same names); flags win over
@@ -173,6 +193,10 @@ pub struct UpArgs {
     /// Start no LMP for the cluster.
     #[arg(long, conflicts_with = "lmp_port")]
     pub no_lmp: bool,
+    /// A host directory the nodes see at the same path (repeatable): container nodes get it
+    /// bind-mounted, process nodes see the host's files anyway, VM nodes cannot see it.
+    #[arg(long = "share", value_name = "DIR")]
+    pub share: Vec<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

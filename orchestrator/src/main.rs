@@ -85,6 +85,7 @@ fn main() -> ExitCode {
         Cmd::Logs { name, export } => {
             ops::logs::logs(name.as_deref(), export.as_deref()).map(|()| 0)
         }
+        Cmd::Images { cmd } => ops::images::images(cmd).map(|()| 0),
         Cmd::Rebuild { name } => ops::reload::rebuild(name.as_deref()).map(|()| 0),
         Cmd::Reload { name, bin_dir } => {
             ops::reload::reload(name.as_deref(), bin_dir.as_deref()).map(|()| 0)

@@ -207,8 +207,10 @@ fn forward(client: TcpStream, target: SocketAddr, conns: &Conns, id: u64, node: 
     std::thread::spawn(pipe(u2, c2, Some(conns.clone())));
 }
 
-/// Starts the cluster's proxy (before its nodes) and records it and its ports in the state.
-pub fn start(state: &mut ClusterState, paths: &ClusterPaths) -> Result<()> {
+/// Starts the cluster's proxy (before its nodes) on the Librarian's address `bind` (where the
+/// nodes reach the Librarian: 127.0.0.1, or the torms address of VM and container nodes) and
+/// records it and its ports in the state.
+pub fn start(state: &mut ClusterState, paths: &ClusterPaths, bind: IpAddr) -> Result<()> {
     let dir = &paths.dir;
     let _ = std::fs::remove_dir_all(proxy_dir(dir));
     let log_path = paths.logs().join("proxy.log");
@@ -223,7 +225,9 @@ pub fn start(state: &mut ClusterState, paths: &ClusterPaths) -> Result<()> {
         .arg("--dir")
         .arg(dir)
         .arg("--target")
-        .arg(format!("127.0.0.1:{}", state.port))
+        .arg(SocketAddr::from((bind, state.port)).to_string())
+        .arg("--listen")
+        .arg(bind.to_string())
         .arg("--nodes")
         .args(state.nodes.iter().map(|n| n.name.as_str()))
         .env(MARKER_ENV, dir)

@@ -52,6 +52,7 @@ pub struct FileConfig {
     pub lmp_port: Option<u16>,
     #[serde(alias = "no_lmp")]
     pub no_lmp: Option<bool>,
+    pub share: Option<Vec<PathBuf>>,
 }
 
 impl FileConfig {
@@ -173,7 +174,28 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
         },
         lmp_port,
         no_lmp,
+        share: shared_dirs(if args.share.is_empty() {
+            file.share.unwrap_or_default()
+        } else {
+            args.share.clone()
+        })?,
     })
+}
+
+/// `--share` directories, absolute; each must be an existing directory.
+fn shared_dirs(dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    dirs.iter()
+        .map(|d| {
+            let abs = absolute(d)?;
+            if !abs.is_dir() {
+                bail!(
+                    "--share {}: not an existing directory; create it first or drop the flag",
+                    d.display()
+                );
+            }
+            Ok(abs)
+        })
+        .collect()
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

@@ -44,6 +44,9 @@ pub struct Settings {
     /// `--no-lmp`: the cluster runs no LMP.
     #[serde(default)]
     pub no_lmp: bool,
+    /// `--share`: host directories the nodes see at the same path.
+    #[serde(default)]
+    pub share: Vec<PathBuf>,
 }
 
 /// What `fame scenario` needs of a cluster to inject faults.
@@ -187,6 +190,7 @@ mod tests {
                 faults: FaultSettings::default(),
                 lmp_port: None,
                 no_lmp: false,
+                share: vec![],
             },
             phase: Phase::Up,
             port: 9999,

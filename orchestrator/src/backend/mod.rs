@@ -6,8 +6,10 @@
 //! directory of its own under the cluster directory, a way to run commands inside it and some
 //! logs. How it is made (a process in namespaces, a VM, a container) is the backend's business.
 
+pub mod container;
 pub mod libvirt;
 pub mod process;
+pub mod rootfs;
 
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The backends `--backend` accepts.
-pub const NAMES: &[&str] = &["process", "libvirt"];
+pub const NAMES: &[&str] = &["process", "libvirt", "container"];
 
 /// The backend of a cluster when neither `--backend`, `fame.toml` nor a scenario names one.
 pub const DEFAULT: &str = "process";
@@ -28,6 +30,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
     match name {
         "process" => Some(Box::new(process::ProcessBackend)),
         "libvirt" => Some(Box::new(libvirt::LibvirtBackend::new())),
+        "container" => Some(Box::new(container::ContainerBackend)),
         _ => None,
     }
 }
@@ -47,6 +50,8 @@ pub struct DaemonSpec {
     pub cluster_dir: PathBuf,
     /// The daemon's `--librarian-timeout` in seconds, if the cluster sets one.
     pub librarian_timeout: Option<u64>,
+    /// Host directories the node should see at the same path (`--share`).
+    pub shared: Vec<PathBuf>,
 }
 
 /// Whether a node's `/lfs` answers.
@@ -149,5 +154,11 @@ pub trait Backend: Send + Sync {
 
     fn resume(&self, node: &Node) -> Result<()> {
         bail!("{}: this backend cannot resume nodes", node.name)
+    }
+
+    /// Cuts a node off from the Librarian (a partition; `cut` false heals it) by the backend's
+    /// own means, returning false when it has none and the fault proxy must do it.
+    fn cut(&self, _node: &Node, _cut: bool) -> Result<bool> {
+        Ok(false)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod down;
 pub mod exec;
+pub mod images;
 pub mod logs;
 pub mod nodes;
 pub mod preflight;

@@ -66,6 +66,7 @@ pub fn start_some_and_wait(
         fam: state.fam_path.clone(),
         cluster_dir: paths.dir.clone(),
         librarian_timeout: state.settings.faults.librarian_timeout,
+        shared: state.settings.share.clone(),
     };
     step.set_length(which.len() as u64);
     step.set_message("starting");

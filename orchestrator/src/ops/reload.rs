@@ -58,7 +58,7 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
         // `stop` above ended the fault proxy with the cluster's other processes.
         c.state.proxy = None;
         if c.state.settings.faults.proxy {
-            crate::proxy::start(&mut c.state, &c.paths)?;
+            crate::proxy::start(&mut c.state, &c.paths, bind)?;
         }
         steps.run(&format!("start {} nodes", c.state.nodes.len()), |s| {
             nodes::start_and_wait(c.backend.as_ref(), &mut c.state, &c.paths, &bins, s)

@@ -73,7 +73,11 @@ pub fn status(name: Option<&str>) -> Result<()> {
         st.books_per_node
     );
     let lib = match st.librarian.filter(ProcRef::is_alive) {
-        Some(p) => format!("running, pid {}, 127.0.0.1:{}", p.pid, st.port),
+        Some(p) => format!(
+            "running, pid {}, {}",
+            p.pid,
+            std::net::SocketAddr::from((backend.librarian_addr(&paths.dir), st.port))
+        ),
         None => format!("not running (port {})", st.port),
     };
     println!("Librarian  {lib}");

@@ -99,7 +99,7 @@ fn bring_up(
     // The Librarian and the LMP listen on their ports now: other `fame up`s may choose theirs.
     drop(plan.port_lock.take());
     if settings.faults.proxy {
-        crate::proxy::start(&mut state, paths)?;
+        crate::proxy::start(&mut state, paths, bind)?;
     }
     steps.run(&format!("start {} nodes", settings.nodes), |s| {
         nodes::start_and_wait(plan.backend.as_ref(), &mut state, paths, &plan.bins, s)
@@ -204,8 +204,8 @@ fn print_summary(
     println!("  config     {}", paths.ini().display());
     println!("  database   {}", paths.db().display());
     println!(
-        "  Librarian  127.0.0.1:{} (log {})",
-        state.port,
+        "  Librarian  {} (log {})",
+        std::net::SocketAddr::from((plan.backend.librarian_addr(&paths.dir), state.port)),
         paths.librarian_log().display()
     );
     if let Some(p) = state.lmp_port {

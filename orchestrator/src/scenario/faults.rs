@@ -134,7 +134,10 @@ impl Cluster {
 
     pub fn set_cut(&self, name: &str, cut: bool) -> Result<()> {
         let st = self.state()?;
-        self.node(&st, name)?;
+        let node = self.node(&st, name)?;
+        if self.backend.cut(&node, cut)? {
+            return Ok(());
+        }
         crate::proxy::set_cut(&self.paths.dir, name, cut, Duration::from_secs(10))
     }
 

@@ -234,6 +234,11 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
     if c.fault_proxy {
         up.push("--fault-proxy".into());
     }
+    // The steps' $SCRATCH, which container nodes see through a bind mount.
+    let scratch = dir.join("scratch");
+    if std::fs::create_dir_all(&scratch).is_ok() {
+        up.extend(["--share".into(), scratch.display().to_string()]);
+    }
     eprintln!(
         "[{lbl}] up: {} node(s), {} FAM, backend {backend} (cluster {name}, logs in {})",
         c.nodes,

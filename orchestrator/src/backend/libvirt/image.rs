@@ -8,12 +8,12 @@
 //! a new image and an unchanged host reuses the old one. Only the newest few images are kept.
 
 use super::proto::PROBE_MARKER;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::backend::rootfs;
+use anyhow::{anyhow, Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 /// Cloud-kernel modules a node loads, in load order (verified in fame-vm-notes.md).
@@ -116,64 +116,26 @@ pub fn cache_dir() -> PathBuf {
     crate::cluster::fame_home().join("cache").join("guest")
 }
 
-/// The shared libraries `ldd` lists for `bin` (none for a static binary).
-fn libraries(bin: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(bin)
-        .output()
-        .with_context(|| "cannot run ldd (package libc-bin)".to_string())?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut libs = vec![];
-    for line in text.lines() {
-        let line = line.trim();
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.trim().split(' ').next().unwrap_or(""),
-            None => line.split(' ').next().unwrap_or(""),
-        };
-        if path.starts_with('/') {
-            libs.push(PathBuf::from(path));
-        }
-    }
-    Ok(libs)
-}
-
 /// Builds the image for these binaries, or returns the cached one.
 pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Image> {
     let t = Instant::now();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            anyhow!("busybox is missing: the guest's shell and tools come from it; install it with `apt-get install busybox-static`")
-        })?;
-    for (bin, what) in [(lfs_node, "lfs-node"), (guest_agent, "fame-guest")] {
-        if !bin.is_file() {
-            bail!(
-                "{} is missing: the guest image needs {what}; build it with `cargo build --workspace --bins` (or point --bin-dir at it)",
-                bin.display()
-            );
-        }
-    }
+    let busybox = rootfs::find_busybox()?;
+    rootfs::require_binary(lfs_node, "lfs-node")?;
+    rootfs::require_binary(guest_agent, "fame-guest")?;
     let modules: Vec<(String, PathBuf)> = MODULES
         .iter()
         .map(|m| Ok((m.to_string(), find_module(kernel, m)?)))
         .collect::<Result<_>>()?;
     // Image path -> host file.
     let mut files: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
-    files.insert("bin/busybox".into(), busybox.clone());
-    files.insert("bin/lfs-node".into(), lfs_node.to_path_buf());
-    files.insert("bin/fame-guest".into(), guest_agent.to_path_buf());
-    for bin in [
-        &busybox,
-        &lfs_node.to_path_buf(),
-        &guest_agent.to_path_buf(),
-    ] {
-        for lib in libraries(bin)? {
-            let rel = lib.strip_prefix("/").unwrap_or(&lib).to_path_buf();
-            files.insert(rel, lib);
-        }
-    }
+    rootfs::add_with_libraries(
+        &mut files,
+        &[
+            ("bin/busybox", &busybox),
+            ("bin/lfs-node", lfs_node),
+            ("bin/fame-guest", guest_agent),
+        ],
+    )?;
     for (m, p) in &modules {
         files.insert(
             PathBuf::from("lib/modules").join(format!("{m}.ko")),
@@ -181,7 +143,7 @@ pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Im
         );
     }
     let init = render_init()?;
-    let key = content_key(&files, &init, &kernel.vmlinuz)?;
+    let key = rootfs::content_key(&files, &[&kernel.vmlinuz], &[FORMAT, &init])?;
     let dir = cache_dir().join(&key);
     let initrd = dir.join("initrd.img");
     if initrd.is_file() {
@@ -239,7 +201,7 @@ pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Im
             }
             let mode = std::fs::metadata(host)?.permissions().mode() & 0o777;
             let data = if rel.starts_with("bin") && rel.file_name() != Some("busybox".as_ref()) {
-                stripped(host, &tmp)?
+                rootfs::stripped(host, &tmp)?
             } else {
                 std::fs::read(host).with_context(|| format!("cannot read {}", host.display()))?
             };
@@ -280,26 +242,6 @@ pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Im
     })
 }
 
-/// `bin` without its debug information (a debug lfs-node is ~100 MB, most of it DWARF), or as
-/// is if `strip` is not there.
-fn stripped(bin: &Path, tmp: &Path) -> Result<Vec<u8>> {
-    let out = tmp.join("stripped");
-    let ok = Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&out)
-        .arg(bin)
-        .status()
-        .is_ok_and(|s| s.success());
-    let data = if ok {
-        std::fs::read(&out)?
-    } else {
-        std::fs::read(bin)?
-    };
-    let _ = std::fs::remove_file(&out);
-    Ok(data)
-}
-
 pub fn render_init() -> Result<String> {
     let mut ctx = tera::Context::new();
     ctx.insert("modules", MODULES);
@@ -307,39 +249,6 @@ pub fn render_init() -> Result<String> {
     ctx.insert("agent_port", &super::proto::AGENT_PORT);
     tera::Tera::one_off(INIT_TEMPLATE, &ctx, false)
         .map_err(|e| anyhow!("templates/libvirt/init.sh: {e:?}"))
-}
-
-/// A hash of the content of every input: `sha256sum` reads the files (fast, C), and the listing
-/// with the image paths, the init and the format is hashed again.
-fn content_key(files: &BTreeMap<PathBuf, PathBuf>, init: &str, vmlinuz: &Path) -> Result<String> {
-    let out = Command::new("sha256sum")
-        .args(files.values())
-        .arg(vmlinuz)
-        .output()
-        .context("cannot run sha256sum (package coreutils)")?;
-    if !out.status.success() {
-        bail!(
-            "sha256sum of the guest image's inputs failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let mut all = Vec::new();
-    all.extend_from_slice(FORMAT.as_bytes());
-    all.extend_from_slice(&out.stdout);
-    for r in files.keys() {
-        all.extend_from_slice(r.as_os_str().as_encoded_bytes());
-        all.push(0);
-    }
-    all.extend_from_slice(init.as_bytes());
-    let mut child = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot run sha256sum")?;
-    child.stdin.take().expect("piped").write_all(&all)?;
-    let out = child.wait_with_output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.chars().take(16).collect())
 }
 
 /// Removes all but the newest [`KEEP`] images (never `current`).

@@ -45,7 +45,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// How long `probe` waits for a node's `/lfs` to answer `statfs`.
-const PROBE_LIMIT: Duration = Duration::from_millis(500);
+pub(crate) const PROBE_LIMIT: Duration = Duration::from_millis(500);
 /// `statfs` type of FUSE file systems.
 const FUSE_SUPER_MAGIC: &str = "65735546";
 
@@ -56,7 +56,7 @@ const FUSE_SUPER_MAGIC: &str = "65735546";
 /// kernel waits for its answer uninterruptibly, and a thread stuck there would keep `fame`
 /// itself from exiting until the daemon answers (up to the daemon's Librarian timeout when the
 /// Librarian is gone). A stuck child is left to finish on its own.
-fn answers_as_fuse(path: &Path, limit: Duration) -> Option<bool> {
+pub(crate) fn answers_as_fuse(path: &Path, limit: Duration) -> Option<bool> {
     let mut child = Command::new("stat")
         .args(["--file-system", "--format=%t"])
         .arg(path)
@@ -82,7 +82,7 @@ fn answers_as_fuse(path: &Path, limit: Duration) -> Option<bool> {
 
 /// Whether the node's mount table has a FUSE mount on `/lfs` (read from `/proc`, so it never
 /// waits for the daemon).
-fn fuse_on_lfs(p: ProcRef) -> bool {
+pub(crate) fn fuse_on_lfs(p: ProcRef) -> bool {
     std::fs::read_to_string(p.proc_path("mountinfo")).is_ok_and(|text| {
         text.lines().any(|l| {
             let mut fields = l.split(' ');
