@@ -14,6 +14,9 @@ packages=(
   # systemd), dnsmasq for the cluster networks, the guest kernel and busybox for the initramfs.
   qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev dnsmasq-base
   linux-image-cloud-amd64 busybox-static cpio
+  # The container backend and its tests: a Docker engine (started by hand with
+  # scripts/dockerd.sh, no systemd) and curl to ask it whether it answers.
+  docker.io curl
 )
 
 missing=()

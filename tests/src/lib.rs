@@ -9,6 +9,8 @@
 //! cargo build -p librarian -p lfs-node --bins && cargo test -p fame-tests
 //! ```
 
+pub mod docker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
