@@ -156,6 +156,11 @@ pub trait Backend: Send + Sync {
         bail!("{}: this backend cannot resume nodes", node.name)
     }
 
+    /// How many nodes [`start`](Self::start) may be starting at once (from as many threads).
+    fn start_concurrency(&self) -> usize {
+        1
+    }
+
     /// Cuts a node off from the Librarian (a partition; `cut` false heals it) by the backend's
     /// own means, returning false when it has none and the fault proxy must do it.
     fn cut(&self, _node: &Node, _cut: bool) -> Result<bool> {

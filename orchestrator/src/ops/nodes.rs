@@ -74,21 +74,43 @@ pub fn start_some_and_wait(
     let chosen: Vec<usize> = (0..state.nodes.len())
         .filter(|&i| which.contains(&state.nodes[i].name))
         .collect();
-    for i in chosen {
-        let started = backend.create(&state.nodes[i]).and_then(|()| {
-            // Through its fault proxy port when the cluster has one.
-            let spec = DaemonSpec {
-                librarian_port: state.daemon_port(&state.nodes[i]),
-                ..daemon.clone()
-            };
-            backend.start(&state.nodes[i], &spec)
+    // In groups of as many as the backend starts at once (one by one for most).
+    for group in chosen.chunks(backend.start_concurrency().max(1)) {
+        let started: Vec<(usize, Result<serde_json::Value>)> = std::thread::scope(|s| {
+            let running: Vec<_> = group
+                .iter()
+                .map(|&i| {
+                    let node = &state.nodes[i];
+                    // Through its fault proxy port when the cluster has one.
+                    let spec = DaemonSpec {
+                        librarian_port: state.daemon_port(node),
+                        ..daemon.clone()
+                    };
+                    (
+                        i,
+                        s.spawn(move || backend.create(node).and_then(|()| backend.start(node, &spec))),
+                    )
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|(i, h)| {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("{}: starting it panicked", state.nodes[i].name))
+                    });
+                    (i, r)
+                })
+                .collect()
         });
-        match started {
-            Ok(h) => state.nodes[i].handle = h,
-            Err(e) => {
-                result = Err(e);
-                break;
+        for (i, r) in started {
+            match r {
+                Ok(h) => state.nodes[i].handle = h,
+                Err(e) if result.is_ok() => result = Err(e),
+                Err(_) => {}
             }
+        }
+        if result.is_err() {
+            break;
         }
     }
     // Saved even after a failure, so that the rollback finds what did start.

@@ -189,18 +189,29 @@ fn cluster_networks(engine: &Engine, dir: &Path) -> Result<Vec<String>> {
 
 /// Removes a container whatever its state; gone already is fine.
 fn remove_container(engine: &Engine, name: &str) -> Result<()> {
-    let options = RemoveContainerOptionsBuilder::new()
-        .force(true)
-        .v(true)
-        .build();
-    match engine.run(engine.docker.remove_container(name, Some(options))) {
-        Ok(()) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(anyhow!(
-            "cannot remove the container {name}: {}; remove it with `docker rm -f {name}` and run `fame down` again",
-            message(&e)
-        )),
-    }
+    remove_containers(engine, &[name.to_string()])
+}
+
+/// Removes containers (all at once) whatever their state; gone already is fine.
+fn remove_containers(engine: &Engine, names: &[String]) -> Result<()> {
+    let results = engine.run(futures_util::future::join_all(names.iter().map(|name| {
+        let docker = engine.docker.clone();
+        async move {
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            match docker.remove_container(name, Some(options)).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(anyhow!(
+                    "cannot remove the container {name}: {}; remove it with `docker rm -f {name}` and run `fame down` again",
+                    message(&e)
+                )),
+            }
+        }
+    })));
+    results.into_iter().collect()
 }
 
 /// The labels of a container or network, if it exists.
@@ -339,6 +350,11 @@ impl Backend for ContainerBackend {
         true
     }
 
+    /// The engine does the work of a start (runc, mounts, network), several at a time.
+    fn start_concurrency(&self) -> usize {
+        4
+    }
+
     /// The binaries are on the image's `PATH`.
     fn binary_in_node(&self, host_path: &Path) -> String {
         host_path
@@ -382,9 +398,11 @@ impl Backend for ContainerBackend {
         step.set_message("engine");
         let engine = Engine::connect()?;
         // Leftovers of an earlier run of this very cluster (fame killed during `up`).
-        for (name, _) in cluster_containers(&engine, dir)? {
-            remove_container(&engine, &name)?;
-        }
+        let names: Vec<String> = cluster_containers(&engine, dir)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        remove_containers(&engine, &names)?;
         for net in cluster_networks(&engine, dir)? {
             let _ = engine.run(engine.docker.remove_network(&net));
         }
@@ -591,9 +609,11 @@ impl Backend for ContainerBackend {
         };
         let dir = cluster_dir_of(first);
         let engine = Engine::connect()?;
-        for (name, _) in cluster_containers(&engine, &dir)? {
-            remove_container(&engine, &name)?;
-        }
+        let names: Vec<String> = cluster_containers(&engine, &dir)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        remove_containers(&engine, &names)?;
         for net in cluster_networks(&engine, &dir)? {
             match engine.run(engine.docker.remove_network(&net)) {
                 Ok(()) => {}
