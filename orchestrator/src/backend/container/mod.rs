@@ -245,6 +245,23 @@ fn container_pid(engine: &Engine, name: &str) -> Option<(bool, bool, Option<Proc
     Some((running, paused, pid))
 }
 
+/// The cluster's settings with the image of the binaries the node is started with: the same as
+/// at `prepare` unless they were rebuilt since (`fame reload`), in which case the new image is
+/// built once (under a lock, as nodes start in parallel) and recorded.
+fn current_image(engine: &Engine, dir: &Path, daemon: &DaemonSpec) -> Result<ClusterNet> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cfg = load_config(dir)?;
+    let bin_dir = daemon.lfs_node.parent().unwrap_or(Path::new("/"));
+    let img = image::ensure(engine, bin_dir)?;
+    if img.tag != cfg.image {
+        tracing::info!("node image {} replaces {} (new binaries)", img.tag, cfg.image);
+        cfg.image = img.tag;
+        save_config(dir, &cfg)?;
+    }
+    Ok(cfg)
+}
+
 /// Whether the host can see `/dev/fuse`, which every node needs.
 fn check_fuse_device() -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
@@ -494,8 +511,8 @@ impl Backend for ContainerBackend {
 
     fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value> {
         let dir = &daemon.cluster_dir;
-        let cfg = load_config(dir)?;
         let engine = Engine::connect()?;
+        let cfg = current_image(&engine, dir, daemon)?;
         let name = container_name(&cfg.cluster, &node.name);
         // A container left by an earlier start (killed, or stopped): start afresh.
         remove_container(&engine, &name)?;
