@@ -2,7 +2,7 @@
 
 use crate::connection::{self, Registry};
 use crate::engine::{Engine, Job};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 /// Serves until SIGINT or SIGTERM, then lets the engine commit what it has and stop. With
@@ -13,9 +13,11 @@ pub async fn run(
     metrics: Option<TcpListener>,
 ) -> anyhow::Result<()> {
     let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+    let engine = Arc::new(Mutex::new(engine));
+    let shared = engine.clone();
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || engine.run(rx))?;
+        .spawn(move || Engine::run(shared, rx))?;
     let registry = Arc::new(Registry::default());
     if let Some(m) = metrics {
         let r = registry.clone();
@@ -46,7 +48,12 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     tracing::debug!("connection from {peer}");
-                    tokio::spawn(connection::serve(socket, jobs.clone(), registry.clone()));
+                    tokio::spawn(connection::serve(
+                        socket,
+                        jobs.clone(),
+                        engine.clone(),
+                        registry.clone(),
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");

@@ -4,7 +4,10 @@
 //! Connections parse requests on the tokio runtime and send them here. The engine takes every job
 //! waiting (up to a limit), runs each inside its own SAVEPOINT, commits the batch once and only then
 //! releases the replies: every reply follows a durable change, and 16 clients share one fsync
-//! instead of paying one each. A command that fails changes nothing: commands check before they
+//! instead of paying one each. The engine (connection, memory, WAL handle) sits behind a mutex that
+//! a batch holds until its sync is done; a connection with nothing else in flight runs a read-only
+//! request itself when the mutex is free, sparing two thread hand-offs, and sees exactly what the
+//! engine thread would. Small batches' replies are written to the sockets by the engine thread. A command that fails changes nothing: commands check before they
 //! write, and should one fail after writing, its savepoint is rolled back and memory reloaded.
 //!
 //! Durability: SQLite commits with `synchronous=NORMAL` (no sync inside COMMIT) and the engine then
@@ -17,14 +20,15 @@ pub mod pool;
 pub mod state;
 
 use crate::cmd;
+use crate::connection::ReplyTo;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 use state::State;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::oneshot;
 
 /// A command failure: the errno the client raises and a message for people.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,8 +73,11 @@ pub struct Outcome {
 
 pub type Reply = Result<Outcome, CmdError>;
 
+// A job is moved once, through the channel: boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Job {
-    Run(Request, oneshot::Sender<Reply>),
+    /// A request, and where its reply goes.
+    Run(Request, ReplyTo),
     /// Stop after the jobs already queued.
     Shutdown,
 }
@@ -102,6 +109,28 @@ pub struct Engine {
     wal: std::fs::File,
     /// Whether the batch being run changed durable state (see the module doc).
     durable: bool,
+}
+
+/// Batches of at most this many replies are written to the sockets by the engine thread itself.
+const DIRECT_REPLIES: usize = 4;
+
+/// Commands that only read: a connection may run one itself while the engine is idle.
+const READ_ONLY: &[&str] = &[
+    "get_shelf",
+    "get_shelf_path",
+    "list_shelves",
+    "list_shelf_books",
+    "list_open_shelves",
+    "get_xattr",
+    "list_xattrs",
+    "readlink",
+    "get_fs_stats",
+    "version",
+];
+
+/// Locks the engine; a panic while it was held was already turned into an error reply.
+fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
+    engine.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Commands whose changes are soft state: a stale open record or an old status after a power cut
@@ -180,12 +209,15 @@ impl Engine {
         })
     }
 
-    /// The engine loop: batches jobs, commits once per batch, then replies.
-    pub fn run(mut self, jobs: Receiver<Job>) {
+    /// The engine loop: batches jobs, commits once per batch, then replies. The engine is shared
+    /// with the connections, which may run a read-only request themselves while it is idle (see
+    /// [`Engine::try_inline`]).
+    pub fn run(engine: Arc<Mutex<Engine>>, jobs: Receiver<Job>) {
         let tick = Duration::from_secs(1);
         let mut last_tick = Instant::now();
-        let mut batch: Vec<(Request, oneshot::Sender<Reply>)> = Vec::new();
-        let mut replies: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::new();
+        let max_batch = lock(&engine).cfg.max_batch;
+        let mut batch: Vec<(Request, ReplyTo)> = Vec::new();
+        let mut replies: Vec<(ReplyTo, Reply)> = Vec::new();
         let mut shutdown = false;
         while !shutdown {
             match jobs.recv_timeout(tick) {
@@ -193,7 +225,7 @@ impl Engine {
                 Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => shutdown = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            while !shutdown && batch.len() < self.cfg.max_batch {
+            while !shutdown && batch.len() < max_batch {
                 match jobs.try_recv() {
                     Ok(Job::Run(r, tx)) => batch.push((r, tx)),
                     Ok(Job::Shutdown) => shutdown = true,
@@ -204,59 +236,99 @@ impl Engine {
             if batch.is_empty() && !periodic {
                 continue;
             }
-            if let Err(e) = self.conn.execute_batch("BEGIN") {
-                tracing::error!("cannot begin a transaction: {e}");
-                for (_, tx) in batch.drain(..) {
-                    let _ = tx.send(Err(CmdError::new(
-                        libc::EIO,
-                        format!("database error: {e}"),
-                    )));
-                }
-                continue;
-            }
-            for (req, tx) in batch.drain(..) {
-                let reply = self.run_one(&req);
-                replies.push((tx, reply));
-            }
             if periodic {
                 last_tick = Instant::now();
-                self.st.dirty = false;
-                if let Err(e) = self.periodic() {
-                    tracing::error!("periodic maintenance failed: {}", e.msg);
-                }
-                self.durable |= self.st.dirty;
             }
-            let durable = std::mem::take(&mut self.durable);
-            let committed = self
-                .conn
-                .execute_batch("COMMIT")
-                .map_err(|e| format!("database commit failed, nothing was changed: {e}"))
-                .and_then(|()| {
-                    if durable {
-                        self.wal.sync_data().map_err(|e| {
-                            format!("the database could not be synced to disk ({e}): the change may be lost in a power cut")
-                        })
-                    } else {
-                        Ok(())
-                    }
-                });
-            match committed {
-                Ok(()) => {
-                    for (tx, reply) in replies.drain(..) {
-                        let _ = tx.send(reply);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("batch failed: {e}");
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    self.reload();
-                    for (tx, _) in replies.drain(..) {
-                        let _ = tx.send(Err(CmdError::new(libc::EIO, e.clone())));
-                    }
-                }
+            lock(&engine).run_batch(&mut batch, &mut replies, periodic);
+            // A few replies: this thread writes them to their sockets itself, sparing a wake-up
+            // of a runtime thread per reply (what a lone client waits on). Many: the
+            // connections' writer tasks send them, in parallel with the next batch.
+            let direct = replies.len() <= DIRECT_REPLIES;
+            for (tx, reply) in replies.drain(..) {
+                tx.send(reply, direct);
             }
         }
         tracing::info!("engine stopped");
+    }
+
+    /// Runs a read-only request on the calling thread if the engine is idle, sparing the hand-off
+    /// to the engine thread and back; else gives it back. It then sees only what earlier batches
+    /// committed and synced (a batch holds the engine until its sync is done), exactly as if the
+    /// engine thread ran it; should it change durable state after all, it is synced before the
+    /// reply like any batch. The caller must have no earlier request of the same client pending.
+    #[allow(clippy::result_large_err)] // the request comes back as it went in, unboxed
+    pub fn try_inline(
+        engine: &Mutex<Engine>,
+        req: Request,
+        to: ReplyTo,
+    ) -> Result<(), (Request, ReplyTo)> {
+        if !READ_ONLY.contains(&req.command.as_str()) {
+            return Err((req, to));
+        }
+        let Ok(mut e) = engine.try_lock() else {
+            return Err((req, to));
+        };
+        let mut batch = vec![(req, to)];
+        let mut replies = Vec::with_capacity(1);
+        e.run_batch(&mut batch, &mut replies, false);
+        drop(e);
+        for (tx, reply) in replies {
+            tx.send(reply, true);
+        }
+        Ok(())
+    }
+
+    /// Runs a batch in one transaction and commits it (syncing it if it changed durable state);
+    /// the replies are left in `replies`, to be sent once the engine is released.
+    fn run_batch(
+        &mut self,
+        batch: &mut Vec<(Request, ReplyTo)>,
+        replies: &mut Vec<(ReplyTo, Reply)>,
+        periodic: bool,
+    ) {
+        if let Err(e) = self.conn.execute_batch("BEGIN") {
+            tracing::error!("cannot begin a transaction: {e}");
+            for (_, tx) in batch.drain(..) {
+                replies.push((
+                    tx,
+                    Err(CmdError::new(libc::EIO, format!("database error: {e}"))),
+                ));
+            }
+            return;
+        }
+        for (req, tx) in batch.drain(..) {
+            let reply = self.run_one(&req);
+            replies.push((tx, reply));
+        }
+        if periodic {
+            self.st.dirty = false;
+            if let Err(e) = self.periodic() {
+                tracing::error!("periodic maintenance failed: {}", e.msg);
+            }
+            self.durable |= self.st.dirty;
+        }
+        let durable = std::mem::take(&mut self.durable);
+        let committed = self
+            .conn
+            .execute_batch("COMMIT")
+            .map_err(|e| format!("database commit failed, nothing was changed: {e}"))
+            .and_then(|()| {
+                if durable {
+                    self.wal.sync_data().map_err(|e| {
+                        format!("the database could not be synced to disk ({e}): the change may be lost in a power cut")
+                    })
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = committed {
+            tracing::error!("batch failed: {e}");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.reload();
+            for (_, reply) in replies.iter_mut() {
+                *reply = Err(CmdError::new(libc::EIO, e.clone()));
+            }
+        }
     }
 
     /// Runs one command inside a savepoint; on failure after a write, undoes it everywhere.
