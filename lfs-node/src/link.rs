@@ -14,7 +14,7 @@
 
 use librarian::client::{Client, ClientError};
 use serde_json::Value;
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -51,6 +51,37 @@ const LIBRARIAN_STOPPING: &str = "the server is stopping";
 
 /// How long a call made while stopping waits for a reply on a new connection.
 const STOPPING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The least time a connection attempt is given (name resolution and TCP connect), also once an
+/// outage has outlasted the timeout.
+const MIN_CONNECT: Duration = Duration::from_secs(1);
+
+/// `host`'s addresses, waiting at most `within` for the resolver (an abandoned lookup finishes
+/// in its own thread).
+fn resolve(host: &str, port: u16, within: Duration) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let r = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>());
+            let _ = tx.send(r);
+        })?;
+    rx.recv_timeout(within).unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no address for {host} within {:.1} s (name resolution)",
+                within.as_secs_f64()
+            ),
+        ))
+    })
+}
 
 /// Connections per daemon: one per FUSE thread that may be waiting on the Librarian.
 const CONNECTIONS: usize = 4;
@@ -98,9 +129,38 @@ impl Link {
         &self.who
     }
 
-    /// One connection attempt.
-    fn connect(&self) -> std::io::Result<Client> {
-        let mut c = Client::connect((self.host.as_str(), self.port), self.who.node_id)?;
+    /// One connection attempt, taking at most about `budget` (at least [`MIN_CONNECT`]): name
+    /// resolution and TCP connect are both bounded, so that `--librarian-timeout` holds when the
+    /// Librarian's host is unreachable (glibc's resolver alone retries for 10 s when the DNS
+    /// server does not answer, e.g. a container cut off its network; a TCP connect to a host
+    /// that drops packets takes two minutes).
+    fn connect(&self, budget: Duration) -> std::io::Result<Client> {
+        let start = Instant::now();
+        let budget = budget.max(MIN_CONNECT);
+        let mut last = None;
+        let mut connected = None;
+        for addr in resolve(&self.host, self.port, budget)? {
+            let left = budget
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_millis(100));
+            match Client::connect_timeout(&addr, self.who.node_id, left) {
+                Ok(c) => {
+                    connected = Some(c);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let mut c = match (connected, last) {
+            (Some(c), _) => c,
+            (None, Some(e)) => return Err(e),
+            (None, None) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{} has no address", self.host),
+                ))
+            }
+        };
         c.set_context("physloc", serde_json::json!(self.who.physloc));
         // One pid for the whole daemon: the Librarian then never sees two openers on this node,
         // so a process here can shrink a file another process here has open.
@@ -151,7 +211,7 @@ impl Link {
     pub fn connect_patiently(&self, give_up: impl Fn() -> bool) -> Result<(), String> {
         let mut logged = false;
         loop {
-            match self.connect() {
+            match self.connect(self.timeout) {
                 Ok(c) => {
                     self.conns[0].lock().unwrap().client = Some(c);
                     return Ok(());
@@ -233,7 +293,9 @@ impl Link {
         let mut fresh = false;
         loop {
             if st.client.is_none() {
-                match self.connect() {
+                // What is left of the timeout in this outage (then MIN_CONNECT).
+                let since = self.down_since.lock().unwrap().unwrap_or(start);
+                match self.connect(timeout.saturating_sub(since.elapsed())) {
                     Ok(c) => {
                         fresh = true;
                         if self.stopping() {

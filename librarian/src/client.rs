@@ -4,7 +4,7 @@
 use crate::frame::{self, Frame, FrameScanner};
 use serde_json::{json, Map, Value};
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,21 @@ pub struct Client {
 impl Client {
     /// Connects and identifies as `node_id` (physloc and pid are derived or set later).
     pub fn connect(addr: impl ToSocketAddrs, node_id: i64) -> io::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
+        Client::over(TcpStream::connect(addr)?, node_id)
+    }
+
+    /// As [`connect`](Self::connect) to one address, the TCP connect bounded by `timeout` (a
+    /// Librarian host that drops packets would otherwise hold it for the kernel's SYN retries,
+    /// about two minutes).
+    pub fn connect_timeout(
+        addr: &SocketAddr,
+        node_id: i64,
+        timeout: Duration,
+    ) -> io::Result<Client> {
+        Client::over(TcpStream::connect_timeout(addr, timeout)?, node_id)
+    }
+
+    fn over(stream: TcpStream, node_id: i64) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         let mut context = Map::new();
         context.insert("node_id".into(), json!(node_id));
