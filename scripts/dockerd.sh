@@ -34,8 +34,11 @@ if [ -n "$dir" ]; then
         --host "unix://$dir/docker.sock" --log-level warn)
   if [ "$own_netns" = 1 ]; then
     # unshare -n, not `ip netns exec`: the latter remounts /sys and hides the cgroup mounts
-    # dockerd needs.
-    exec unshare -n -m --propagation private -- "$dockerd" "${args[@]}"
+    # dockerd needs. A new network namespace starts with its loopback down, and with it every
+    # address of the namespace's own (a bridge's gateway, where fame's Librarian listens) is
+    # unreachable from inside: bring it up, then become dockerd.
+    exec unshare -n -m --propagation private -- \
+      sh -c 'ip link set lo up && exec "$0" "$@"' "$dockerd" "${args[@]}"
   fi
   exec "$dockerd" "${args[@]}"
 fi

@@ -348,6 +348,7 @@ pub async fn serve(
     socket: TcpStream,
     jobs: std::sync::mpsc::Sender<Job>,
     engine: Arc<Mutex<Engine>>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     registry: Arc<Registry>,
 ) {
     let _ = socket.set_nodelay(true);
@@ -407,15 +408,16 @@ pub async fn serve(
                             sent: false,
                         };
                         // Alone in flight on this connection (so nothing it sent earlier is still
-                        // waiting in the engine's queue): a read may run here and now.
+                        // waiting in the engine's queue): it may run here and now.
                         let (req, to) = if outbox.in_flight() == 1 {
-                            match Engine::try_inline(&engine, req, to) {
+                            match Engine::try_inline(&engine, &queued, req, to) {
                                 Ok(()) => continue,
                                 Err(back) => back,
                             }
                         } else {
                             (req, to)
                         };
+                        queued.fetch_add(1, Ordering::SeqCst);
                         if jobs.send(Job::Run(req, to)).is_err() {
                             break 'read; // the server is stopping (the request is answered so)
                         }

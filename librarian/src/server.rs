@@ -2,6 +2,7 @@
 
 use crate::connection::{self, Registry};
 use crate::engine::{Engine, Job};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
@@ -14,10 +15,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (jobs, rx) = std::sync::mpsc::channel::<Job>();
     let engine = Arc::new(Mutex::new(engine));
-    let shared = engine.clone();
+    // Requests sent to the engine thread and not yet taken by it.
+    let queued = Arc::new(AtomicUsize::new(0));
+    let (shared, q) = (engine.clone(), queued.clone());
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || Engine::run(shared, rx))?;
+        .spawn(move || Engine::run(shared, rx, q))?;
     let registry = Arc::new(Registry::default());
     if let Some(m) = metrics {
         let r = registry.clone();
@@ -52,6 +55,7 @@ pub async fn run(
                         socket,
                         jobs.clone(),
                         engine.clone(),
+                        queued.clone(),
                         registry.clone(),
                     ));
                 }

@@ -20,6 +20,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the size of `Up`'s arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Cmd {
     /// Create and start a cluster.
     Up(UpArgs),

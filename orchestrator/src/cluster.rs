@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 /// Default parent of cluster directories when `FAME_HOME` is not set.
 pub const DEFAULT_HOME: &str = "/var/lib/fame";
 
+/// `FAME_HOME/cache`: the node image caches (guest images, image keys), not a cluster.
+pub const CACHE_DIR: &str = "cache";
+
 /// The directory under which clusters are registered.
 pub fn fame_home() -> PathBuf {
     std::env::var_os("FAME_HOME")
@@ -81,6 +84,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if name == CACHE_DIR {
+        return Err(format!(
+            "--name {name}: FAME_HOME/{CACHE_DIR} holds fame's image caches; pick another --name"
+        ));
+    }
     if ok {
         Ok(())
     } else {
@@ -112,7 +120,7 @@ pub fn list_names() -> Result<Vec<String>> {
     let mut names: Vec<String> = entries
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.'))
+        .filter(|n| !n.starts_with('.') && n != CACHE_DIR)
         .collect();
     names.sort();
     Ok(names)
@@ -174,7 +182,8 @@ mod tests {
     fn names() {
         assert!(check_name("fame").is_ok());
         assert!(check_name("a-1.b_2").is_ok());
-        for bad in ["", "-x", ".x", "a/b", "a b", &"x".repeat(41)] {
+        // `cache` is FAME_HOME's image cache, which `fame ls` and `down --all` pass over.
+        for bad in ["", "-x", ".x", "a/b", "a b", "cache", &"x".repeat(41)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

@@ -5,9 +5,9 @@
 //! waiting (up to a limit), runs each inside its own SAVEPOINT, commits the batch once and only then
 //! releases the replies: every reply follows a durable change, and 16 clients share one fsync
 //! instead of paying one each. The engine (connection, memory, WAL handle) sits behind a mutex that
-//! a batch holds until its sync is done; a connection with nothing else in flight runs a read-only
-//! request itself when the mutex is free, sparing two thread hand-offs, and sees exactly what the
-//! engine thread would. Small batches' replies are written to the sockets by the engine thread. A command that fails changes nothing: commands check before they
+//! a batch holds until its sync is done; a connection with nothing else in flight runs its request
+//! itself when the mutex is free (a change only if nothing is queued for the engine thread),
+//! sparing two thread hand-offs, and sees exactly what the engine thread would. Small batches' replies are written to the sockets by the engine thread. A command that fails changes nothing: commands check before they
 //! write, and should one fail after writing, its savepoint is rolled back and memory reloaded.
 //!
 //! Durability: SQLite commits with `synchronous=NORMAL` (no sync inside COMMIT) and the engine then
@@ -26,6 +26,7 @@ use rand::SeedableRng;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 use state::State;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -114,7 +115,8 @@ pub struct Engine {
 /// Batches of at most this many replies are written to the sockets by the engine thread itself.
 const DIRECT_REPLIES: usize = 4;
 
-/// Commands that only read: a connection may run one itself while the engine is idle.
+/// Commands that only read: a connection may run one itself while the engine is idle, even with
+/// requests queued for the engine thread.
 const READ_ONLY: &[&str] = &[
     "get_shelf",
     "get_shelf_path",
@@ -212,7 +214,7 @@ impl Engine {
     /// The engine loop: batches jobs, commits once per batch, then replies. The engine is shared
     /// with the connections, which may run a read-only request themselves while it is idle (see
     /// [`Engine::try_inline`]).
-    pub fn run(engine: Arc<Mutex<Engine>>, jobs: Receiver<Job>) {
+    pub fn run(engine: Arc<Mutex<Engine>>, jobs: Receiver<Job>, queued: Arc<AtomicUsize>) {
         let tick = Duration::from_secs(1);
         let mut last_tick = Instant::now();
         let max_batch = lock(&engine).cfg.max_batch;
@@ -232,6 +234,7 @@ impl Engine {
                     Err(_) => break,
                 }
             }
+            queued.fetch_sub(batch.len(), Ordering::SeqCst);
             let periodic = last_tick.elapsed() >= tick;
             if batch.is_empty() && !periodic {
                 continue;
@@ -251,18 +254,21 @@ impl Engine {
         tracing::info!("engine stopped");
     }
 
-    /// Runs a read-only request on the calling thread if the engine is idle, sparing the hand-off
-    /// to the engine thread and back; else gives it back. It then sees only what earlier batches
+    /// Runs a request on the calling thread if the engine is idle, sparing the hand-off to the
+    /// engine thread and back; else gives it back. It then sees only what earlier batches
     /// committed and synced (a batch holds the engine until its sync is done), exactly as if the
-    /// engine thread ran it; should it change durable state after all, it is synced before the
-    /// reply like any batch. The caller must have no earlier request of the same client pending.
+    /// engine thread ran it, and a change is synced before the reply like any batch's. A change
+    /// runs here only when no request is queued for the engine thread (`queued`), so that
+    /// concurrent changes still share one sync there. The caller must have no earlier request of
+    /// the same client pending.
     #[allow(clippy::result_large_err)] // the request comes back as it went in, unboxed
     pub fn try_inline(
         engine: &Mutex<Engine>,
+        queued: &AtomicUsize,
         req: Request,
         to: ReplyTo,
     ) -> Result<(), (Request, ReplyTo)> {
-        if !READ_ONLY.contains(&req.command.as_str()) {
+        if !READ_ONLY.contains(&req.command.as_str()) && queued.load(Ordering::SeqCst) > 0 {
             return Err((req, to));
         }
         let Ok(mut e) = engine.try_lock() else {

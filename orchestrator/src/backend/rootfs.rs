@@ -98,7 +98,11 @@ pub fn memoized_content_key(
 ) -> Result<String> {
     use std::os::unix::fs::MetadataExt;
     let mut signature = String::new();
-    for p in files.values().map(PathBuf::as_path).chain(more_files.iter().copied()) {
+    for p in files
+        .values()
+        .map(PathBuf::as_path)
+        .chain(more_files.iter().copied())
+    {
         let m = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
         signature.push_str(&format!(
             "{}\t{}\t{}\t{}.{}\n",
@@ -109,7 +113,7 @@ pub fn memoized_content_key(
             m.mtime_nsec()
         ));
     }
-    for (r, _) in files {
+    for r in files.keys() {
         signature.push_str(&format!("{}\n", r.display()));
     }
     for e in extra {

@@ -32,10 +32,16 @@ pub fn images(cmd: Option<ImagesCmd>) -> Result<()> {
     match cmd.unwrap_or(ImagesCmd::Ls) {
         ImagesCmd::Ls => {
             let used = users();
-            println!("{:<28} {:<13} {:>9} {:<20} USED BY", "IMAGE", "ID", "SIZE", "CREATED");
+            println!(
+                "{:<28} {:<13} {:>9} {:<20} USED BY",
+                "IMAGE", "ID", "SIZE", "CREATED"
+            );
             for i in image::list(&engine)? {
                 let created = date(i.created);
-                let by = used.get(&i.tag).map(|v| v.join(",")).unwrap_or_else(|| "-".into());
+                let by = used
+                    .get(&i.tag)
+                    .map(|v| v.join(","))
+                    .unwrap_or_else(|| "-".into());
                 println!(
                     "{:<28} {:<13} {:>9} {:<20} {by}",
                     i.tag,
@@ -50,9 +56,9 @@ pub fn images(cmd: Option<ImagesCmd>) -> Result<()> {
             let img = image::ensure(&engine, &bins.dir)?;
             if img.built {
                 eprintln!(
-                    "built and imported {} ({}) in {:.2} s",
+                    "built and imported {} ({:.1} MB) in {:.2} s",
                     img.tag,
-                    format!("{:.1} MB", img.bytes as f64 / 1e6),
+                    img.bytes as f64 / 1e6,
                     img.seconds
                 );
             } else {

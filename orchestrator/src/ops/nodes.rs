@@ -88,7 +88,11 @@ pub fn start_some_and_wait(
                     };
                     (
                         i,
-                        s.spawn(move || backend.create(node).and_then(|()| backend.start(node, &spec))),
+                        s.spawn(move || {
+                            backend
+                                .create(node)
+                                .and_then(|()| backend.start(node, &spec))
+                        }),
                     )
                 })
                 .collect();
@@ -96,7 +100,10 @@ pub fn start_some_and_wait(
                 .into_iter()
                 .map(|(i, h)| {
                     let r = h.join().unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!("{}: starting it panicked", state.nodes[i].name))
+                        Err(anyhow::anyhow!(
+                            "{}: starting it panicked",
+                            state.nodes[i].name
+                        ))
                     });
                     (i, r)
                 })

@@ -117,12 +117,19 @@ mod tests {
     fn socket_errors_name_the_socket_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("docker.sock");
-        let e = check_socket(&missing, "DOCKER_HOST").unwrap_err().to_string();
-        assert!(e.contains("does not exist") && e.contains("docker.io"), "{e}");
+        let e = check_socket(&missing, "DOCKER_HOST")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("does not exist") && e.contains("docker.io"),
+            "{e}"
+        );
         // A socket file nobody listens on any more.
         let l = std::os::unix::net::UnixListener::bind(&missing).unwrap();
         drop(l);
-        let e = check_socket(&missing, "DOCKER_HOST").unwrap_err().to_string();
+        let e = check_socket(&missing, "DOCKER_HOST")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nothing listens"), "{e}");
     }
 }

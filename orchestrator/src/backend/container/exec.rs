@@ -95,10 +95,13 @@ pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result
             }
         }
         pump.abort();
-        let inspect = docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| anyhow!("{node}: cannot learn how {:?} ended: {}", cmd[0], message(&e)))?;
+        let inspect = docker.inspect_exec(&exec.id).await.map_err(|e| {
+            anyhow!(
+                "{node}: cannot learn how {:?} ended: {}",
+                cmd[0],
+                message(&e)
+            )
+        })?;
         // 126/127: the engine could not run it (not executable / not found), as a shell says.
         Ok(inspect.exit_code.unwrap_or(1) as i32)
     })

@@ -143,8 +143,24 @@ fn build_archive(files: &BTreeMap<PathBuf, PathBuf>, entry: &str) -> Result<Vec<
     let tmp = tempdir_for_strip()?;
     let mut tar = tar::Builder::new(Vec::new());
     let mut dirs: std::collections::BTreeSet<PathBuf> = [
-        "bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "etc",
-        "etc/fame", "lfs", "var", "var/log", "var/log/fame", "root", "lib", "lib64",
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "etc",
+        "etc/fame",
+        "lfs",
+        "var",
+        "var/log",
+        "var/log/fame",
+        "root",
+        "lib",
+        "lib64",
     ]
     .iter()
     .map(PathBuf::from)
@@ -187,7 +203,12 @@ fn build_archive(files: &BTreeMap<PathBuf, PathBuf>, entry: &str) -> Result<Vec<
         h.set_size(0);
         tar.append_link(&mut h, &link, "busybox")?;
     }
-    append_file(&mut tar, Path::new("etc/fame/entrypoint.sh"), 0o755, entry.as_bytes())?;
+    append_file(
+        &mut tar,
+        Path::new("etc/fame/entrypoint.sh"),
+        0o755,
+        entry.as_bytes(),
+    )?;
     append_file(
         &mut tar,
         Path::new("etc/passwd"),
@@ -268,7 +289,12 @@ pub fn list(engine: &Engine) -> Result<Vec<Listed>> {
             };
             tags.into_iter().map(move |tag| Listed {
                 tag,
-                id: i.id.trim_start_matches("sha256:").chars().take(12).collect(),
+                id: i
+                    .id
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect(),
                 bytes: i.size,
                 created: i.created,
             })

@@ -160,7 +160,13 @@ fn cluster_containers(engine: &Engine, dir: &Path) -> Result<Vec<(String, bool)>
         .build();
     let list = engine
         .run(engine.docker.list_containers(Some(options)))
-        .map_err(|e| anyhow!("cannot list the containers of {}: {}", engine.host, message(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot list the containers of {}: {}",
+                engine.host,
+                message(&e)
+            )
+        })?;
     Ok(list
         .into_iter()
         .map(|c| {
@@ -183,7 +189,13 @@ fn cluster_networks(engine: &Engine, dir: &Path) -> Result<Vec<String>> {
     let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
     let list = engine
         .run(engine.docker.list_networks(Some(options)))
-        .map_err(|e| anyhow!("cannot list the networks of {}: {}", engine.host, message(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot list the networks of {}: {}",
+                engine.host,
+                message(&e)
+            )
+        })?;
     Ok(list.into_iter().filter_map(|n| n.name).collect())
 }
 
@@ -241,7 +253,10 @@ fn container_pid(engine: &Engine, name: &str) -> Option<(bool, bool, Option<Proc
     let state = c.state?;
     let running = state.running.unwrap_or(false);
     let paused = state.paused.unwrap_or(false);
-    let pid = state.pid.filter(|&p| p > 0).and_then(|p| ProcRef::of(p as i32));
+    let pid = state
+        .pid
+        .filter(|&p| p > 0)
+        .and_then(|p| ProcRef::of(p as i32));
     Some((running, paused, pid))
 }
 
@@ -255,7 +270,11 @@ fn current_image(engine: &Engine, dir: &Path, daemon: &DaemonSpec) -> Result<Clu
     let bin_dir = daemon.lfs_node.parent().unwrap_or(Path::new("/"));
     let img = image::ensure(engine, bin_dir)?;
     if img.tag != cfg.image {
-        tracing::info!("node image {} replaces {} (new binaries)", img.tag, cfg.image);
+        tracing::info!(
+            "node image {} replaces {} (new binaries)",
+            img.tag,
+            cfg.image
+        );
         cfg.image = img.tag;
         save_config(dir, &cfg)?;
     }
@@ -270,6 +289,22 @@ fn check_fuse_device() -> Result<()> {
         _ => bail!(
             "/dev/fuse is missing on this host: container nodes mount /lfs with FUSE through it; load the module with `modprobe fuse` (Debian: `apt-get install fuse3`), or give the host's /dev/fuse to the environment fame runs in"
         ),
+    }
+}
+
+/// Whether the loopback interface of fame's network namespace is up. The Librarian listens on a
+/// cluster network's gateway, an address of this namespace, which fame (and the LMP) reach
+/// through `lo`: with `lo` down (a fresh `unshare -n` namespace) it would never answer.
+fn check_loopback() -> Result<()> {
+    let probe = std::net::TcpStream::connect_timeout(
+        &(Ipv4Addr::LOCALHOST, 1).into(),
+        Duration::from_secs(1),
+    );
+    match probe {
+        Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => bail!(
+            "the loopback interface of the network namespace fame runs in is down, so the Librarian on the cluster network's gateway would be unreachable from here: bring it up with `ip link set lo up`"
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -307,10 +342,7 @@ impl ContainerBackend {
             args.extend(["--librarian-timeout".to_string(), t.to_string()]);
         }
         let mut labels = HashMap::new();
-        labels.insert(
-            CLUSTER_LABEL.to_string(),
-            cluster_dir.display().to_string(),
-        );
+        labels.insert(CLUSTER_LABEL.to_string(), cluster_dir.display().to_string());
         labels.insert(NODE_LABEL.to_string(), node.name.clone());
         let mut endpoints = HashMap::new();
         endpoints.insert(
@@ -341,7 +373,12 @@ impl ContainerBackend {
                         format!("{}:{LOG_DIR_IN_NODE}", node.dir.display()),
                     ]
                     .into_iter()
-                    .chain(daemon.shared.iter().map(|d| format!("{0}:{0}", d.display())))
+                    .chain(
+                        daemon
+                            .shared
+                            .iter()
+                            .map(|d| format!("{0}:{0}", d.display())),
+                    )
                     .collect(),
                 ),
                 devices: Some(vec![DeviceMapping {
@@ -382,6 +419,7 @@ impl Backend for ContainerBackend {
 
     fn check(&self, s: &Settings) -> Result<()> {
         check_fuse_device()?;
+        check_loopback()?;
         let engine = Engine::connect()?;
         let net = network_name(&s.name);
         let ours = |labels: &HashMap<String, String>| {
@@ -466,7 +504,10 @@ impl Backend for ContainerBackend {
         let ipam_cfg = net
             .ipam
             .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().find(|c| c.subnet.as_deref().is_some_and(|s| s.contains('.'))))
+            .and_then(|c| {
+                c.into_iter()
+                    .find(|c| c.subnet.as_deref().is_some_and(|s| s.contains('.')))
+            })
             .ok_or_else(|| anyhow!("the network {name} has no IPv4 subnet"))?;
         let subnet = ipam_cfg.subnet.clone().unwrap_or_default();
         let gateway: Ipv4Addr = ipam_cfg
@@ -491,10 +532,7 @@ impl Backend for ContainerBackend {
             img.tag, img.seconds, engine.host
         );
         step.println(&summary);
-        tracing::info!(
-            "{summary}; prepare took {:.2} s",
-            t.elapsed().as_secs_f64()
-        );
+        tracing::info!("{summary}; prepare took {:.2} s", t.elapsed().as_secs_f64());
         Ok(IpAddr::V4(gateway))
     }
 
@@ -520,7 +558,13 @@ impl Backend for ContainerBackend {
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let created = engine
             .run(engine.docker.create_container(Some(options), body))
-            .map_err(|e| anyhow!("{}: cannot create its container {name}: {}", node.name, message(&e)))?;
+            .map_err(|e| {
+                anyhow!(
+                    "{}: cannot create its container {name}: {}",
+                    node.name,
+                    message(&e)
+                )
+            })?;
         engine
             .run(engine.docker.start_container(
                 &name,
@@ -670,11 +714,20 @@ impl Backend for ContainerBackend {
         let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
         engine
             .run(engine.docker.kill_container(&name, Some(options)))
-            .map_err(|e| anyhow!("{}: cannot kill its container {name}: {}", node.name, message(&e)))?;
+            .map_err(|e| {
+                anyhow!(
+                    "{}: cannot kill its container {name}: {}",
+                    node.name,
+                    message(&e)
+                )
+            })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while container_pid(&engine, &name).is_some_and(|(running, _, _)| running) {
             if Instant::now() > deadline {
-                bail!("{}: its container {name} still runs after SIGKILL", node.name);
+                bail!(
+                    "{}: its container {name} still runs after SIGKILL",
+                    node.name
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -687,7 +740,13 @@ impl Backend for ContainerBackend {
         let name = name_of(node);
         engine
             .run(engine.docker.pause_container(&name))
-            .map_err(|e| anyhow!("{}: cannot pause its container {name}: {}", node.name, message(&e)))
+            .map_err(|e| {
+                anyhow!(
+                    "{}: cannot pause its container {name}: {}",
+                    node.name,
+                    message(&e)
+                )
+            })
     }
 
     fn resume(&self, node: &Node) -> Result<()> {
@@ -695,7 +754,13 @@ impl Backend for ContainerBackend {
         let name = name_of(node);
         engine
             .run(engine.docker.unpause_container(&name))
-            .map_err(|e| anyhow!("{}: cannot resume its container {name}: {}", node.name, message(&e)))
+            .map_err(|e| {
+                anyhow!(
+                    "{}: cannot resume its container {name}: {}",
+                    node.name,
+                    message(&e)
+                )
+            })
     }
 
     /// A partition: the node's container leaves the cluster network (its connections to the
