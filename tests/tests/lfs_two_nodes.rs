@@ -162,3 +162,35 @@ fn tools_fill_verify_layout_policy() {
         .collect();
     assert_eq!(igs, ["1", "1", "1"], "{out}");
 }
+
+/// Names and attributes of files are never cached by the kernel; those of directories for at
+/// most a second (`DIR_TTL` in lfs-node): a file removed on one node is gone on the other at
+/// once, a directory renamed on one node is gone under its old name on the other within about a
+/// second, and new entries in a directory the other node has cached show at once.
+#[test]
+fn names_removed_on_one_node_are_gone_on_the_other() {
+    let c = Cluster::two(&[]);
+    let (a, b) = (c.node(0), c.node(1));
+    std::fs::create_dir(a.path("d")).unwrap();
+    std::fs::write(a.path("d/f"), b"x").unwrap();
+    // The other node walks the directory (and may now cache its entry).
+    assert_eq!(std::fs::read(b.path("d/f")).unwrap(), b"x");
+    std::fs::remove_file(a.path("d/f")).unwrap();
+    assert!(!b.path("d/f").exists(), "a removed file is gone at once");
+    std::fs::write(a.path("d/g"), b"y").unwrap();
+    assert_eq!(
+        std::fs::read(b.path("d/g")).unwrap(),
+        b"y",
+        "new entries show at once"
+    );
+    std::fs::rename(a.path("d"), a.path("e")).unwrap();
+    assert_eq!(std::fs::read(b.path("e/g")).unwrap(), b"y");
+    let t = std::time::Instant::now();
+    while b.path("d").exists() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "the other node still sees the renamed directory under its old name after 3 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -5,9 +5,10 @@
 //! * [`ops`]: the FUSE operations.
 //! * [`xattr`]: extended attributes, including the daemon's own `user.LFS.Layout`.
 //!
-//! Attributes and names are never cached by the kernel (TTL 0) and every open file is
-//! `direct_io`, so what one node does is seen at once by the others, which share only the
-//! Librarian and the FAM.
+//! Attributes and names of files are never cached by the kernel (TTL 0) and every open file is
+//! `direct_io`, so what one node does to a file is seen at once by the others, which share only
+//! the Librarian and the FAM. Directories' names and attributes are kept for a second
+//! ([`DIR_TTL`]), so that path walks do not cost a Librarian round trip per directory.
 
 mod data;
 pub mod inodes;
@@ -31,6 +32,21 @@ pub use ops::mount_config;
 
 /// Kernel caching of names and attributes: none (see the module doc).
 const TTL: Duration = Duration::ZERO;
+
+/// Kernel caching of a directory's name and attributes: one second, libfuse's default and what
+/// the original daemon had for everything. A path walk then does not ask the Librarian for every
+/// directory on the way at every open (`/lfs/a/b/f` cost three LOOKUPs before the file's own);
+/// a directory renamed or removed on another node is seen here up to a second late.
+const DIR_TTL: Duration = Duration::from_secs(1);
+
+/// How long the kernel may keep this entry or these attributes.
+fn ttl_of(attr: &FileAttr) -> &'static Duration {
+    if attr.kind == FileType::Directory {
+        &DIR_TTL
+    } else {
+        &TTL
+    }
+}
 
 /// st_blksize: big, so that tools copy in big chunks (each FUSE request costs a round trip).
 const BLKSIZE: u32 = 1 << 20;

@@ -2,7 +2,7 @@
 //! program expects.
 
 use super::inodes::{self, ino_of, ROOT_INO};
-use super::{errno, LfsFs, Res, TTL};
+use super::{errno, ttl_of, LfsFs, Res, TTL};
 use crate::geometry::{Shelf, S_IFDIR, S_IFREG};
 use crate::zeroing::PENDING_ZERO_PREFIX;
 use fuser::{
@@ -310,14 +310,17 @@ impl Filesystem for LfsFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.do_lookup(parent, name) {
-            Ok((attr, g)) => reply.entry(&TTL, &attr, g),
+            Ok((attr, g)) => reply.entry(ttl_of(&attr), &attr, g),
             Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.shelf_of(ino) {
-            Ok((_, s)) => reply.attr(&TTL, &self.attr(&s)),
+            Ok((_, s)) => {
+                let a = self.attr(&s);
+                reply.attr(ttl_of(&a), &a)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -341,7 +344,7 @@ impl Filesystem for LfsFs {
         reply: ReplyAttr,
     ) {
         match self.do_setattr(ino, mode, size, mtime, uid, gid) {
-            Ok(a) => reply.attr(&TTL, &a),
+            Ok(a) => reply.attr(ttl_of(&a), &a),
             Err(e) => reply.error(e),
         }
     }
@@ -389,7 +392,7 @@ impl Filesystem for LfsFs {
         reply: ReplyEntry,
     ) {
         match self.do_mkdir(parent, name, mode, umask) {
-            Ok((attr, g)) => reply.entry(&TTL, &attr, g),
+            Ok((attr, g)) => reply.entry(ttl_of(&attr), &attr, g),
             Err(e) => reply.error(e),
         }
     }
@@ -440,7 +443,7 @@ impl Filesystem for LfsFs {
             Ok((self.entry(path, &s), generation(&s)))
         });
         match r {
-            Ok((attr, g)) => reply.entry(&TTL, &attr, g),
+            Ok((attr, g)) => reply.entry(ttl_of(&attr), &attr, g),
             Err(e) => reply.error(e),
         }
     }
