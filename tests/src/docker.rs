@@ -43,7 +43,10 @@ impl TestEngine {
             .stderr(log)
             .spawn()
             .expect("cannot run bash");
-        let mut engine = TestEngine { dir, dockerd: child };
+        let mut engine = TestEngine {
+            dir,
+            dockerd: child,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if engine.answers() {
@@ -96,8 +99,7 @@ impl TestEngine {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s
-            .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             .is_err()
         {
             return false;
@@ -109,8 +111,7 @@ impl TestEngine {
 
     /// The last lines of the engine's log.
     pub fn log_tail(&self) -> String {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }

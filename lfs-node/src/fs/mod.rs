@@ -33,8 +33,8 @@ pub use ops::mount_config;
 /// Kernel caching of names and attributes: none (see the module doc).
 const TTL: Duration = Duration::ZERO;
 
-/// Kernel caching of a directory's name and attributes: one second, libfuse's default and what
-/// the original daemon had for everything. A path walk then does not ask the Librarian for every
+/// Kernel caching of a directory's name and attributes: one second, libfuse's default (the
+/// original Python daemon set no timeouts of its own, so it ran with that default for every entry). A path walk then does not ask the Librarian for every
 /// directory on the way at every open (`/lfs/a/b/f` cost three LOOKUPs before the file's own);
 /// a directory renamed or removed on another node is seen here up to a second late.
 const DIR_TTL: Duration = Duration::from_secs(1);
