@@ -54,6 +54,22 @@ pub struct DaemonSpec {
     pub shared: Vec<PathBuf>,
 }
 
+/// Removes the nodes' directories (what every backend's [`Backend::destroy`] ends with); gone
+/// already is fine.
+pub fn remove_node_dirs(nodes: &[&Node]) -> Result<()> {
+    for n in nodes {
+        match std::fs::remove_dir_all(&n.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot remove {}", n.dir.display()))
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Whether a node's `/lfs` answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LfsState {

@@ -685,14 +685,7 @@ impl Backend for ContainerBackend {
                 ),
             }
         }
-        for n in nodes {
-            match std::fs::remove_dir_all(&n.dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("cannot remove {}", n.dir.display()))
-                }
-                _ => {}
-            }
-        }
+        super::remove_node_dirs(nodes)?;
         let _ = std::fs::remove_file(config_path(&dir));
         Ok(())
     }

@@ -312,16 +312,7 @@ impl Backend for ProcessBackend {
     }
 
     fn destroy(&self, nodes: &[&Node]) -> Result<()> {
-        for node in nodes {
-            match std::fs::remove_dir_all(&node.dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot remove {}", node.dir.display()))
-                }
-            }
-        }
-        Ok(())
+        super::remove_node_dirs(nodes)
     }
 
     fn logs(&self, node: &Node) -> Vec<PathBuf> {
