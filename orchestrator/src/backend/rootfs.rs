@@ -19,6 +19,24 @@ pub fn find_busybox() -> Result<PathBuf> {
         })
 }
 
+/// Host tools a node needs that busybox lacks (Debian's busybox has no `mountpoint`, which
+/// scenarios use): image path, host path.
+const HOST_TOOLS: &[(&str, &str)] = &[("usr/bin/mountpoint", "/usr/bin/mountpoint")];
+
+/// [`HOST_TOOLS`] as (image path, host file), or an error naming the package to install.
+pub fn host_tools() -> Result<Vec<(&'static str, PathBuf)>> {
+    HOST_TOOLS
+        .iter()
+        .map(|(rel, host)| {
+            let p = PathBuf::from(host);
+            if !p.is_file() {
+                bail!("{host} is missing: node images carry it; install it with `apt-get install util-linux`");
+            }
+            Ok((*rel, p))
+        })
+        .collect()
+}
+
 /// Fails with the fix when one of fame's binaries the image needs is missing.
 pub fn require_binary(bin: &Path, what: &str) -> Result<()> {
     if !bin.is_file() {

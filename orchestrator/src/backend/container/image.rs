@@ -10,7 +10,7 @@
 use super::engine::{message, Engine};
 use crate::backend::rootfs;
 use crate::bins::{BOOK_REGISTER, FSCK, LFS_NODE, LIBRARIAN};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use bollard::query_parameters::{CreateImageOptionsBuilder, ListImagesOptionsBuilder};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -42,10 +42,6 @@ pub struct NodeImage {
     pub bytes: u64,
 }
 
-/// Host tools a node needs that busybox lacks (Debian's busybox has no `mountpoint`): image
-/// path, host path.
-const HOST_TOOLS: &[(&str, &str)] = &[("usr/bin/mountpoint", "/usr/bin/mountpoint")];
-
 /// The binaries of fame an image carries: image path, binary name.
 const BINARIES: &[(&str, &str)] = &[
     ("usr/bin/lfs-node", LFS_NODE),
@@ -64,13 +60,7 @@ pub fn render_entrypoint() -> Result<String> {
 fn inputs(bin_dir: &Path) -> Result<(BTreeMap<PathBuf, PathBuf>, String, String)> {
     let busybox = rootfs::find_busybox()?;
     let mut bins: Vec<(&str, PathBuf)> = vec![("bin/busybox", busybox)];
-    for (rel, host) in HOST_TOOLS {
-        let p = PathBuf::from(host);
-        if !p.is_file() {
-            bail!("{host} is missing: node images carry it; install it with `apt-get install util-linux`");
-        }
-        bins.push((rel, p));
-    }
+    bins.extend(rootfs::host_tools()?);
     for (rel, name) in BINARIES {
         let p = bin_dir.join(name);
         rootfs::require_binary(&p, name)?;

@@ -128,14 +128,14 @@ pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Im
         .collect::<Result<_>>()?;
     // Image path -> host file.
     let mut files: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
-    rootfs::add_with_libraries(
-        &mut files,
-        &[
-            ("bin/busybox", &busybox),
-            ("bin/lfs-node", lfs_node),
-            ("bin/fame-guest", guest_agent),
-        ],
-    )?;
+    let tools = rootfs::host_tools()?;
+    let mut bins: Vec<(&str, &Path)> = vec![
+        ("bin/busybox", &busybox),
+        ("bin/lfs-node", lfs_node),
+        ("bin/fame-guest", guest_agent),
+    ];
+    bins.extend(tools.iter().map(|(r, p)| (*r, p.as_path())));
+    rootfs::add_with_libraries(&mut files, &bins)?;
     for (m, p) in &modules {
         files.insert(
             PathBuf::from("lib/modules").join(format!("{m}.ko")),
