@@ -154,10 +154,14 @@ if ip link show br_vmtest >/dev/null 2>&1; then echo "bridge br_vmtest left"; ex
 [ ! -e "$FAME_HOME/vmtest" ] || { echo "$FAME_HOME/vmtest left"; exit 1; }
 ls /var/log/libvirt/qemu/fame-vmtest-* >/dev/null 2>&1 && { echo "QEMU logs left"; exit 1; }
 
-step "a scenario with faults on VM nodes: pause and resume through libvirt"
+step "scenarios on VM nodes: the smoke test (busybox and util-linux tools in the guest) and pause and resume through libvirt"
 scenarios="$(cd "$(dirname "$0")/../../../scenarios" && pwd)"
-"$FAME" scenario run --backend libvirt "$scenarios/13-pause-resume.toml" --junit "$WORK/vm-junit.xml"
-grep -q 'failures="0"' "$WORK/vm-junit.xml" || { cat "$WORK/vm-junit.xml"; exit 1; }
+"$FAME" scenario run --backend libvirt "$scenarios/01-smoke.toml" "$scenarios/13-pause-resume.toml" --junit "$WORK/vm-junit.xml"
+# Both scenarios ran and none of their steps failed.
+if grep -q 'failures="[1-9]' "$WORK/vm-junit.xml" || ! grep -q 'testsuite name="smoke"' "$WORK/vm-junit.xml" \
+    || ! grep -q 'testsuite name="pause-resume"' "$WORK/vm-junit.xml"; then
+  cat "$WORK/vm-junit.xml"; exit 1
+fi
 case "$(virsh -q -c qemu:///system list --all --name)" in *fame-*) echo "the scenario left a domain"; exit 1 ;; esac
 
 echo VM-TEST-OK
