@@ -9,23 +9,12 @@
 
 mod common;
 
-use common::{pids, FAME};
+use common::{pids, FAME, FAME_VARS};
 use fame_tests::docker::TestEngine;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// Variables of the user's shell that would change what `fame` does.
-const FAME_VARS: &[&str] = &[
-    "FAME_DIR",
-    "FAME_FAM",
-    "FAME_HOSTBASE",
-    "FAME_VCPUS",
-    "FAME_VDRAM",
-    "FAME_BIN_DIR",
-    "FAME_LOG",
-];
 
 /// An engine and a FAME_HOME of the test's own. Dropping it runs `fame down --all` (inside the
 /// engine's namespace) before the engine goes, so the clusters of a failed test do not outlive it.

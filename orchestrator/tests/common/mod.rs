@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 pub const FAME: &str = env!("CARGO_BIN_EXE_fame");
 
 /// Variables of the user's shell that would change what `fame up` does.
-const FAME_VARS: &[&str] = &[
+pub const FAME_VARS: &[&str] = &[
     "FAME_DIR",
     "FAME_FAM",
     "FAME_HOSTBASE",
