@@ -54,6 +54,19 @@ struct Inner {
     reader_done: bool,
 }
 
+impl Inner {
+    /// Whether another reply may wait here (below both the in-flight and the backlog limits).
+    fn has_room(&self) -> bool {
+        self.slots.len() < MAX_IN_FLIGHT && self.backlog.len() < MAX_BACKLOG_BYTES
+    }
+
+    /// Appends an empty slot and returns its sequence number.
+    fn take_slot(&mut self) -> u64 {
+        self.slots.push_back(None);
+        self.head + self.slots.len() as u64 - 1
+    }
+}
+
 /// A connection's outgoing side, shared by its reader task, the engine thread and its writer task.
 pub struct Outbox {
     /// The socket (a duplicate of the runtime's descriptor, non-blocking like it), for direct
@@ -122,9 +135,8 @@ impl Outbox {
                 if g.dead {
                     return None;
                 }
-                if g.slots.len() < MAX_IN_FLIGHT && g.backlog.len() < MAX_BACKLOG_BYTES {
-                    g.slots.push_back(None);
-                    return Some(g.head + g.slots.len() as u64 - 1);
+                if g.has_room() {
+                    return Some(g.take_slot());
                 }
             }
             self.room.notified().await;
@@ -133,11 +145,7 @@ impl Outbox {
 
     /// Takes a slot and fills it at once (errors found while parsing, OOB broadcasts).
     fn push(&self, slot: Slot, direct: bool) {
-        let seq = {
-            let mut g = self.inner.lock().expect("outbox lock");
-            g.slots.push_back(None);
-            g.head + g.slots.len() as u64 - 1
-        };
+        let seq = self.inner.lock().expect("outbox lock").take_slot();
         self.fill(seq, slot, direct);
     }
 
@@ -250,11 +258,8 @@ impl Registry {
             .map(|(_, o)| o.clone())
             .collect();
         for o in peers {
-            let full = {
-                let g = o.inner.lock().expect("outbox lock");
-                g.slots.len() >= MAX_IN_FLIGHT || g.backlog.len() >= MAX_BACKLOG_BYTES
-            };
-            if !full {
+            let room = o.inner.lock().expect("outbox lock").has_room();
+            if room {
                 o.push(Slot::Bytes(bytes.to_vec(), None), false);
             }
         }
