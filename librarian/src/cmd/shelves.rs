@@ -178,7 +178,8 @@ pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
     if !grow_only && !with_books {
         return Ok(json!({ "z_shelf_path": z_path }));
     }
-    let id = resolve(&e.st, path)?;
+    // `resize` checked that `path` names shelf `want_id`.
+    let id = want_id;
     let s = e.st.shelf(id);
     let mut reply = json!({
         "z_shelf_path": z_path,
