@@ -90,12 +90,17 @@ pub fn close_shelf(e: &mut Engine, req: &Request) -> CmdResult {
 
 pub fn list_shelf_books(e: &mut Engine, req: &Request) -> CmdResult {
     let id = lookup(e, str_param(req, "path")?)?;
-    Ok(Value::Array(
+    Ok(books_json(e, id))
+}
+
+/// A shelf's books, as `list_shelf_books` replies them.
+fn books_json(e: &Engine, id: i64) -> Value {
+    Value::Array(
         e.st.books_of(id)
             .iter()
             .map(|&b| e.st.book_json(b))
             .collect(),
-    ))
+    )
 }
 
 pub fn list_open_shelves(e: &mut Engine) -> CmdResult {
@@ -187,12 +192,7 @@ pub fn resize_shelf(e: &mut Engine, req: &Request) -> CmdResult {
         "book_count": s.book_count,
     });
     if with_books {
-        reply["books"] = Value::Array(
-            e.st.books_of(id)
-                .iter()
-                .map(|&b| e.st.book_json(b))
-                .collect(),
-        );
+        reply["books"] = books_json(e, id);
     }
     Ok(reply)
 }
