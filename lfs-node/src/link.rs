@@ -264,11 +264,6 @@ impl Link {
         self.timeout
     }
 
-    /// This node's id, as the Librarian records it in open records.
-    pub fn node_id(&self) -> i64 {
-        self.who.node_id
-    }
-
     /// As [`call_within`](Self::call_within), also saying whether the request had to be sent more
     /// than once: then its first execution may have happened with the reply lost (e.g. the
     /// Librarian was killed after committing it), which matters for requests that open a file.
