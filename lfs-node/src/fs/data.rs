@@ -251,12 +251,18 @@ impl LfsFs {
         Ok(())
     }
 
-    /// Grows an open shelf to at least `size` (never shrinks it), and takes the resulting size and
-    /// books from the reply.
-    fn grow(&self, path: &str, o: &mut OpenShelf, size: u64) -> Res<()> {
+    /// ENOSPC for a size needing more books than the whole pool has: no need to ask the Librarian.
+    fn within_pool(&self, size: u64) -> Res<()> {
         if size.div_ceil(self.geo.book_size) > self.geo.books_total {
             return Err(Errno::ENOSPC);
         }
+        Ok(())
+    }
+
+    /// Grows an open shelf to at least `size` (never shrinks it), and takes the resulting size and
+    /// books from the reply.
+    fn grow(&self, path: &str, o: &mut OpenShelf, size: u64) -> Res<()> {
+        self.within_pool(size)?;
         let v = self.call(
             "resize_shelf",
             json!({"path": path, "id": o.id, "size_bytes": size, "zero_enabled": true,
@@ -281,10 +287,7 @@ impl LfsFs {
 
     /// `resize_shelf`, queuing the pending-zero shelf a shrink produces.
     fn resize_path(&self, path: &str, id: u64, size: u64) -> Res<()> {
-        if size.div_ceil(self.geo.book_size) > self.geo.books_total {
-            // More books than the whole pool has: no need to ask.
-            return Err(Errno::ENOSPC);
-        }
+        self.within_pool(size)?;
         let v = self
             .link
             .call(
