@@ -54,6 +54,22 @@ pub struct DaemonSpec {
     pub shared: Vec<PathBuf>,
 }
 
+/// A node's console log (what its start printed), in its directory: the same file on every
+/// backend, so `fame logs` and the people reading them find it in one place.
+pub fn console_log(node: &Node) -> PathBuf {
+    node.dir.join("console.log")
+}
+
+/// The node daemon's own log (`lfs-node --log-file`), on backends whose nodes write host files.
+pub fn daemon_log(node: &Node) -> PathBuf {
+    node.dir.join("lfs-node.log")
+}
+
+/// The symlink through which the host sees a node's `/lfs`, where it can.
+pub fn lfs_link(node: &Node) -> PathBuf {
+    node.dir.join("lfs")
+}
+
 /// Removes the nodes' directories (what every backend's [`Backend::destroy`] ends with); gone
 /// already is fine.
 pub fn remove_node_dirs(nodes: &[&Node]) -> Result<()> {

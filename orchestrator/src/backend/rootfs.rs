@@ -19,6 +19,23 @@ pub fn find_busybox() -> Result<PathBuf> {
         })
 }
 
+/// The directories every node image has, parents first (each image adds its own).
+pub const BASE_DIRS: &[&str] = &[
+    "bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "etc", "lfs", "var",
+    "var/log", "lib", "root",
+];
+
+/// The directories above `rel` in an image, outermost first (`a/b/f` -> `a`, `a/b`).
+pub fn parent_dirs(rel: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut parent = PathBuf::new();
+    for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+        parent.push(c);
+        out.push(parent.clone());
+    }
+    out
+}
+
 /// Host tools a node needs that busybox lacks (Debian's busybox has no `mountpoint`, which
 /// scenarios use): image path, host path.
 const HOST_TOOLS: &[(&str, &str)] = &[("usr/bin/mountpoint", "/usr/bin/mountpoint")];

@@ -1,6 +1,6 @@
 //! `fame images`: the container backend's node images in the Docker engine.
 
-use crate::backend::container::{engine::Engine, image};
+use crate::backend::container::{self, engine::Engine, image};
 use crate::bins::Bins;
 use crate::cli::ImagesCmd;
 use crate::cluster;
@@ -14,14 +14,8 @@ fn users() -> BTreeMap<String, Vec<String>> {
         let Some(dir) = cluster::resolve(&name) else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(dir.join("container.json")) else {
-            continue;
-        };
-        if let Some(tag) = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["image"].as_str().map(String::from))
-        {
-            out.entry(tag).or_default().push(name);
+        if let Ok(cfg) = container::load_config(&dir) {
+            out.entry(cfg.image).or_default().push(name);
         }
     }
     out

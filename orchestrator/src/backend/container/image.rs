@@ -130,38 +130,17 @@ pub fn ensure(engine: &Engine, bin_dir: &Path) -> Result<NodeImage> {
 
 /// The image as a tar archive, in memory (a few tens of MB with stripped binaries).
 fn build_archive(files: &BTreeMap<PathBuf, PathBuf>, entry: &str) -> Result<Vec<u8>> {
-    let tmp = tempdir_for_strip()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("fame-image-")
+        .tempdir()
+        .context("cannot create a scratch directory for the node image")?;
     let mut tar = tar::Builder::new(Vec::new());
-    let mut dirs: std::collections::BTreeSet<PathBuf> = [
-        "bin",
-        "sbin",
-        "usr",
-        "usr/bin",
-        "usr/sbin",
-        "dev",
-        "proc",
-        "sys",
-        "run",
-        "etc",
-        "etc/fame",
-        "lfs",
-        "var",
-        "var/log",
-        "var/log/fame",
-        "root",
-        "lib",
-        "lib64",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .collect();
-    for rel in files.keys() {
-        let mut parent = PathBuf::new();
-        for c in rel.parent().into_iter().flat_map(|p| p.components()) {
-            parent.push(c);
-            dirs.insert(parent.clone());
-        }
-    }
+    let mut dirs: std::collections::BTreeSet<PathBuf> = rootfs::BASE_DIRS
+        .iter()
+        .chain(&["etc/fame", "var/log/fame", "lib64"])
+        .map(PathBuf::from)
+        .collect();
+    dirs.extend(files.keys().flat_map(|rel| rootfs::parent_dirs(rel)));
     for d in &dirs {
         append_dir(&mut tar, d, 0o755)?;
     }
@@ -213,25 +192,6 @@ fn build_archive(files: &BTreeMap<PathBuf, PathBuf>, entry: &str) -> Result<Vec<
         b"hosts: files dns\n",
     )?;
     Ok(tar.into_inner()?)
-}
-
-fn tempdir_for_strip() -> Result<TempDir> {
-    let p = std::env::temp_dir().join(format!("fame-image-{}", std::process::id()));
-    std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
-    Ok(TempDir(p))
-}
-
-/// A scratch directory removed when dropped.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn append_dir(tar: &mut tar::Builder<Vec<u8>>, rel: &Path, mode: u32) -> Result<()> {

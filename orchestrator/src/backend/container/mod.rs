@@ -27,7 +27,7 @@
 pub mod engine;
 pub mod image;
 
-use super::{Backend, DaemonSpec, LfsState, Probe};
+use super::{console_log, daemon_log, lfs_link, Backend, DaemonSpec, LfsState, Probe};
 use crate::backend::process::{answers_as_fuse, fuse_on_lfs, PROBE_LIMIT};
 use crate::procs::ProcRef;
 use crate::progress::Step;
@@ -79,7 +79,7 @@ fn config_path(cluster_dir: &Path) -> PathBuf {
     cluster_dir.join("container.json")
 }
 
-fn load_config(cluster_dir: &Path) -> Result<ClusterNet> {
+pub fn load_config(cluster_dir: &Path) -> Result<ClusterNet> {
     let p = config_path(cluster_dir);
     let text = std::fs::read_to_string(&p)
         .with_context(|| format!("cannot read {} (was the cluster prepared?)", p.display()))?;
@@ -122,16 +122,6 @@ fn cluster_of(cluster_dir: &Path) -> String {
 
 fn name_of(node: &Node) -> String {
     container_name(&cluster_of(&cluster_dir_of(node)), &node.name)
-}
-
-fn console_log(node: &Node) -> PathBuf {
-    node.dir.join("console.log")
-}
-fn daemon_log(node: &Node) -> PathBuf {
-    node.dir.join("lfs-node.log")
-}
-fn lfs_link(node: &Node) -> PathBuf {
-    node.dir.join("lfs")
 }
 
 /// The FAME MAC of node `id` (`48:50:42:NN:NN:NN`), as lfs-node recognises it. Engines take a

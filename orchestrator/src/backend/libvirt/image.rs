@@ -170,33 +170,13 @@ pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Im
             std::fs::File::create(tmp.join("initrd.img"))
                 .with_context(|| format!("cannot create {}", tmp.join("initrd.img").display()))?,
         ));
-        for d in [
-            "bin",
-            "sbin",
-            "usr",
-            "usr/bin",
-            "usr/sbin",
-            "dev",
-            "proc",
-            "sys",
-            "run",
-            "tmp",
-            "etc",
-            "lfs",
-            "var",
-            "var/log",
-            "lib",
-            "lib/modules",
-            "root",
-        ] {
+        for d in rootfs::BASE_DIRS.iter().chain(&["tmp", "lib/modules"]) {
             cpio.dir(d, 0o755)?;
         }
         cpio.dev_console()?;
         cpio.file("init", 0o755, init.as_bytes())?;
         for (rel, host) in &files {
-            let mut parent = PathBuf::new();
-            for c in rel.parent().into_iter().flat_map(|p| p.components()) {
-                parent.push(c);
+            for parent in rootfs::parent_dirs(rel) {
                 cpio.dir(parent.to_str().unwrap_or_default(), 0o755)?;
             }
             let mode = std::fs::metadata(host)?.permissions().mode() & 0o777;

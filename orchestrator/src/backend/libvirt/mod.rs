@@ -21,7 +21,7 @@ pub mod image;
 #[path = "../../guest/proto.rs"]
 pub mod proto;
 
-use super::{Backend, DaemonSpec, LfsState, Probe};
+use super::{console_log, Backend, DaemonSpec, LfsState, Probe};
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
 use anyhow::{anyhow, bail, Context, Result};
@@ -166,9 +166,6 @@ fn marker(cluster_dir: &Path) -> String {
 }
 fn node_ip(base: Ipv4Addr, id: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(base) + id)
-}
-fn console_log(node: &Node) -> PathBuf {
-    node.dir.join("console.log")
 }
 fn qemu_log(domain: &str) -> PathBuf {
     PathBuf::from(format!("/var/log/libvirt/qemu/{domain}.log"))

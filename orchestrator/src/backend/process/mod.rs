@@ -32,7 +32,7 @@
 
 pub mod init;
 
-use super::{Backend, DaemonSpec, LfsState, Probe};
+use super::{console_log, daemon_log, lfs_link, Backend, DaemonSpec, LfsState, Probe};
 use crate::procs::{self, ProcRef, MARKER_ENV};
 use crate::state::Node;
 use anyhow::{anyhow, bail, Context, Result};
@@ -100,15 +100,6 @@ pub struct ProcessBackend;
 
 fn root_dir(node: &Node) -> PathBuf {
     node.dir.join("root")
-}
-fn console_log(node: &Node) -> PathBuf {
-    node.dir.join("console.log")
-}
-fn daemon_log(node: &Node) -> PathBuf {
-    node.dir.join("lfs-node.log")
-}
-fn lfs_link(node: &Node) -> PathBuf {
-    node.dir.join("lfs")
 }
 
 /// The node's daemon, if the handle names one that is still alive.
