@@ -30,7 +30,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
     match name {
         "process" => Some(Box::new(process::ProcessBackend)),
         "libvirt" => Some(Box::new(libvirt::LibvirtBackend::new())),
-        "container" => Some(Box::new(container::ContainerBackend)),
+        "container" => Some(Box::new(container::ContainerBackend::default())),
         _ => None,
     }
 }

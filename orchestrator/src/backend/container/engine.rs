@@ -43,7 +43,9 @@ impl Engine {
         if let Some(path) = host.strip_prefix("unix://") {
             check_socket(&PathBuf::from(path), how)?;
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // One worker: nodes start from several threads at once, each blocking on its own call.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .context("cannot start the runtime that talks to Docker")?;

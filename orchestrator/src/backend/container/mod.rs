@@ -59,7 +59,12 @@ const FAM_IN_NODE: &str = "/fam";
 /// Where a node's directory is bind-mounted.
 const LOG_DIR_IN_NODE: &str = "/var/log/fame";
 
-pub struct ContainerBackend;
+#[derive(Default)]
+pub struct ContainerBackend {
+    /// The engine, connected on first use and shared by every call (a `fame up` probes its
+    /// nodes hundreds of times while they start).
+    engine: std::sync::Mutex<Option<std::sync::Arc<Engine>>>,
+}
 
 /// What `prepare` decided, kept in the cluster directory (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +311,17 @@ fn apparmor_enabled() -> bool {
 }
 
 impl ContainerBackend {
+    /// The connected engine; a failed connection is not remembered.
+    fn engine(&self) -> Result<std::sync::Arc<Engine>> {
+        let mut held = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = held.as_ref() {
+            return Ok(e.clone());
+        }
+        let e = std::sync::Arc::new(Engine::connect()?);
+        *held = Some(e.clone());
+        Ok(e)
+    }
+
     fn node_config(
         &self,
         node: &Node,
@@ -410,7 +426,7 @@ impl Backend for ContainerBackend {
     fn check(&self, s: &Settings) -> Result<()> {
         check_fuse_device()?;
         check_loopback()?;
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let net = network_name(&s.name);
         let ours = |labels: &HashMap<String, String>| {
             labels.get(CLUSTER_LABEL).map(PathBuf::from).as_deref() == Some(s.dir.as_path())
@@ -441,7 +457,7 @@ impl Backend for ContainerBackend {
         let dir = &s.dir;
         let t = Instant::now();
         step.set_message("engine");
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         // Leftovers of an earlier run of this very cluster (fame killed during `up`).
         let names: Vec<String> = cluster_containers(&engine, dir)?
             .into_iter()
@@ -539,7 +555,7 @@ impl Backend for ContainerBackend {
 
     fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value> {
         let dir = &daemon.cluster_dir;
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let cfg = current_image(&engine, dir, daemon)?;
         let name = container_name(&cfg.cluster, &node.name);
         // A container left by an earlier start (killed, or stopped): start afresh.
@@ -587,7 +603,7 @@ impl Backend for ContainerBackend {
             running: false,
             lfs: LfsState::Absent,
         };
-        let Ok(engine) = Engine::connect() else {
+        let Ok(engine) = self.engine() else {
             return absent;
         };
         let Some((running, paused, pid)) = container_pid(&engine, &name_of(node)) else {
@@ -610,7 +626,7 @@ impl Backend for ContainerBackend {
     }
 
     fn exec(&self, node: &Node, _cluster_dir: &Path, argv: &[OsString]) -> Result<i32> {
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let name = name_of(node);
         match container_pid(&engine, &name) {
             Some((true, _, _)) => {}
@@ -627,7 +643,7 @@ impl Backend for ContainerBackend {
             return Ok(0);
         };
         let dir = cluster_dir_of(first);
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let running: Vec<String> = cluster_containers(&engine, &dir)?
             .into_iter()
             .filter(|(_, r)| *r)
@@ -659,7 +675,7 @@ impl Backend for ContainerBackend {
             return Ok(());
         };
         let dir = cluster_dir_of(first);
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let names: Vec<String> = cluster_containers(&engine, &dir)?
             .into_iter()
             .map(|(n, _)| n)
@@ -691,7 +707,7 @@ impl Backend for ContainerBackend {
     /// SIGKILL of the container's init: every process of the node dies at once and the FUSE mount
     /// goes with its mount namespace.
     fn kill(&self, node: &Node) -> Result<()> {
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let name = name_of(node);
         let _ = engine.run(engine.docker.unpause_container(&name));
         let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
@@ -719,7 +735,7 @@ impl Backend for ContainerBackend {
 
     /// `docker pause`: the node's processes are frozen (cgroup freezer).
     fn pause(&self, node: &Node) -> Result<()> {
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let name = name_of(node);
         engine
             .run(engine.docker.pause_container(&name))
@@ -733,7 +749,7 @@ impl Backend for ContainerBackend {
     }
 
     fn resume(&self, node: &Node) -> Result<()> {
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let name = name_of(node);
         engine
             .run(engine.docker.unpause_container(&name))
@@ -751,7 +767,7 @@ impl Backend for ContainerBackend {
     fn cut(&self, node: &Node, cut: bool) -> Result<bool> {
         let dir = cluster_dir_of(node);
         let cfg = load_config(&dir)?;
-        let engine = Engine::connect()?;
+        let engine = self.engine()?;
         let name = container_name(&cfg.cluster, &node.name);
         let r = if cut {
             engine.run(engine.docker.disconnect_network(
