@@ -17,6 +17,8 @@ packages=(
   # The container backend and its tests: a Docker engine (started by hand with
   # scripts/dockerd.sh, no systemd) and curl to ask it whether it answers.
   docker.io curl
+  # scripts/dockerd.sh --own-netns brings the loopback of its namespace up with `ip`.
+  iproute2
 )
 
 missing=()
