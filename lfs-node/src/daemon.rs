@@ -286,26 +286,25 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         }
         Ok(())
     });
-    if let Err(e) = started {
+    // Unmounts, reports OFFLINE and removes the pid file. The session thread ends when the kernel
+    // drops the connection; don't wait for a lazy detach.
+    let tear_down = |session: fuser::BackgroundSession| {
         unmount(&mp);
         report_offline();
         if let Some(p) = &args.pid_file {
             let _ = std::fs::remove_file(p);
         }
         std::mem::forget(session);
+    };
+    if let Err(e) = started {
+        tear_down(session);
         return Err(e);
     }
     tracing::info!("ready: LFS mounted at {}", mp.display());
 
     let sig = stop_rx.recv().unwrap_or(Signal::SIGTERM);
     tracing::info!("{sig}: unmounting {}", mp.display());
-    unmount(&mp);
-    report_offline();
-    if let Some(p) = &args.pid_file {
-        let _ = std::fs::remove_file(p);
-    }
-    // The session thread ends when the kernel drops the connection; don't wait for a lazy detach.
-    std::mem::forget(session);
+    tear_down(session);
     tracing::info!("stopped");
     Ok(())
 }
