@@ -138,28 +138,22 @@ impl Link {
         let start = Instant::now();
         let budget = budget.max(MIN_CONNECT);
         let mut last = None;
-        let mut connected = None;
-        for addr in resolve(&self.host, self.port, budget)? {
-            let left = budget
-                .saturating_sub(start.elapsed())
-                .max(Duration::from_millis(100));
-            match Client::connect_timeout(&addr, self.who.node_id, left) {
-                Ok(c) => {
-                    connected = Some(c);
-                    break;
+        let mut c = 'connected: {
+            for addr in resolve(&self.host, self.port, budget)? {
+                let left = budget
+                    .saturating_sub(start.elapsed())
+                    .max(Duration::from_millis(100));
+                match Client::connect_timeout(&addr, self.who.node_id, left) {
+                    Ok(c) => break 'connected c,
+                    Err(e) => last = Some(e),
                 }
-                Err(e) => last = Some(e),
             }
-        }
-        let mut c = match (connected, last) {
-            (Some(c), _) => c,
-            (None, Some(e)) => return Err(e),
-            (None, None) => {
-                return Err(std::io::Error::new(
+            return Err(last.unwrap_or_else(|| {
+                std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     format!("{} has no address", self.host),
-                ))
-            }
+                )
+            }));
         };
         c.set_context("physloc", serde_json::json!(self.who.physloc));
         // One pid for the whole daemon: the Librarian then never sees two openers on this node,
