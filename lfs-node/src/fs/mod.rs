@@ -138,7 +138,11 @@ impl LfsFs {
             ) else {
                 continue;
             };
-            if s == shelf && n == self.link.identity().node_id && h != mine && !held.contains(&(h as u64)) {
+            if s == shelf
+                && n == self.link.identity().node_id
+                && h != mine
+                && !held.contains(&(h as u64))
+            {
                 tracing::warn!("closing open handle {h} of shelf {s}: its reply was lost when the Librarian went away");
                 let _ = self
                     .link
