@@ -87,6 +87,8 @@ fn resolve(host: &str, port: u16, within: Duration) -> std::io::Result<Vec<Socke
 const CONNECTIONS: usize = 4;
 
 struct State {
+    /// Which of the link's connections this is (its socket's place in `Link::sockets`).
+    slot: usize,
     client: Option<Client>,
 }
 
@@ -103,8 +105,9 @@ pub struct Link {
     stopping: AtomicBool,
     /// Set by [`abort`](Self::abort): calls fail at once, without trying.
     aborted: AtomicBool,
-    /// A second handle on each connection's socket, for [`abort`](Self::abort).
-    sockets: Mutex<Vec<TcpStream>>,
+    /// A second handle on each connection's socket, for [`abort`](Self::abort), by slot: a
+    /// reconnect replaces (and so closes) the handle of the connection it replaces.
+    sockets: Mutex<Vec<Option<TcpStream>>>,
 }
 
 impl Link {
@@ -115,13 +118,13 @@ impl Link {
             who,
             timeout,
             conns: (0..CONNECTIONS)
-                .map(|_| Mutex::new(State { client: None }))
+                .map(|slot| Mutex::new(State { slot, client: None }))
                 .collect(),
             next: AtomicUsize::new(0),
             down_since: Mutex::new(None),
             stopping: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
-            sockets: Mutex::new(vec![]),
+            sockets: Mutex::new((0..CONNECTIONS).map(|_| None).collect()),
         }
     }
 
@@ -134,7 +137,7 @@ impl Link {
     /// Librarian's host is unreachable (glibc's resolver alone retries for 10 s when the DNS
     /// server does not answer, e.g. a container cut off its network; a TCP connect to a host
     /// that drops packets takes two minutes).
-    fn connect(&self, budget: Duration) -> std::io::Result<Client> {
+    fn connect(&self, slot: usize, budget: Duration) -> std::io::Result<Client> {
         let start = Instant::now();
         let budget = budget.max(MIN_CONNECT);
         let mut last = None;
@@ -163,12 +166,10 @@ impl Link {
         c.set_timeout(Some(self.timeout.max(Duration::from_secs(1))))?;
         if let Ok(s) = c.try_clone_stream() {
             let mut sockets = self.sockets.lock().unwrap();
-            // Keep only live ones: a reconnect replaces a dead socket.
-            sockets.retain(|s| s.peer_addr().is_ok());
             if self.aborted.load(Ordering::SeqCst) {
                 let _ = s.shutdown(Shutdown::Both);
             }
-            sockets.push(s);
+            sockets[slot] = Some(s);
         }
         Ok(c)
     }
@@ -185,7 +186,13 @@ impl Link {
     pub fn abort(&self) {
         self.stop_waiting();
         self.aborted.store(true, Ordering::SeqCst);
-        for s in self.sockets.lock().unwrap().drain(..) {
+        for s in self
+            .sockets
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter_map(Option::take)
+        {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
@@ -205,7 +212,7 @@ impl Link {
     pub fn connect_patiently(&self, give_up: impl Fn() -> bool) -> Result<(), String> {
         let mut logged = false;
         loop {
-            match self.connect(self.timeout) {
+            match self.connect(0, self.timeout) {
                 Ok(c) => {
                     self.conns[0].lock().unwrap().client = Some(c);
                     return Ok(());
@@ -284,7 +291,7 @@ impl Link {
             if st.client.is_none() {
                 // What is left of the timeout in this outage (then MIN_CONNECT).
                 let since = self.down_since.lock().unwrap().unwrap_or(start);
-                match self.connect(timeout.saturating_sub(since.elapsed())) {
+                match self.connect(st.slot, timeout.saturating_sub(since.elapsed())) {
                     Ok(c) => {
                         fresh = true;
                         if self.stopping() {
