@@ -194,3 +194,45 @@ fn names_removed_on_one_node_are_gone_on_the_other() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The kernel sends FUSE RELEASE after close(2) has returned, so a node's close reaches the
+/// Librarian a little later. A file closed on one node must still be removable, renamable over
+/// and shrinkable on the other at once (CI once failed on exactly this with EBUSY). The test
+/// widens that window on purpose: node a's daemon is frozen while the file is closed and thawed
+/// 150 ms later, while node b is already asking.
+#[test]
+fn a_file_closed_on_one_node_is_free_at_once_on_the_other() {
+    use std::io::Write;
+    let c = Cluster::two(&[]);
+    let (a, b) = (c.node(0), c.node(1));
+    let a_pid = a.pid().unwrap() as i32;
+    // The first close gets FLUSH's ENOSYS, after which the kernel closes without asking.
+    std::fs::write(a.path("warm-up"), b"x").unwrap();
+    type Change = fn(&Node) -> std::io::Result<()>;
+    let changes: [(&str, Change); 3] = [
+        ("unlink", |b| std::fs::remove_file(b.path("f"))),
+        ("rename over", |b| std::fs::rename(b.path("g"), b.path("f"))),
+        ("shrink", |b| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(b.path("f"))?
+                .set_len(1)
+        }),
+    ];
+    for (what, change) in changes {
+        std::fs::write(a.path("g"), b"g").unwrap();
+        let mut f = std::fs::File::create(a.path("f")).unwrap();
+        f.write_all(&pattern(1, 0, 10_000)).unwrap();
+        unsafe { libc::kill(a_pid, libc::SIGSTOP) };
+        drop(f);
+        let thaw = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            unsafe { libc::kill(a_pid, libc::SIGCONT) };
+        });
+        let r = change(b);
+        thaw.join().unwrap();
+        if let Err(e) = r {
+            panic!("{what} on node b of a file just closed on node a: {e}");
+        }
+    }
+}

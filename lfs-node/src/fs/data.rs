@@ -11,6 +11,7 @@ use crate::zeroing::PENDING_ZERO_PREFIX;
 use fuser::Errno;
 use serde_json::{json, Value};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 pub struct OpenShelf {
     pub id: u64,
@@ -288,21 +289,19 @@ impl LfsFs {
     /// `resize_shelf`, queuing the pending-zero shelf a shrink produces.
     fn resize_path(&self, path: &str, id: u64, size: u64) -> Res<()> {
         self.within_pool(size)?;
-        let v = self
-            .link
-            .call(
-                "resize_shelf",
-                json!({"path": path, "id": id, "size_bytes": size, "zero_enabled": true}),
-            )
-            .map_err(|e| {
-                // "Cannot shrink multiply-opened shelf": another node has it open. EMFILE would
-                // read as "too many open files" to a POSIX program; EBUSY says what it is.
-                if e.errno == libc::EMFILE {
-                    Errno::EBUSY
-                } else {
-                    errno(e)
-                }
-            })?;
+        let params = json!({"path": path, "id": id, "size_bytes": size, "zero_enabled": true});
+        let mut reply = None;
+        // "Cannot shrink multiply-opened shelf" (EMFILE): another node has it open, or has just
+        // closed it and its RELEASE is still on the way.
+        within_close_grace(|| match self.link.call("resize_shelf", params.clone()) {
+            Err(e) if e.errno == libc::EMFILE => Ok(true),
+            r => {
+                reply = Some(r.map_err(errno)?);
+                Ok(false)
+            }
+        })?;
+        // EMFILE would read as "too many open files" to a POSIX program; EBUSY says what it is.
+        let v = reply.ok_or(Errno::EBUSY)?;
         if let Some(z) = v.get("z_shelf_path").and_then(Value::as_str) {
             self.zeroer.queue(z.to_string());
         }
@@ -348,22 +347,18 @@ impl LfsFs {
             .map_or(0, |o| o.read().unwrap().handles)
     }
 
-    /// Is the shelf open anywhere (this node or another)?
+    /// Is the shelf open anywhere (this node or another), after the close grace?
     fn open_anywhere(&self, id: u64) -> Res<bool> {
-        // The kernel sends RELEASE after close(2) has returned: give a just-closed file a moment,
-        // so that `close(fd); unlink(path)` does not fail with EBUSY.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        while self.local_opens(id) > 0 {
-            if std::time::Instant::now() > deadline {
+        within_close_grace(|| {
+            if self.local_opens(id) > 0 {
                 return Ok(true);
             }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        let v = self.call("list_open_shelves", json!({}))?;
-        Ok(v.as_array()
-            .into_iter()
-            .flatten()
-            .any(|o| o.get("shelf_id").and_then(Value::as_u64) == Some(id)))
+            let v = self.call("list_open_shelves", json!({}))?;
+            Ok(v.as_array()
+                .into_iter()
+                .flatten()
+                .any(|o| o.get("shelf_id").and_then(Value::as_u64) == Some(id)))
+        })
     }
 
     /// LFS unlink of a file (spec §1.9): EBUSY while open anywhere; an empty file is destroyed, a
@@ -390,5 +385,29 @@ impl LfsFs {
         }
         self.zeroer.queue(zpath);
         Ok(())
+    }
+}
+
+/// How long a shelf may stay open before unlink, rename over it or shrinking it fails with EBUSY.
+///
+/// The kernel sends FUSE RELEASE after close(2) has returned, and the node then tells the
+/// Librarian. So `close(fd)` on one node followed at once by `unlink(path)` on the same or another
+/// node races with that close; without a grace it fails now and then (it did in CI).
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Asks `busy` until it says no or `CLOSE_GRACE` has passed, backing off from 1 ms to 32 ms;
+/// returns its last answer.
+fn within_close_grace(mut busy: impl FnMut() -> Res<bool>) -> Res<bool> {
+    let deadline = Instant::now() + CLOSE_GRACE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if !busy()? {
+            return Ok(false);
+        }
+        if Instant::now() >= deadline {
+            return Ok(true);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(32));
     }
 }
