@@ -493,6 +493,25 @@ fn down_after_sigkill_of_up_leaves_nothing() {
     assert!(!ct.engine.containers().is_empty());
     assert!(!cluster_processes(&dir).is_empty());
 
+    // `fame down` while the engine cannot be reached: one clear error, the host's processes
+    // (the Librarian) are stopped all the same, and the files stay for the next `fame down`.
+    let out = ct
+        .command(&["down", "k"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let err = failed(&out, "fame down without its engine");
+    assert!(
+        err.contains("could not be stopped")
+            && err.contains("/nonexistent/docker.sock")
+            && err.contains("run `fame down` again"),
+        "{err}"
+    );
+    let left = cluster_processes(&dir);
+    assert!(left.is_empty(), "host processes of k left: {left:?}");
+    assert!(!ct.engine.containers().is_empty());
+    assert!(dir.join("state.json").exists());
+
     let out = ct.ok(&["down", "k"]);
     assert!(out.contains("removed"), "{out}");
     ct.assert_engine_empty();

@@ -83,6 +83,9 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
     }
     let mut state = state.ok();
     let mut stopped = 0;
+    // The nodes' error (say, a container engine that is not running), reported once the host's
+    // processes are stopped too: the Librarian is not left running because of it.
+    let mut nodes_error = None;
 
     if let Some(st) = &state {
         if let Some(b) = backend::by_name(&st.settings.backend) {
@@ -90,7 +93,10 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
             // A daemon says goodbye to the Librarian as it unmounts; without a Librarian that
             // only waits for a timeout, so do not wait long for it.
             let librarian_up = st.librarian.is_some_and(|l| l.is_alive());
-            stopped += b.stop(&nodes, if librarian_up { GRACE } else { SHORT_GRACE })?;
+            match b.stop(&nodes, if librarian_up { GRACE } else { SHORT_GRACE }) {
+                Ok(n) => stopped += n,
+                Err(e) => nodes_error = Some(e),
+            }
         }
         for (what, p) in [("the Librarian", st.librarian), ("the LMP", st.lmp)] {
             let Some(p) = p.filter(procs::ProcRef::is_alive) else {
@@ -112,6 +118,11 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
             "processes {:?} did not stop even after SIGKILL",
             left.iter().map(|p| p.pid).collect::<Vec<_>>()
         );
+    }
+    if let Some(e) = nodes_error {
+        return Err(e.context(format!(
+            "the nodes of {name} could not be stopped (its host processes were; its files are kept)"
+        )));
     }
     // Our design leaves no mount on the host, but never delete files through one.
     for m in cluster::mounts_below(&paths.dir) {
