@@ -320,6 +320,32 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(text(&out.stdout), "THROUGH STDIN\n");
+    // A signal to `fame exec` reaches the command (`docker exec` would leave it running).
+    let mut child = ct
+        .command(&[
+            "exec",
+            "--name",
+            "ct",
+            "node01",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 300",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "started\n");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let ps = ct.ok(&["exec", "--name", "ct", "node01", "--", "ps"]);
+    assert!(!ps.contains("sleep 300"), "{ps}");
     assert_eq!(
         ct.ok(&["exec", "--name", "ct", "node01", "--", "hostname"]),
         "node01\n"

@@ -1,5 +1,9 @@
 //! `fame exec` on a container node: a Docker exec whose output goes to fame's stdout and stderr,
 //! whose input is fame's stdin, and whose exit status becomes fame's.
+//!
+//! SIGINT, SIGTERM and SIGHUP sent to fame are passed on to the command, as they reach it on the
+//! other backends (where fame becomes the command). `docker exec` does not do this: a command
+//! whose client was interrupted runs on in the container.
 
 use super::engine::{message, Engine};
 use anyhow::{anyhow, Result};
@@ -9,6 +13,11 @@ use futures_util::StreamExt;
 use std::ffi::OsString;
 use std::io::Write;
 use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Set in the command's environment to tell it from any other process with its pid: the engine
+/// reports host pids, but a remote engine's pid means nothing here.
+const EXEC_TOKEN_ENV: &str = "FAME_EXEC_TOKEN";
 
 /// Runs `argv` in the container `name` (node `node`) and returns its exit status.
 pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result<i32> {
@@ -17,7 +26,24 @@ pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let docker = engine.docker.clone();
+    let token = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
     engine.run(async move {
+        // Before the command starts, so that a signal in between is not lost.
+        let mut signals = Vec::new();
+        for kind in [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ] {
+            signals.push(signal(kind).map_err(|e| anyhow!("cannot catch signals: {e}"))?);
+        }
         let exec = docker
             .create_exec(
                 name,
@@ -27,10 +53,10 @@ pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result
                     attach_stderr: Some(true),
                     tty: Some(false),
                     cmd: Some(cmd.clone()),
-                    env: Some(vec![format!(
-                        "{}={node}",
-                        crate::backend::process::NODE_ENV
-                    )]),
+                    env: Some(vec![
+                        format!("{}={node}", crate::backend::process::NODE_ENV),
+                        format!("{EXEC_TOKEN_ENV}={token}"),
+                    ]),
                     working_dir: Some("/".to_string()),
                     ..Default::default()
                 },
@@ -81,7 +107,21 @@ pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result
         });
         let mut stdout = std::io::stdout();
         let mut stderr = std::io::stderr();
-        while let Some(item) = output.next().await {
+        let mut pid = None;
+        loop {
+            let caught =
+                futures_util::future::select_all(signals.iter_mut().map(|s| Box::pin(s.recv())));
+            let item = tokio::select! {
+                item = output.next() => item,
+                (_, which, _) = caught => {
+                    if pid.is_none() {
+                        pid = command_pid(&docker, &exec.id, &token).await;
+                    }
+                    forward(pid, which, node);
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
             match item.map_err(|e| anyhow!("{node}: lost the command's output: {}", message(&e)))? {
                 LogOutput::StdOut { message } | LogOutput::Console { message } => {
                     stdout.write_all(&message)?;
@@ -105,4 +145,36 @@ pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result
         // 126/127: the engine could not run it (not executable / not found), as a shell says.
         Ok(inspect.exit_code.unwrap_or(1) as i32)
     })
+}
+
+/// The host pid of the exec's command, when it is a process of this host carrying `token`.
+async fn command_pid(docker: &bollard::Docker, exec: &str, token: &str) -> Option<i32> {
+    let pid = docker
+        .inspect_exec(exec)
+        .await
+        .ok()?
+        .pid
+        .filter(|p| *p > 0)? as i32;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let wanted = format!("{EXEC_TOKEN_ENV}={token}");
+    environ
+        .split(|b| *b == 0)
+        .any(|v| v == wanted.as_bytes())
+        .then_some(pid)
+}
+
+/// Passes the `which`th caught signal (SIGINT, SIGTERM, SIGHUP) on to the command.
+fn forward(pid: Option<i32>, which: usize, node: &str) {
+    use rustix::process::{kill_process, Pid, Signal};
+    let sig = [Signal::INT, Signal::TERM, Signal::HUP][which];
+    match pid.and_then(Pid::from_raw) {
+        Some(p) => {
+            if let Err(e) = kill_process(p, sig) {
+                tracing::warn!("{node}: cannot pass {sig:?} on to pid {p:?}: {e}");
+            }
+        }
+        None => eprintln!(
+            "fame: {node}: the command is not a process of this host (a remote engine?), so the signal cannot reach it; it runs on"
+        ),
+    }
 }
