@@ -13,6 +13,7 @@
 //! destroy...) can accept the "already done" error that a second execution gives.
 
 use librarian::client::{Client, ClientError};
+use librarian::connection::STOPPING_ERRNO;
 use serde_json::Value;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,9 +46,6 @@ impl std::fmt::Display for LinkError {
 impl std::error::Error for LinkError {}
 
 pub type LinkResult = Result<Value, LinkError>;
-
-/// The Librarian's reply to requests it received while stopping (it did not run them).
-const LIBRARIAN_STOPPING: &str = "the server is stopping";
 
 /// How long a call made while stopping waits for a reply on a new connection.
 const STOPPING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -332,8 +330,8 @@ impl Link {
                 Ok(v) => return Ok((v, sent > 1)),
                 // A Librarian that is shutting down drops queued requests unexecuted with this
                 // reply: the same as a lost connection, so wait for its successor.
-                Err(ClientError::Remote { msg, .. })
-                    if msg == LIBRARIAN_STOPPING && self.stopping() =>
+                Err(ClientError::Remote { errno, .. })
+                    if errno == STOPPING_ERRNO && self.stopping() =>
                 {
                     return Err(LinkError {
                         errno: libc::EIO,
@@ -341,7 +339,7 @@ impl Link {
                         resent: sent > 1,
                     });
                 }
-                Err(ClientError::Remote { msg, .. }) if msg == LIBRARIAN_STOPPING => {
+                Err(ClientError::Remote { errno, .. }) if errno == STOPPING_ERRNO => {
                     tracing::warn!(
                         "the Librarian is stopping; {command} waits for it to come back"
                     );

@@ -114,11 +114,16 @@ impl ReplyTo {
     }
 }
 
+/// The reply to a request the server received but did not run because it is stopping: errno
+/// ESHUTDOWN, which no command returns, so that clients can tell it from a failed command and
+/// send the request again to the next server.
+pub const STOPPING_ERRNO: i32 = libc::ESHUTDOWN;
+
 impl Drop for ReplyTo {
     fn drop(&mut self) {
         if !self.sent {
             self.finish(
-                Err(CmdError::new(libc::EIO, "the server is stopping")),
+                Err(CmdError::new(STOPPING_ERRNO, "the server is stopping")),
                 false,
             );
         }
