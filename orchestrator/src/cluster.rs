@@ -100,6 +100,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// The cluster directory registered as `name`, if any.
 pub fn resolve(name: &str) -> Option<PathBuf> {
+    // `..` or `a/b` would reach outside FAME_HOME.
+    check_name(name).ok()?;
     let e = entry(name);
     let meta = std::fs::symlink_metadata(&e).ok()?;
     if meta.file_type().is_symlink() {
@@ -192,5 +194,73 @@ mod tests {
     fn mountinfo_escapes() {
         assert_eq!(unescape_mount_path("/a\\040b"), PathBuf::from("/a b"));
         assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
+    }
+}
+
+/// The exclusive right to change the cluster `name` (up, down, reload, rebuild), until dropped.
+///
+/// Two `fame` commands changing one cluster at once (two `fame up --name x`, or a `fame down`
+/// while `fame up` is still starting nodes) would interleave their steps and leave a cluster
+/// that neither of them describes. So each holds an exclusive `flock` on `FAME_HOME/.NAME.lock`,
+/// and a second one is refused at once with the holder's command and pid. The kernel drops the
+/// lock when its holder exits however it exits, so a killed `fame` never leaves a cluster locked.
+/// The holder removes the file as it lets go, so `FAME_HOME` keeps no lock files.
+#[derive(Debug)]
+pub struct ClusterLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl ClusterLock {
+    /// Takes the lock for `verb` (`fame up`...), or says who holds it.
+    pub fn acquire(name: &str, verb: &str) -> Result<ClusterLock> {
+        use rustix::fs::{flock, FlockOperation};
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        check_name(name).map_err(anyhow::Error::msg)?;
+        let home = fame_home();
+        std::fs::create_dir_all(&home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        let path = home.join(format!(".{name}.lock"));
+        loop {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open the cluster lock {}", path.display()))?;
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let holder = holder.trim();
+                    anyhow::bail!(
+                        "cluster {name} is busy: {} is changing it; wait for it to end (or stop it), then run this again",
+                        if holder.is_empty() { "another fame" } else { holder }
+                    );
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
+            }
+            // The holder before us may have removed the file between our open and our lock:
+            // then we hold a lock nobody else can see; take the file that is there now.
+            let ours = file.metadata()?;
+            let same = std::fs::metadata(&path)
+                .is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev());
+            if !same {
+                continue;
+            }
+            file.set_len(0)?;
+            write!(file, "`{verb}` (pid {})", std::process::id())?;
+            return Ok(ClusterLock { _file: file, path });
+        }
+    }
+}
+
+impl Drop for ClusterLock {
+    fn drop(&mut self) {
+        // Removed while still held (see `acquire` for why that is safe).
+        let _ = std::fs::remove_file(&self.path);
     }
 }

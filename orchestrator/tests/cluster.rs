@@ -535,6 +535,81 @@ fn a_busy_port_and_a_name_in_use_are_refused() {
 }
 
 #[test]
+fn a_cluster_being_changed_is_busy_for_every_other_command() {
+    let home = Home::new();
+    let port = free_port().to_string();
+    let mut up = home
+        .command(&[
+            "up", "--name", "busy", "--nodes", "4", "--fam", "1G", "--port", &port,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Frozen while it holds the cluster's lock, so that it is surely still at work.
+    let lock = home.path().join(".busy.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("fame up")) {
+        assert!(up.try_wait().unwrap().is_none(), "fame up ended early");
+        assert!(std::time::Instant::now() < deadline, "no lock within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    unsafe { libc::kill(up.id() as i32, libc::SIGSTOP) };
+    let holder = format!("`fame up` (pid {})", up.id());
+    for args in [
+        &["down", "busy"][..],
+        &["reload", "busy"][..],
+        &["rebuild", "busy"][..],
+        &["up", "--name", "busy", "--fam", "1G"][..],
+    ] {
+        let err = home.run(args);
+        let text = String::from_utf8_lossy(&err.stderr);
+        assert!(!err.status.success(), "fame {args:?} passed while busy");
+        // reload and rebuild may find no state yet; down and up must see the lock.
+        if args[0] == "down" || args[0] == "up" {
+            assert!(
+                text.contains(&format!("cluster busy is busy: {holder} is changing it")),
+                "fame {args:?}: {text}"
+            );
+        }
+    }
+    unsafe { libc::kill(up.id() as i32, libc::SIGCONT) };
+    assert!(
+        up.wait().unwrap().success(),
+        "fame up failed after the wait"
+    );
+    assert!(home.ok(&["status", "busy"]).contains(": up"));
+    home.ok(&["down", "busy"]);
+    // The lock file goes with the cluster.
+    assert!(home.entries().is_empty(), "{:?}", home.entries());
+}
+
+#[test]
+fn down_of_what_is_not_a_cluster_removes_nothing() {
+    let home = Home::new();
+    // A name reaching outside FAME_HOME is no cluster at all (it was FAME_HOME's parent).
+    let out = home.ok(&["down", ".."]);
+    assert!(out.contains("no cluster named .."), "{out}");
+    // A directory of the user's in FAME_HOME, with a name fame uses inside clusters.
+    let mine = home.cluster_dir("mine");
+    std::fs::create_dir_all(mine.join("logs")).unwrap();
+    std::fs::write(mine.join("logs/notes.txt"), "keep").unwrap();
+    std::fs::write(mine.join("thesis.tex"), "keep").unwrap();
+    let err = home.fails(&["down", "mine"]);
+    assert!(
+        err.contains("has no state.json and holds files fame does not make (thesis.tex)")
+            && err.contains("nothing was removed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("logs/notes.txt")).unwrap(),
+        "keep"
+    );
+    std::fs::remove_dir_all(&mine).unwrap();
+    assert!(home.entries().is_empty(), "{:?}", home.entries());
+}
+
+#[test]
 fn a_failure_midway_rolls_back_everything_it_started() {
     let home = Home::new();
     // With no time at all to wait, `up` fails after it started the Librarian (and maybe nodes).

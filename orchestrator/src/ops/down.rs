@@ -38,7 +38,9 @@ pub fn down(name: Option<&str>, all: bool, keep_fam: bool) -> Result<()> {
             println!("no cluster named {name}: nothing to do");
             continue;
         };
-        match teardown(name, &dir, keep_fam) {
+        let result = cluster::ClusterLock::acquire(name, "fame down")
+            .and_then(|_lock| teardown(name, &dir, keep_fam));
+        match result {
             Ok(r) => println!(
                 "cluster {name}: stopped {} process(es); {} ({})",
                 r.stopped,
@@ -79,6 +81,7 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
     tracing::info!("fame down {name} (keep_fam: {keep_fam})");
     let state = ClusterState::load(&paths.state());
     if let Err(e) = &state {
+        only_fame_files(&paths)?;
         tracing::warn!("{e:#}; cleaning up by scanning /proc");
     }
     let mut state = state.ok();
@@ -189,6 +192,45 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
             .with_context(|| format!("cannot remove {}", entry.display()))?;
     }
     Ok(Report { stopped })
+}
+
+/// What `fame up` and the backends make in a cluster directory (besides `state.json`).
+const FAME_FILES: &[&str] = &[
+    "nodes",
+    "logs",
+    "proxy",
+    "librarian.db",
+    "librarian.db-wal",
+    "librarian.db-shm",
+    "librarian.db-journal",
+    "node_fame.ini",
+    "fam",
+    "lmp.pid",
+    "state.json.tmp",
+    "container.json",
+];
+
+/// Without a state file, a directory is torn down only if all it holds is what `fame up`
+/// makes: `fame down NAME` of a directory that is not a cluster removes nothing of the user's.
+fn only_fame_files(paths: &ClusterPaths) -> Result<()> {
+    let foreign: Vec<String> = std::fs::read_dir(&paths.dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| {
+                    !FAME_FILES.contains(&n.as_str()) && !n.starts_with(".librarian.db.tmp-")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !foreign.is_empty() {
+        bail!(
+            "{} has no state.json and holds files fame does not make ({}): it is not a fame cluster, so nothing was removed; if it was one, remove it by hand",
+            paths.dir.display(),
+            foreign.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Removes exactly the files `fame up` creates (so a `--dir` holding other files keeps them).

@@ -29,6 +29,8 @@ pub struct Plan {
     /// Held from choosing the ports until the processes using them listen (see
     /// [`crate::ports`]); `fame up` drops it then.
     pub port_lock: Option<PortLock>,
+    /// Held until `fame up` is done, its rollback included (see [`cluster::ClusterLock`]).
+    pub _cluster_lock: cluster::ClusterLock,
 }
 
 pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
@@ -47,6 +49,8 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     let geometry = Geometry::new(s.nodes, s.fam_bytes, s.book_size).map_err(anyhow::Error::msg)?;
     check_root()?;
     check_fuse(Path::new("/dev/fuse"))?;
+    // Before the name is found free, so that no other `fame` can take it after the check.
+    let cluster_lock = cluster::ClusterLock::acquire(&s.name, "fame up")?;
     check_name_free(s)?;
     let bins = Bins::locate(s.bin_dir.as_deref())?;
     bins.check(bins::ALL)?;
@@ -73,6 +77,7 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
         bins,
         backend,
         port_lock: Some(port_lock),
+        _cluster_lock: cluster_lock,
     })
 }
 

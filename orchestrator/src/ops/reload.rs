@@ -15,6 +15,7 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
     crate::progress::catch_interrupts();
     let t0 = Instant::now();
     let mut c = super::load(name)?;
+    let _lock = crate::cluster::ClusterLock::acquire(&c.name, "fame reload")?;
     // Checked before anything is stopped, so a missing binary costs nothing.
     let wanted = bin_dir
         .map(Path::to_path_buf)
@@ -87,7 +88,11 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
 pub fn rebuild(name: Option<&str>) -> Result<()> {
     let c = super::load(name)?;
     let settings = c.state.settings.clone();
-    super::down::teardown(&c.name, &c.paths.dir, false)?;
+    {
+        // `up` takes it again for itself.
+        let _lock = crate::cluster::ClusterLock::acquire(&c.name, "fame rebuild")?;
+        super::down::teardown(&c.name, &c.paths.dir, false)?;
+    }
     println!("cluster {}: torn down; bringing it up again", c.name);
     super::up::up(settings)
 }
