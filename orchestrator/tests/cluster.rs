@@ -584,6 +584,52 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
     assert!(home.entries().is_empty(), "{:?}", home.entries());
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM during `fame up`: it rolls back by itself, leaving nothing.
+#[test]
+fn an_interrupted_up_rolls_back_everything_it_started() {
+    let home = Home::new();
+    let dir = home.cluster_dir("int");
+    // Once after the Librarian started, once while the nodes start.
+    for (signal, after) in [
+        (libc::SIGINT, "logs/librarian.log"),
+        (libc::SIGTERM, "nodes/node05"),
+    ] {
+        let port = free_port().to_string();
+        let mut up = home
+            .command(&[
+                "up", "--name", "int", "--nodes", "8", "--fam", "1G", "--port", &port,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !dir.join(after).exists() {
+            assert!(up.try_wait().unwrap().is_none(), "fame up ended early");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {after} within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        unsafe { libc::kill(up.id() as i32, signal) };
+        let out = up.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "fame up passed despite {signal}");
+        assert!(
+            err.contains("removing everything it started") && err.contains("interrupted"),
+            "{err}"
+        );
+        let fp = Footprint {
+            dir: dir.clone(),
+            procs: vec![],
+            namespaces: vec![],
+        };
+        assert_gone(&fp);
+        assert!(home.entries().is_empty(), "{:?}", home.entries());
+    }
+}
+
 #[test]
 fn down_of_what_is_not_a_cluster_removes_nothing() {
     let home = Home::new();
