@@ -398,6 +398,27 @@ fn a_missing_database_is_an_error_not_a_crash() {
     assert!(serde_json::from_str::<Value>(&body).is_ok());
 }
 
+/// A database another program holds locked (an fsck repair, a book-register --force) is a 503
+/// with the reason, after the 2 s busy wait, and the LMP answers again once it is free.
+#[test]
+fn a_locked_database_is_a_503_then_recovers() {
+    let mut srv = Server::start(FOUR_NODES);
+    srv.stop();
+    // Taken before the LMP opens the database (WAL readers that are open keep others from it).
+    let holder = rusqlite::Connection::open(&srv.db).unwrap();
+    holder
+        .execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE books SET allocated = allocated;")
+        .unwrap();
+    let lmp = Lmp::start(&srv);
+    let (status, _, body) = lmp.get("/lmp/global/", Some(JSON_V1));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("locked"), "{body}");
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    let v = lmp.json("/lmp/global/");
+    assert!(v.is_object(), "{v}");
+}
+
 /// Loads the dashboard in headless Chromium against a live Librarian and checks that the DOM, after
 /// the page's own script fetched the data, shows the real figures. Saves a screenshot as an artifact.
 #[test]
