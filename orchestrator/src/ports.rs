@@ -33,14 +33,20 @@ pub struct PortLock {
     _file: File,
 }
 
+/// How long `fame up` waits for the port lock: its holder needs it for seconds (until its
+/// Librarian and LMP listen); one that holds it much longer is stuck (or frozen).
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
 impl PortLock {
     /// Waits for the lock (another `fame up` holds it only until its Librarian and LMP listen).
     pub fn acquire() -> Result<PortLock> {
         use rustix::fs::{flock, FlockOperation};
+        use std::io::Write;
         let path = lock_path();
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&path)
             .with_context(|| {
@@ -49,11 +55,26 @@ impl PortLock {
                     path.display()
                 )
             })?;
+        let deadline = std::time::Instant::now() + WAIT_LIMIT;
         loop {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(PortLock { _file: file }),
+                Ok(()) => {
+                    // Who holds it, for the message of those who wait too long.
+                    file.set_len(0)?;
+                    write!(file, "pid {}", std::process::id())?;
+                    return Ok(PortLock { _file: file });
+                }
                 Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
                     check_interrupt()?;
+                    if std::time::Instant::now() > deadline {
+                        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                        anyhow::bail!(
+                            "another fame up ({}) has held the port lock {} for over {} s, so it is stuck: stop it and try again",
+                            if holder.is_empty() { "pid unknown" } else { holder.trim() },
+                            path.display(),
+                            WAIT_LIMIT.as_secs()
+                        );
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),

@@ -546,15 +546,32 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Frozen while it holds the cluster's lock, so that it is surely still at work.
+    // Frozen while it holds the cluster's lock, so that it is surely still at work: once it
+    // starts nodes (it has let go of the machine's port lock then, which other tests' `fame up`s
+    // wait for), and thawed however this test ends.
     let lock = home.path().join(".busy.lock");
+    let first_node = home.cluster_dir("busy").join("nodes/node01");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("fame up")) {
+    while !first_node.exists() {
         assert!(up.try_wait().unwrap().is_none(), "fame up ended early");
-        assert!(std::time::Instant::now() < deadline, "no lock within 30 s");
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no node01 within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     unsafe { libc::kill(up.id() as i32, libc::SIGSTOP) };
+    struct Thaw(i32);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let thaw = Thaw(up.id() as i32);
+    assert!(
+        std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("fame up")),
+        "no lock file naming fame up while it runs"
+    );
     let holder = format!("`fame up` (pid {})", up.id());
     for args in [
         &["down", "busy"][..],
@@ -573,7 +590,7 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
             );
         }
     }
-    unsafe { libc::kill(up.id() as i32, libc::SIGCONT) };
+    drop(thaw);
     assert!(
         up.wait().unwrap().success(),
         "fame up failed after the wait"

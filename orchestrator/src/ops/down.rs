@@ -34,12 +34,26 @@ pub fn down(name: Option<&str>, all: bool, keep_fam: bool) -> Result<()> {
     let mut failed = vec![];
     for name in &names {
         let t = Instant::now();
+        // Taken before looking: a `fame up` that has not registered the cluster yet holds it.
+        // (Without FAME_HOME, no `fame up` is at work: it makes FAME_HOME as it locks.)
+        let lock = if cluster::fame_home().is_dir() && cluster::check_name(name).is_ok() {
+            match cluster::ClusterLock::acquire(name, "fame down") {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("fame: {e:#}");
+                    failed.push(name.clone());
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         let Some(dir) = cluster::resolve(name) else {
             println!("no cluster named {name}: nothing to do");
             continue;
         };
-        let result = cluster::ClusterLock::acquire(name, "fame down")
-            .and_then(|_lock| teardown(name, &dir, keep_fam));
+        let result = teardown(name, &dir, keep_fam);
+        drop(lock);
         match result {
             Ok(r) => println!(
                 "cluster {name}: stopped {} process(es); {} ({})",

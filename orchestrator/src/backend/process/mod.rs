@@ -270,6 +270,13 @@ impl Backend for ProcessBackend {
         move_into_link_name_space(mnt.as_fd(), Some(LinkNameSpaceType::Mount))
             .with_context(|| format!("{}: cannot enter its mount namespace", node.name))?;
         std::env::set_current_dir("/")?;
+        // Checked again now that we are inside: a `fame down` that stopped the node meanwhile
+        // did not see us (we carry the cluster's mark only from the exec on), and the command
+        // would live on in the dead node. Past this check, `down` still finds the command by its
+        // mark: it looks for marked processes only after the node's have gone.
+        if !p.is_alive() {
+            bail!("{} stopped while fame was entering it", node.name);
+        }
         let err = Command::new(&argv[0])
             .args(&argv[1..])
             .env(MARKER_ENV, cluster_dir)
