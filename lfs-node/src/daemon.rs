@@ -66,6 +66,11 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     })
 }
 
+/// Whether a FUSE file system is mounted exactly at `mp`.
+fn is_fuse_mount(mp: &Path) -> bool {
+    mounted_fstype(mp).is_some_and(|t| t.starts_with("fuse"))
+}
+
 /// The file system type mounted exactly at `mp`, if any (from /proc/self/mountinfo).
 fn mounted_fstype(mp: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -97,7 +102,7 @@ fn prepare_mountpoint(mp: &Path) -> Result<()> {
         Err(e) => bail!("cannot use --mountpoint {}: {e}", mp.display()),
         Ok(m) if !m.is_dir() => bail!("--mountpoint {} is not a directory", mp.display()),
         Ok(_) => {
-            if mounted_fstype(mp).is_some_and(|t| t.starts_with("fuse")) {
+            if is_fuse_mount(mp) {
                 bail!(
                     "--mountpoint {} is already a live FUSE mount (another lfs-node?): stop that daemon first or choose another mount point",
                     mp.display()
@@ -264,13 +269,14 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     // thread of this process waiting on its own mount is stuck for good if the process is killed
     // meanwhile, since the kernel waits uninterruptibly for an answer that the threads killed with
     // it would have sent (only an abort through fusectl then ends it).
-    let started = match mounted_fstype(&mp) {
-        Some(t) if t.starts_with("fuse") => Ok(()),
-        other => Err(anyhow!(
+    let started = if is_fuse_mount(&mp) {
+        Ok(())
+    } else {
+        Err(anyhow!(
             "{} did not come up as a FUSE mount (mount table says {:?})",
             mp.display(),
-            other
-        )),
+            mounted_fstype(&mp)
+        ))
     }
     .and_then(|()| match &args.pid_file {
         Some(p) if !stopped() => std::fs::write(p, format!("{}\n", std::process::id()))

@@ -271,8 +271,12 @@ impl Engine {
         if !READ_ONLY.contains(&req.command.as_str()) && queued.load(Ordering::SeqCst) > 0 {
             return Err((req, to));
         }
-        let Ok(mut e) = engine.try_lock() else {
-            return Err((req, to));
+        // A poisoned engine is used as the engine thread uses it (see `lock`), not taken as busy
+        // for good, which would silently end inline runs.
+        let mut e = match engine.try_lock() {
+            Ok(e) => e,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err((req, to)),
         };
         let mut batch = vec![(req, to)];
         let mut replies = Vec::with_capacity(1);
