@@ -71,11 +71,19 @@ fn the_dashboard_shows_the_clusters_real_numbers() {
             "--",
             "sh",
             "-c",
-            "exec 3</lfs/data; sleep 30",
+            "exec 3</lfs/data; echo open; exec sleep 30",
         ])
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // open(2) returns once the Librarian has recorded the open.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "open\n");
 
     let dir = home.cluster_dir("dash");
     let st = state(&dir);

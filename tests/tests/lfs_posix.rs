@@ -461,18 +461,21 @@ fn daemon_life_cycle_and_bad_input() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // Signalled once it says it waits (its first attempt), however slow its start-up is.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    while !stderr.contains("cannot reach the Librarian") {
+        let n = std::io::BufRead::read_line(&mut err, &mut stderr).unwrap();
+        assert!(n > 0, "lfs-node ended without waiting: {stderr}");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    err.read_to_string(&mut stderr).unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success());
-    assert!(stderr.contains("cannot reach the Librarian"), "{stderr}");
+    assert!(
+        stderr.contains("stopped while waiting for the Librarian"),
+        "{stderr}"
+    );
 }
 
 /// A program that writes until the disk is full gets ENOSPC (also for a write far past the
