@@ -45,7 +45,12 @@ pub async fn run(
             }
         });
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    // Caught from now on: let through those held back since the start (a SIGTERM sent as soon
+    // as the port answered).
+    stop_signals_mask(libc::SIG_UNBLOCK);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -64,7 +69,7 @@ pub async fn run(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
         }
     }
@@ -72,4 +77,24 @@ pub async fn run(
     let _ = jobs.send(Job::Shutdown);
     let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
     Ok(())
+}
+
+/// Holds SIGTERM and SIGINT back (pending, not lost) until [`run`] catches them. Call it first
+/// thing in `main`, before any thread starts: the port accepts connections as soon as it is
+/// bound, before the server runs, and a SIGTERM sent then (by a test, or `fame down`, as soon as
+/// the port answers) would otherwise kill the process without its clean stop.
+pub fn hold_stop_signals() {
+    stop_signals_mask(libc::SIG_BLOCK);
+}
+
+/// Blocks or unblocks SIGTERM and SIGINT for the calling thread (and the threads it starts).
+fn stop_signals_mask(how: libc::c_int) {
+    // SAFETY: plain libc calls on a local, initialised signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
 }

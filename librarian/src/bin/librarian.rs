@@ -43,6 +43,8 @@ struct Args {
 }
 
 fn main() {
+    // Before anything: SIGTERM and SIGINT then wait for the server's clean stop (see there).
+    librarian::server::hold_stop_signals();
     let args = Args::parse();
     if let Err(e) = run(args) {
         eprintln!("librarian: {e:#}");
