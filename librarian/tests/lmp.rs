@@ -1,5 +1,7 @@
 //! LMP against a real Librarian: every endpoint, field by field, on a database with known content.
 
+#[path = "../../tests/src/chromium.rs"]
+mod chromium;
 mod common;
 
 use common::*;
@@ -423,10 +425,6 @@ fn a_locked_database_is_a_503_then_recovers() {
 /// the page's own script fetched the data, shows the real figures. Saves a screenshot as an artifact.
 #[test]
 fn dashboard_shows_live_numbers_in_chromium() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("chromium is not installed: run scripts/setup.sh (it installs Debian's chromium)");
     let srv =
         Server::start("[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 8B\n");
     populate(&srv);
@@ -434,28 +432,10 @@ fn dashboard_shows_live_numbers_in_chromium() {
     let profile = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}/", lmp.port);
     let run = |extra: &[&str]| {
-        Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-proxy-server",
-                "--virtual-time-budget=4000",
-                "--window-size=1200,1300",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(&url)
-            .output()
-            .unwrap()
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        chromium::load(&url, profile.path(), "1200,1300", &extra)
     };
-    let out = run(&["--dump-dom"]);
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = run(&["--dump-dom"]);
     assert!(
         dom.contains(r#"data-loaded="yes""#),
         "the dashboard script did not load its data:\n{dom}"

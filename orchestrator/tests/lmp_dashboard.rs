@@ -5,36 +5,9 @@
 mod common;
 
 use common::*;
-use std::process::Command;
-
-fn chromium() -> &'static str {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("chromium is not installed: run scripts/setup.sh (it installs Debian's chromium)")
-}
 
 fn load(url: &str, profile: &std::path::Path, extra: &[String]) -> String {
-    let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-proxy-server",
-            "--virtual-time-budget=4000",
-            "--window-size=1200,1100",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("cannot run chromium");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    fame_tests::chromium::load(url, profile, "1200,1100", extra)
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! cargo build -p librarian -p lfs-node --bins && cargo test -p fame-tests
 //! ```
 
+pub mod chromium;
 pub mod docker;
 
 use std::path::{Path, PathBuf};
