@@ -54,31 +54,43 @@ fn get_xattr(p: &Path, name: &str) -> Result<String> {
 }
 
 fn layout(p: &Path) -> Result<()> {
+    use std::io::Write;
     let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
     let l = lfs_direct::read_layout(&f, p).map_err(|e| anyhow!("{e}"))?;
-    println!(
-        "{}: {} bytes in {} book(s) of {} bytes; FAM device {}",
-        p.display(),
-        l.size,
-        l.books.len(),
-        l.book_size,
-        l.fam_path
-    );
-    println!(
-        "{:>5}  {:>18}  {:>3}  {:>8}  {:>18}  {:>13}",
-        "book", "lza", "ig", "book_num", "fam_offset", "file_offset"
-    );
-    for (i, b) in l.books.iter().enumerate() {
-        println!(
-            "{i:>5}  {:#018x}  {:>3}  {:>8}  {:#018x}  {:>13}",
-            b.lza,
-            b.ig,
-            b.book_num,
-            b.fam_offset,
-            i as u64 * l.book_size
-        );
+    let mut out = std::io::stdout().lock();
+    let written = (|| -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{}: {} bytes in {} book(s) of {} bytes; FAM device {}",
+            p.display(),
+            l.size,
+            l.books.len(),
+            l.book_size,
+            l.fam_path
+        )?;
+        writeln!(
+            out,
+            "{:>5}  {:>18}  {:>3}  {:>8}  {:>18}  {:>13}",
+            "book", "lza", "ig", "book_num", "fam_offset", "file_offset"
+        )?;
+        for (i, b) in l.books.iter().enumerate() {
+            writeln!(
+                out,
+                "{i:>5}  {:#018x}  {:>3}  {:>8}  {:#018x}  {:>13}",
+                b.lza,
+                b.ig,
+                b.book_num,
+                b.fam_offset,
+                i as u64 * l.book_size
+            )?;
+        }
+        out.flush()
+    })();
+    match written {
+        // `lfs-node layout FILE | head`: the reader has all it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write the layout to stdout"),
     }
-    Ok(())
 }
 
 fn policy(p: &Path, name: Option<&str>) -> Result<()> {
@@ -102,8 +114,13 @@ fn policy(p: &Path, name: Option<&str>) -> Result<()> {
             );
         }
     }
-    println!("{}", get_xattr(p, POLICY_XATTR)?);
-    Ok(())
+    let policy = get_xattr(p, POLICY_XATTR)?;
+    match writeln!(std::io::stdout(), "{policy}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write the policy to stdout")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn fill(p: &Path, seed: u64, size: u64, direct: bool) -> Result<()> {

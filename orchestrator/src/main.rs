@@ -9,6 +9,7 @@ mod db;
 mod geometry;
 mod logging;
 mod ops;
+mod output;
 mod ports;
 mod procs;
 mod progress;

@@ -35,6 +35,18 @@ fn four_nodes_share_one_fam_then_down_leaves_nothing() {
     ]);
     assert!(out.contains("cluster fame is ready"), "{out}");
     assert!(out.contains("fame exec node01 -- sh"), "{out}");
+    // Output to a reader that has gone (`fame status | head -1`) is dropped, not a panic.
+    for args in [&["status"][..], &["ls"][..], &["logs"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = home.command(args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !err.contains("panicked"),
+            "fame {args:?} into a closed pipe: {}\n{err}",
+            out.status
+        );
+    }
     let dir = home.cluster_dir("fame");
 
     // The configure script's INI, and the FAM file: sparse, exactly 32G, mode 0660.

@@ -135,6 +135,20 @@ fn tools_fill_verify_layout_policy() {
     assert_eq!(code, 0);
     assert!(out.contains("3 book(s) of 8388608 bytes"), "{out}");
     assert_eq!(out.lines().count(), 5, "{out}");
+    // `lfs-node layout FILE | head`: a reader that went away is no error, and no panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(bin("lfs-node"))
+        .args(["layout", &f2b])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let (code, out, _) = lfs_node(&["policy", &f1, "LocalNode"]);
     assert_eq!((code, out.trim()), (0, "LocalNode"));

@@ -7,6 +7,7 @@
 use crate::backend;
 use crate::cli::DEFAULT_NAME;
 use crate::cluster::{self, ClusterPaths};
+use crate::output::outln;
 use crate::procs;
 use crate::progress::fmt_duration;
 use crate::state::{ClusterState, Phase};
@@ -26,7 +27,7 @@ pub fn down(name: Option<&str>, all: bool, keep_fam: bool) -> Result<()> {
         vec![name.unwrap_or(DEFAULT_NAME).to_string()]
     };
     if names.is_empty() {
-        println!(
+        outln!(
             "no clusters under {}: nothing to do",
             cluster::fame_home().display()
         );
@@ -49,13 +50,13 @@ pub fn down(name: Option<&str>, all: bool, keep_fam: bool) -> Result<()> {
             None
         };
         let Some(dir) = cluster::resolve(name) else {
-            println!("no cluster named {name}: nothing to do");
+            outln!("no cluster named {name}: nothing to do");
             continue;
         };
         let result = teardown(name, &dir, keep_fam);
         drop(lock);
         match result {
-            Ok(r) => println!(
+            Ok(r) => outln!(
                 "cluster {name}: stopped {} process(es); {} ({})",
                 r.stopped,
                 if keep_fam {

@@ -4,6 +4,7 @@ use crate::backend::container::{self, engine::Engine, image};
 use crate::bins::Bins;
 use crate::cli::ImagesCmd;
 use crate::cluster;
+use crate::output::outln;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
@@ -26,9 +27,12 @@ pub fn images(cmd: Option<ImagesCmd>) -> Result<()> {
     match cmd.unwrap_or(ImagesCmd::Ls) {
         ImagesCmd::Ls => {
             let used = users();
-            println!(
+            outln!(
                 "{:<28} {:<13} {:>9} {:<20} USED BY",
-                "IMAGE", "ID", "SIZE", "CREATED"
+                "IMAGE",
+                "ID",
+                "SIZE",
+                "CREATED"
             );
             for i in image::list(&engine)? {
                 let created = date(i.created);
@@ -36,7 +40,7 @@ pub fn images(cmd: Option<ImagesCmd>) -> Result<()> {
                     .get(&i.tag)
                     .map(|v| v.join(","))
                     .unwrap_or_else(|| "-".into());
-                println!(
+                outln!(
                     "{:<28} {:<13} {:>9} {:<20} {by}",
                     i.tag,
                     i.id,
@@ -58,26 +62,26 @@ pub fn images(cmd: Option<ImagesCmd>) -> Result<()> {
             } else {
                 eprintln!("{} is in the engine already", img.tag);
             }
-            println!("{}", img.tag);
+            outln!("{}", img.tag);
         }
         ImagesCmd::Prune => {
             let used = users();
             let mut removed = 0;
             for i in image::list(&engine)? {
                 if used.contains_key(&i.tag) {
-                    println!("kept {} (used by {})", i.tag, used[&i.tag].join(","));
+                    outln!("kept {} (used by {})", i.tag, used[&i.tag].join(","));
                     continue;
                 }
                 match image::remove(&engine, &i.tag) {
                     Ok(()) => {
                         removed += 1;
-                        println!("removed {}", i.tag);
+                        outln!("removed {}", i.tag);
                     }
                     // In use by a container fame does not know (e.g. a test's): say so, go on.
-                    Err(e) => println!("kept {}: {e:#}", i.tag),
+                    Err(e) => outln!("kept {}: {e:#}", i.tag),
                 }
             }
-            println!("{removed} image(s) removed");
+            outln!("{removed} image(s) removed");
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! the state and a consistent snapshot of the database, for a bug report.
 
 use super::Loaded;
+use crate::output::outln;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,7 @@ pub fn logs(name: Option<&str>, export: Option<&Path>) -> Result<()> {
                 let size = std::fs::metadata(&path)
                     .map(|m| m.len().to_string())
                     .unwrap_or_else(|_| "missing".into());
-                println!("{label:<28} {:>10}  {}", size, path.display());
+                outln!("{label:<28} {:>10}  {}", size, path.display());
             }
             Ok(())
         }
@@ -77,7 +78,7 @@ pub fn logs(name: Option<&str>, export: Option<&Path>) -> Result<()> {
                 }
             }
             crate::db::snapshot(&c.paths.db(), &out.join("librarian.db"))?;
-            println!(
+            outln!(
                 "{}: {copied} logs, node_fame.ini, state.json and a snapshot of librarian.db",
                 out.display()
             );

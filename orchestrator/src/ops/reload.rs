@@ -3,6 +3,7 @@
 
 use super::nodes;
 use crate::bins::{self, Bins};
+use crate::output::outln;
 use crate::procs;
 use crate::progress::Steps;
 use crate::services;
@@ -76,7 +77,7 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
     c.state.phase = Phase::Up;
     c.state.timings = steps.timings.clone();
     c.state.save(&c.paths.state())?;
-    println!(
+    outln!(
         "cluster {} reloaded with the binaries in {} in {}",
         c.name,
         bins.dir.display(),
@@ -93,6 +94,6 @@ pub fn rebuild(name: Option<&str>) -> Result<()> {
         let _lock = crate::cluster::ClusterLock::acquire(&c.name, "fame rebuild")?;
         super::down::teardown(&c.name, &c.paths.dir, false)?;
     }
-    println!("cluster {}: torn down; bringing it up again", c.name);
+    outln!("cluster {}: torn down; bringing it up again", c.name);
     super::up::up(settings)
 }

@@ -4,6 +4,7 @@ use super::Loaded;
 use crate::backend::{Backend, LfsState, Probe};
 use crate::cluster::{self, ClusterPaths};
 use crate::db;
+use crate::output::outln;
 use crate::procs::ProcRef;
 use crate::size::format_size;
 use crate::state::{ClusterState, Node, Phase};
@@ -62,9 +63,9 @@ pub fn status(name: Option<&str>) -> Result<()> {
     } = super::load(name)?;
     let probes = probe_all(backend.as_ref(), &st.nodes);
     let running = probes.iter().filter(|p| p.running).count();
-    println!("cluster    {name}: {}", summary(&st, running));
-    println!("directory  {}", paths.dir.display());
-    println!(
+    outln!("cluster    {name}: {}", summary(&st, running));
+    outln!("directory  {}", paths.dir.display());
+    outln!(
         "FAM        {} {} in {} books of {} ({} per node)",
         st.fam_path.display(),
         format_size(st.settings.fam_bytes),
@@ -80,12 +81,12 @@ pub fn status(name: Option<&str>) -> Result<()> {
         ),
         None => format!("not running (port {})", st.port),
     };
-    println!("Librarian  {lib}");
+    outln!("Librarian  {lib}");
     if let Some(port) = st.lmp_port {
         let url = crate::services::lmp_url(port);
         match st.lmp.filter(ProcRef::is_alive) {
-            Some(p) => println!("LMP        {url} (running, pid {})", p.pid),
-            None => println!("LMP        {url} (not running)"),
+            Some(p) => outln!("LMP        {url} (running, pid {})", p.pid),
+            None => outln!("LMP        {url} (not running)"),
         }
     }
     let conn = db::open(&paths.db());
@@ -96,7 +97,7 @@ pub fn status(name: Option<&str>) -> Result<()> {
         .and_then(|c| db::heartbeats(c).ok())
         .unwrap_or_default();
     match books {
-        Some(b) => println!(
+        Some(b) => outln!(
             "books      {} total, {} used, {} free{}",
             b.total,
             b.used,
@@ -107,16 +108,20 @@ pub fn status(name: Option<&str>) -> Result<()> {
                 String::new()
             }
         ),
-        None => println!("books      unknown (cannot read {})", paths.db().display()),
+        None => outln!("books      unknown (cannot read {})", paths.db().display()),
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<10} {:>3} {:>8}  {:<8} {:<14} HEARTBEAT",
-        "NODE", "ID", "PID", "PROCESS", "/lfs"
+        "NODE",
+        "ID",
+        "PID",
+        "PROCESS",
+        "/lfs"
     );
     for (node, probe) in st.nodes.iter().zip(&probes) {
         let pid = node
@@ -149,9 +154,13 @@ pub fn status(name: Option<&str>) -> Result<()> {
                 (_, Some(t)) => format!("offline (last {} s ago)", now - t),
             },
         };
-        println!(
+        outln!(
             "{:<10} {:>3} {:>8}  {:<8} {:<14} {hb}",
-            node.name, node.id, pid, process, lfs
+            node.name,
+            node.id,
+            pid,
+            process,
+            lfs
         );
     }
     Ok(())
@@ -160,12 +169,17 @@ pub fn status(name: Option<&str>) -> Result<()> {
 pub fn ls() -> Result<()> {
     let names = cluster::list_names()?;
     if names.is_empty() {
-        println!("no clusters under {}", cluster::fame_home().display());
+        outln!("no clusters under {}", cluster::fame_home().display());
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<16} {:<40} {:>5} {:>6} {:>6}  {:<8} DIRECTORY",
-        "NAME", "STATE", "NODES", "FAM", "PORT", "BACKEND"
+        "NAME",
+        "STATE",
+        "NODES",
+        "FAM",
+        "PORT",
+        "BACKEND"
     );
     for name in names {
         let Some(dir) = cluster::resolve(&name) else {
@@ -181,7 +195,7 @@ pub fn ls() -> Result<()> {
                         .count(),
                     None => 0,
                 };
-                println!(
+                outln!(
                     "{:<16} {:<40} {:>5} {:>6} {:>6}  {:<8} {}",
                     name,
                     summary(&st, running),
@@ -192,7 +206,7 @@ pub fn ls() -> Result<()> {
                     dir.display()
                 );
             }
-            Err(_) => println!(
+            Err(_) => outln!(
                 "{:<16} {:<40} {:>5} {:>6} {:>6}  {:<8} {}",
                 name,
                 "broken (no readable state.json; `fame down` removes it)",

@@ -4,6 +4,7 @@
 use super::nodes;
 use super::preflight::{self, Plan};
 use crate::cluster::{self, ClusterPaths};
+use crate::output::outln;
 use crate::progress::{check_interrupt, fmt_duration, Steps};
 use crate::services;
 use crate::size::format_size;
@@ -188,7 +189,7 @@ fn print_summary(
     } else {
         format!(" {}", s.name)
     };
-    println!(
+    outln!(
         "cluster {} is ready in {}: {} nodes on {} of FAM ({} books of {}, {} per node), backend {}",
         s.name,
         fmt_duration(ready),
@@ -199,35 +200,35 @@ fn print_summary(
         state.books_per_node,
         s.backend
     );
-    println!("  directory  {}", paths.dir.display());
-    println!("  FAM        {}", state.fam_path.display());
-    println!("  config     {}", paths.ini().display());
-    println!("  database   {}", paths.db().display());
-    println!(
+    outln!("  directory  {}", paths.dir.display());
+    outln!("  FAM        {}", state.fam_path.display());
+    outln!("  config     {}", paths.ini().display());
+    outln!("  database   {}", paths.db().display());
+    outln!(
         "  Librarian  {} (log {})",
         std::net::SocketAddr::from((plan.backend.librarian_addr(&paths.dir), state.port)),
         paths.librarian_log().display()
     );
     if let Some(p) = state.lmp_port {
-        println!(
+        outln!(
             "  LMP        {} (log {})",
             services::lmp_url(p),
             paths.lmp_log().display()
         );
     }
-    println!("  logs       `fame logs{name_arg}` lists them; --export DIR bundles them");
+    outln!("  logs       `fame logs{name_arg}` lists them; --export DIR bundles them");
     if let Some(lfs) = lfs {
-        println!(
+        outln!(
             "  nodes      {}..{}; /lfs of each is visible on the host at {}",
             first.name,
             last.name,
             lfs.display().to_string().replace(&first.name, "NODE")
         );
     }
-    println!(
+    outln!(
         "get into a node:  fame exec {name_flag}{} -- sh",
         first.name
     );
-    println!("status:           fame status{name_arg}");
-    println!("tear it down:     fame down{name_arg}");
+    outln!("status:           fame status{name_arg}");
+    outln!("tear it down:     fame down{name_arg}");
 }

@@ -9,6 +9,7 @@ pub mod run;
 pub mod spec;
 
 use crate::cli::ScenarioRunArgs;
+use crate::output::outln;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,7 +91,7 @@ pub fn run(args: ScenarioRunArgs) -> u8 {
         return EXIT_BAD_INPUT;
     }
     if args.check {
-        println!(
+        outln!(
             "{} scenario file(s) are well formed: {}",
             scenarios.len(),
             scenarios
@@ -184,10 +185,16 @@ fn print_summary(results: &[run::ScenarioResult], wall: Duration, jobs: u32) {
         .max()
         .unwrap_or(8)
         .max(8);
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<w$}  {:<6}  {:>5}  {:>7}  {:>7}  {:>7}  {:>7}  failing step",
-        "scenario", "result", "steps", "up", "steps", "down", "total"
+        "scenario",
+        "result",
+        "steps",
+        "up",
+        "steps",
+        "down",
+        "total"
     );
     for r in results {
         let phase = |n: &str| {
@@ -213,7 +220,7 @@ fn print_summary(results: &[run::ScenarioResult], wall: Duration, jobs: u32) {
                 }
             })
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<w$}  {:<6}  {:>5}  {:>7}  {:>7}  {:>7}  {:>7}  {failing}",
             r.name,
             if r.ok { "pass" } else { "FAIL" },
@@ -225,7 +232,7 @@ fn print_summary(results: &[run::ScenarioResult], wall: Duration, jobs: u32) {
         );
     }
     let failed = results.iter().filter(|r| !r.ok).count();
-    println!(
+    outln!(
         "{} passed, {} failed ({} with --jobs {jobs})",
         results.len() - failed,
         failed,

@@ -1,0 +1,33 @@
+//! Command output on stdout. A reader that goes away (`fame status | head -3`) is not an error:
+//! the rest of the output is dropped and the command finishes its work as usual. `println!`
+//! panics there instead, since Rust ignores SIGPIPE (and fame must: it also writes to sockets).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once stdout's reader has gone.
+static READER_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes one line to stdout; see the module.
+pub fn line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    if READER_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            READER_GONE.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `println!` for command output (see the module).
+macro_rules! outln {
+    () => {
+        $crate::output::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
