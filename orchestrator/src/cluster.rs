@@ -176,27 +176,6 @@ fn unescape_mount_path(s: &str) -> PathBuf {
     PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(check_name("fame").is_ok());
-        assert!(check_name("a-1.b_2").is_ok());
-        // `cache` is FAME_HOME's image cache, which `fame ls` and `down --all` pass over.
-        for bad in ["", "-x", ".x", "a/b", "a b", "cache", &"x".repeat(41)] {
-            assert!(check_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mount_path("/a\\040b"), PathBuf::from("/a b"));
-        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
-    }
-}
-
 /// The exclusive right to change the cluster `name` (up, down, reload, rebuild), until dropped.
 ///
 /// Two `fame` commands changing one cluster at once (two `fame up --name x`, or a `fame down`
@@ -214,12 +193,16 @@ pub struct ClusterLock {
 impl ClusterLock {
     /// Takes the lock for `verb` (`fame up`...), or says who holds it.
     pub fn acquire(name: &str, verb: &str) -> Result<ClusterLock> {
+        Self::acquire_in(&fame_home(), name, verb)
+    }
+
+    /// [`acquire`](Self::acquire) with the lock file in `home`.
+    fn acquire_in(home: &Path, name: &str, verb: &str) -> Result<ClusterLock> {
         use rustix::fs::{flock, FlockOperation};
         use std::io::Write;
         use std::os::unix::fs::MetadataExt;
         check_name(name).map_err(anyhow::Error::msg)?;
-        let home = fame_home();
-        std::fs::create_dir_all(&home)
+        std::fs::create_dir_all(home)
             .with_context(|| format!("cannot create {}", home.display()))?;
         let path = home.join(format!(".{name}.lock"));
         loop {
@@ -262,5 +245,46 @@ impl Drop for ClusterLock {
     fn drop(&mut self) {
         // Removed while still held (see `acquire` for why that is safe).
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("fame").is_ok());
+        assert!(check_name("a-1.b_2").is_ok());
+        // `cache` is FAME_HOME's image cache, which `fame ls` and `down --all` pass over.
+        for bad in ["", "-x", ".x", "a/b", "a b", "cache", &"x".repeat(41)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_lock_is_exclusive_names_its_holder_and_leaves_no_file() {
+        let home = tempfile::tempdir().unwrap();
+        let held = ClusterLock::acquire_in(home.path(), "c", "fame up").unwrap();
+        let err = ClusterLock::acquire_in(home.path(), "c", "fame down").unwrap_err();
+        let pid = std::process::id();
+        assert_eq!(
+            err.to_string(),
+            format!("cluster c is busy: `fame up` (pid {pid}) is changing it; wait for it to end (or stop it), then run this again")
+        );
+        // Another cluster's lock is another lock.
+        drop(ClusterLock::acquire_in(home.path(), "d", "fame up").unwrap());
+        drop(held);
+        assert_eq!(std::fs::read_dir(home.path()).unwrap().count(), 0);
+        // Free again once released, and a bad name is refused before any file is made.
+        drop(ClusterLock::acquire_in(home.path(), "c", "fame down").unwrap());
+        assert!(ClusterLock::acquire_in(home.path(), "../x", "fame up").is_err());
+        assert_eq!(std::fs::read_dir(home.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mount_path("/a\\040b"), PathBuf::from("/a b"));
+        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
     }
 }
