@@ -198,45 +198,27 @@ impl ClusterLock {
 
     /// [`acquire`](Self::acquire) with the lock file in `home`.
     fn acquire_in(home: &Path, name: &str, verb: &str) -> Result<ClusterLock> {
-        use rustix::fs::{flock, FlockOperation};
-        use std::io::Write;
         use std::os::unix::fs::MetadataExt;
         check_name(name).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(home)
             .with_context(|| format!("cannot create {}", home.display()))?;
         let path = home.join(format!(".{name}.lock"));
+        let me = format!("`{verb}` (pid {})", std::process::id());
         loop {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("cannot open the cluster lock {}", path.display()))?;
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::WOULDBLOCK) => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let holder = holder.trim();
-                    anyhow::bail!(
-                        "cluster {name} is busy: {} is changing it; wait for it to end (or stop it), then run this again",
-                        if holder.is_empty() { "another fame" } else { holder }
-                    );
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
-            }
+            let Some(file) = crate::lockfile::try_lock(&path, "cluster lock", &me)? else {
+                anyhow::bail!(
+                    "cluster {name} is busy: {} is changing it; wait for it to end (or stop it), then run this again",
+                    crate::lockfile::holder(&path, "another fame")
+                );
+            };
             // The holder before us may have removed the file between our open and our lock:
             // then we hold a lock nobody else can see; take the file that is there now.
             let ours = file.metadata()?;
             let same = std::fs::metadata(&path)
                 .is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev());
-            if !same {
-                continue;
+            if same {
+                return Ok(ClusterLock { _file: file, path });
             }
-            file.set_len(0)?;
-            write!(file, "`{verb}` (pid {})", std::process::id())?;
-            return Ok(ClusterLock { _file: file, path });
         }
     }
 }

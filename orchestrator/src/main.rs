@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod db;
 mod geometry;
+mod lockfile;
 mod logging;
 mod ops;
 mod output;

@@ -10,8 +10,9 @@
 //! it exits, so a killed `fame up` never leaves it taken. The lock file itself stays (an empty
 //! file in `/run/lock`; removing a lock file others may be waiting on would break the lock).
 
+use crate::lockfile;
 use crate::progress::check_interrupt;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::fs::File;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,45 +41,23 @@ const WAIT_LIMIT: Duration = Duration::from_secs(60);
 impl PortLock {
     /// Waits for the lock (another `fame up` holds it only until its Librarian and LMP listen).
     pub fn acquire() -> Result<PortLock> {
-        use rustix::fs::{flock, FlockOperation};
-        use std::io::Write;
         let path = lock_path();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .with_context(|| {
-                format!(
-                    "cannot open the port lock {}; check that fame may write there",
-                    path.display()
-                )
-            })?;
+        let me = format!("pid {}", std::process::id());
         let deadline = std::time::Instant::now() + WAIT_LIMIT;
         loop {
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => {
-                    // Who holds it, for the message of those who wait too long.
-                    file.set_len(0)?;
-                    write!(file, "pid {}", std::process::id())?;
-                    return Ok(PortLock { _file: file });
-                }
-                Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
-                    check_interrupt()?;
-                    if std::time::Instant::now() > deadline {
-                        let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                        anyhow::bail!(
-                            "another fame up ({}) has held the port lock {} for over {} s, so it is stuck: stop it and try again",
-                            if holder.is_empty() { "pid unknown" } else { holder.trim() },
-                            path.display(),
-                            WAIT_LIMIT.as_secs()
-                        );
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
+            if let Some(file) = lockfile::try_lock(&path, "port lock", &me)? {
+                return Ok(PortLock { _file: file });
             }
+            check_interrupt()?;
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "another fame up ({}) has held the port lock {} for over {} s, so it is stuck: stop it and try again",
+                    lockfile::holder(&path, "pid unknown"),
+                    path.display(),
+                    WAIT_LIMIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
