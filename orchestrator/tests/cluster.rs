@@ -556,29 +556,11 @@ fn a_busy_port_and_a_name_in_use_are_refused() {
 #[test]
 fn a_cluster_being_changed_is_busy_for_every_other_command() {
     let home = Home::new();
-    let port = free_port().to_string();
-    let mut up = home
-        .command(&[
-            "up", "--name", "busy", "--nodes", "4", "--fam", "1G", "--port", &port,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // Frozen while it holds the cluster's lock, so that it is surely still at work: once it
     // starts nodes (it has let go of the machine's port lock then, which other tests' `fame up`s
     // wait for), and thawed however this test ends.
     let lock = home.path().join(".busy.lock");
-    let first_node = home.cluster_dir("busy").join("nodes/node01");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !first_node.exists() {
-        assert!(up.try_wait().unwrap().is_none(), "fame up ended early");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no node01 within 30 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    let mut up = up_in_background(&home, "busy", 4, "nodes/node01");
     unsafe { libc::kill(up.id() as i32, libc::SIGSTOP) };
     struct Thaw(i32);
     impl Drop for Thaw {
@@ -620,6 +602,40 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
     assert!(home.entries().is_empty(), "{:?}", home.entries());
 }
 
+/// `fame up --name NAME --nodes NODES` started in the background (stderr piped), once `until`
+/// exists in its cluster directory.
+fn up_in_background(home: &Home, name: &str, nodes: u32, until: &str) -> std::process::Child {
+    let port = free_port().to_string();
+    let mut up = home
+        .command(&[
+            "up",
+            "--name",
+            name,
+            "--nodes",
+            &nodes.to_string(),
+            "--fam",
+            "1G",
+            "--port",
+            &port,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = home.cluster_dir(name).join(until);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !until.exists() {
+        assert!(up.try_wait().unwrap().is_none(), "fame up ended early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {} within 30 s",
+            until.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    up
+}
+
 /// Ctrl-C (SIGINT) or SIGTERM during `fame up`: it rolls back by itself, leaving nothing.
 #[test]
 fn an_interrupted_up_rolls_back_everything_it_started() {
@@ -630,24 +646,7 @@ fn an_interrupted_up_rolls_back_everything_it_started() {
         (libc::SIGINT, "logs/librarian.log"),
         (libc::SIGTERM, "nodes/node05"),
     ] {
-        let port = free_port().to_string();
-        let mut up = home
-            .command(&[
-                "up", "--name", "int", "--nodes", "8", "--fam", "1G", "--port", &port,
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !dir.join(after).exists() {
-            assert!(up.try_wait().unwrap().is_none(), "fame up ended early");
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {after} within 30 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+        let up = up_in_background(&home, "int", 8, after);
         unsafe { libc::kill(up.id() as i32, signal) };
         let out = up.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{pids, FAME, FAME_VARS};
+use common::{first_line, pids, shipped_scenarios, succeeded, workspace, FAME, FAME_VARS};
 use fame_tests::docker::TestEngine;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,16 +57,8 @@ impl Ct {
 
     /// Runs `fame ARGS`, insists on success and returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "fame {args:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}\n--- dockerd\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.engine.log_tail()
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let more = format!("\n--- dockerd\n{}", self.engine.log_tail());
+        succeeded(self.run(args), args, &more)
     }
 
     fn cluster_dir(&self, name: &str) -> PathBuf {
@@ -335,13 +327,7 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "started\n");
+    assert_eq!(first_line(&mut child), "started\n");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
     let ps = ct.ok(&["exec", "--name", "ct", "node01", "--", "ps"]);
@@ -661,7 +647,7 @@ fn missing_dev_fuse_is_one_clear_error() {
 fn shipped_scenarios_pass_on_containers() {
     let t0 = Instant::now();
     let ct = Ct::new();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let workspace = workspace();
     let out_dir = tempfile::tempdir().unwrap();
     let junit = out_dir.path().join("junit.xml");
     let report = out_dir.path().join("report");
@@ -697,12 +683,11 @@ fn shipped_scenarios_pass_on_containers() {
     };
     assert!(attr("tests") > 0, "{xml}");
     assert_eq!(attr("failures"), 0, "{xml}");
-    let scenarios = std::fs::read_dir(workspace.join("scenarios"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
-        .count();
-    assert_eq!(xml.matches("<testsuite ").count(), scenarios, "{xml}");
+    assert_eq!(
+        xml.matches("<testsuite ").count(),
+        shipped_scenarios(),
+        "{xml}"
+    );
     assert_nothing_left(&ct);
     eprintln!("scenarios: {:.1} s", t0.elapsed().as_secs_f64());
 }

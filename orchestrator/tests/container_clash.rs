@@ -43,6 +43,19 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The `fame up` whose node names clash with the foreign container.
+const UP: &[&str] = &[
+    "up",
+    "--backend",
+    "container",
+    "--name",
+    "clash",
+    "--nodes",
+    "2",
+    "--fam",
+    "1G",
+];
+
 #[test]
 fn a_foreign_container_with_a_node_name_stops_up() {
     let engine = TestEngine::start();
@@ -66,21 +79,7 @@ fn a_foreign_container_with_a_node_name_stops_up() {
     assert_eq!(engine.containers(), ["fame-clash-node01"]);
     let id = foreign.id().to_string();
 
-    let out = fame(
-        &engine,
-        home.path(),
-        &[
-            "up",
-            "--backend",
-            "container",
-            "--name",
-            "clash",
-            "--nodes",
-            "2",
-            "--fam",
-            "1G",
-        ],
-    );
+    let out = fame(&engine, home.path(), UP);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "fame up should fail:\n{err}");
     let lines: Vec<&str> = err
@@ -122,22 +121,7 @@ fn a_foreign_container_with_a_node_name_stops_up() {
     // Once it is gone, the same `fame up` works.
     drop(foreign);
     assert!(engine.containers().is_empty());
-    let out = fame(
-        &engine,
-        home.path(),
-        &[
-            "up",
-            "--backend",
-            "container",
-            "--name",
-            "clash",
-            "--nodes",
-            "2",
-            "--fam",
-            "1G",
-            "--no-lmp",
-        ],
-    );
+    let out = fame(&engine, home.path(), &[UP, &["--no-lmp"]].concat());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = fame(&engine, home.path(), &["down", "clash"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -50,13 +50,7 @@ fn the_dashboard_shows_the_clusters_real_numbers() {
         .spawn()
         .unwrap();
     // open(2) returns once the Librarian has recorded the open.
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "open\n");
+    assert_eq!(first_line(&mut holder), "open\n");
 
     let dir = home.cluster_dir("dash");
     let st = state(&dir);

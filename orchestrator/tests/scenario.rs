@@ -5,14 +5,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use std::path::Path;
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,11 +43,7 @@ fn the_shipped_suite_passes_and_leaves_a_junit_report() {
         "the shipped scenarios failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    let n = std::fs::read_dir(workspace().join("scenarios"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
-        .count();
+    let n = shipped_scenarios();
     assert!(n >= 12, "only {n} shipped scenarios");
     assert!(
         stdout.contains(&format!("{n} passed, 0 failed")),

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 
 pub const FAME: &str = env!("CARGO_BIN_EXE_fame");
 
@@ -61,15 +61,7 @@ impl Home {
 
     /// Runs `fame ARGS`, insists on success and returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "fame {args:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(self.run(args), args, "")
     }
 
     /// Runs `fame ARGS`, insists on failure with exit status 1, returns stderr.
@@ -286,4 +278,44 @@ fn leftovers(fp: &Footprint) -> Vec<(i32, u64, String)> {
         }
     }
     out
+}
+
+/// Insists that `fame ARGS` succeeded (`more`: what else to show if not); returns its stdout.
+pub fn succeeded(out: Output, args: &[&str], more: &str) -> String {
+    assert!(
+        out.status.success(),
+        "fame {args:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}{more}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The first line a child writes on its (piped) stdout: a command saying it is ready.
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("a piped stdout")),
+        &mut line,
+    )
+    .unwrap();
+    line
+}
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// How many scenarios the project ships (`scenarios/*.toml`).
+pub fn shipped_scenarios() -> usize {
+    std::fs::read_dir(workspace().join("scenarios"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .count()
 }
