@@ -67,7 +67,12 @@ fn main() -> ExitCode {
     } = cli.cmd
     {
         // Scenario runs log per scenario into their report directory, not through `logging`.
-        return ExitCode::from(scenario::run(args));
+        let code = scenario::run(args);
+        return ExitCode::from(if code == 0 && output::failed() {
+            1
+        } else {
+            code
+        });
     }
     logging::init();
     let result = match cli.cmd {
@@ -96,6 +101,8 @@ fn main() -> ExitCode {
         Cmd::NodeInit { .. } | Cmd::AbortFuse { .. } => unreachable!("handled above"),
     };
     match result {
+        // Output that could not be written is a failure too (said on stderr already).
+        Ok(0) if output::failed() => ExitCode::FAILURE,
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             tracing::error!("{e:#}");

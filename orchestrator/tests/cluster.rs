@@ -47,6 +47,15 @@ fn four_nodes_share_one_fam_then_down_leaves_nothing() {
             out.status
         );
     }
+    // Output that cannot be written for another reason (a full disk) is an error.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = home.command(&["status"]).stdout(full).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to stdout"), "{err}");
     let dir = home.cluster_dir("fame");
 
     // The configure script's INI, and the FAM file: sparse, exactly 32G, mode 0660.
@@ -678,7 +687,7 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
     std::fs::write(mine.join("thesis.tex"), "keep").unwrap();
     let err = home.fails(&["down", "mine"]);
     assert!(
-        err.contains("has no state.json and holds files fame does not make (thesis.tex)")
+        err.contains("has no readable state.json and holds files fame does not make (thesis.tex)")
             && err.contains("nothing was removed"),
         "{err}"
     );
@@ -687,6 +696,13 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
         "keep"
     );
     std::fs::remove_dir_all(&mine).unwrap();
+    // A cluster whose state file is damaged is still one, and goes.
+    up(&home, "damaged", 1, free_port());
+    let dir = home.cluster_dir("damaged");
+    std::fs::write(dir.join("state.json"), "{ not json").unwrap();
+    let out = home.ok(&["down", "damaged"]);
+    assert!(out.contains("removed"), "{out}");
+    assert!(!dir.exists());
     assert!(home.entries().is_empty(), "{:?}", home.entries());
 }
 

@@ -209,8 +209,9 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
     Ok(Report { stopped })
 }
 
-/// What `fame up` and the backends make in a cluster directory (besides `state.json`).
+/// What `fame up` and the backends make in a cluster directory.
 const FAME_FILES: &[&str] = &[
+    "state.json",
     "nodes",
     "logs",
     "proxy",
@@ -225,8 +226,9 @@ const FAME_FILES: &[&str] = &[
     "container.json",
 ];
 
-/// Without a state file, a directory is torn down only if all it holds is what `fame up`
-/// makes: `fame down NAME` of a directory that is not a cluster removes nothing of the user's.
+/// Without a readable state file, a directory is torn down only if all it holds is what
+/// `fame up` makes: `fame down NAME` of a directory that is not a cluster removes nothing of the
+/// user's, while a cluster whose `state.json` is damaged is still torn down.
 fn only_fame_files(paths: &ClusterPaths) -> Result<()> {
     let foreign: Vec<String> = std::fs::read_dir(&paths.dir)
         .map(|d| {
@@ -240,7 +242,7 @@ fn only_fame_files(paths: &ClusterPaths) -> Result<()> {
         .unwrap_or_default();
     if !foreign.is_empty() {
         bail!(
-            "{} has no state.json and holds files fame does not make ({}): it is not a fame cluster, so nothing was removed; if it was one, remove it by hand",
+            "{} has no readable state.json and holds files fame does not make ({}): it is not a fame cluster, so nothing was removed; if it was one, remove it by hand",
             paths.dir.display(),
             foreign.join(", ")
         );
