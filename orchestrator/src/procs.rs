@@ -152,14 +152,16 @@ pub fn marked_processes(dir: &Path) -> Vec<ProcRef> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|&b| b == 0).any(|v| v == want.as_slice()))
-                .unwrap_or(false)
-        })
+        .filter(|&pid| has_env(pid, &want))
         .filter_map(ProcRef::of)
         .filter(ProcRef::is_alive)
         .collect()
+}
+
+/// Whether process `pid` was started with the environment entry `entry` (`NAME=VALUE`).
+pub fn has_env(pid: i32, entry: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == entry))
 }
 
 #[cfg(test)]

@@ -107,17 +107,17 @@ pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result
         });
         let mut stdout = std::io::stdout();
         let mut stderr = std::io::stderr();
-        let mut pid = None;
+        let mut command = None;
         loop {
             let caught =
                 futures_util::future::select_all(signals.iter_mut().map(|s| Box::pin(s.recv())));
             let item = tokio::select! {
                 item = output.next() => item,
                 (_, which, _) = caught => {
-                    if pid.is_none() {
-                        pid = command_pid(&docker, &exec.id, &token).await;
+                    if command.is_none() {
+                        command = command_process(&docker, &exec.id, &token).await;
                     }
-                    forward(pid, which, node);
+                    forward(command, which, node);
                     continue;
                 }
             };
@@ -147,30 +147,31 @@ pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result
     })
 }
 
-/// The host pid of the exec's command, when it is a process of this host carrying `token`.
-async fn command_pid(docker: &bollard::Docker, exec: &str, token: &str) -> Option<i32> {
+/// The exec's command, when it is a process of this host carrying `token`.
+async fn command_process(
+    docker: &bollard::Docker,
+    exec: &str,
+    token: &str,
+) -> Option<crate::procs::ProcRef> {
     let pid = docker
         .inspect_exec(exec)
         .await
         .ok()?
         .pid
         .filter(|p| *p > 0)? as i32;
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let wanted = format!("{EXEC_TOKEN_ENV}={token}");
-    environ
-        .split(|b| *b == 0)
-        .any(|v| v == wanted.as_bytes())
-        .then_some(pid)
+    let p = crate::procs::ProcRef::of(pid)?;
+    crate::procs::has_env(pid, format!("{EXEC_TOKEN_ENV}={token}").as_bytes()).then_some(p)
 }
 
-/// Passes the `which`th caught signal (SIGINT, SIGTERM, SIGHUP) on to the command.
-fn forward(pid: Option<i32>, which: usize, node: &str) {
-    use rustix::process::{kill_process, Pid, Signal};
+/// Passes the `which`th caught signal (SIGINT, SIGTERM, SIGHUP) on to the command (never to a
+/// process that took its pid after it ended: see [`ProcRef::signal`](crate::procs::ProcRef)).
+fn forward(command: Option<crate::procs::ProcRef>, which: usize, node: &str) {
+    use rustix::process::Signal;
     let sig = [Signal::INT, Signal::TERM, Signal::HUP][which];
-    match pid.and_then(Pid::from_raw) {
+    match command {
         Some(p) => {
-            if let Err(e) = kill_process(p, sig) {
-                tracing::warn!("{node}: cannot pass {sig:?} on to pid {p:?}: {e}");
+            if !p.signal(sig) {
+                tracing::warn!("{node}: cannot pass {sig:?} on to pid {}: it has ended", p.pid);
             }
         }
         None => eprintln!(
