@@ -32,8 +32,9 @@ pub fn try_lock(path: &Path, what: &str, holder: &str) -> Result<Option<File>> {
             Err(e) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
     }
-    file.set_len(0)?;
-    write!(file, "{holder}")?;
+    file.set_len(0)
+        .and_then(|()| write!(file, "{holder}"))
+        .with_context(|| format!("cannot write to the {what} {}", path.display()))?;
     Ok(Some(file))
 }
 

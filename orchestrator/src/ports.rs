@@ -7,8 +7,9 @@
 //! for the whole machine (ports are a machine-wide resource: clusters under different
 //! `FAME_HOME`s compete for them too), held from the moment the ports are chosen until the
 //! processes that use them listen. The kernel releases the lock when its holder exits, however
-//! it exits, so a killed `fame up` never leaves it taken. The lock file itself stays (an empty
-//! file in `/run/lock`; removing a lock file others may be waiting on would break the lock).
+//! it exits, so a killed `fame up` never leaves it taken. The lock file itself stays (a file in
+//! `/run/lock` naming its last holder; removing a lock file others may be waiting on would break
+//! the lock).
 
 use crate::lockfile;
 use crate::progress::check_interrupt;
@@ -34,25 +35,30 @@ pub struct PortLock {
     _file: File,
 }
 
-/// How long `fame up` waits for the port lock: its holder needs it for seconds (until its
-/// Librarian and LMP listen); one that holds it much longer is stuck (or frozen).
-const WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// How long one holder may keep the port lock before the `fame up`s waiting for it give up: it
+/// needs it for seconds (until its Librarian and LMP listen, a cold node image included); one
+/// that holds it much longer is stuck (or frozen). Several holders in turn (`fame scenario run
+/// --jobs N`) each get this much.
+const WAIT_LIMIT: Duration = Duration::from_secs(120);
 
 impl PortLock {
     /// Waits for the lock (another `fame up` holds it only until its Librarian and LMP listen).
     pub fn acquire() -> Result<PortLock> {
         let path = lock_path();
         let me = format!("pid {}", std::process::id());
-        let deadline = std::time::Instant::now() + WAIT_LIMIT;
+        let (mut holder, mut since) = (String::new(), std::time::Instant::now());
         loop {
             if let Some(file) = lockfile::try_lock(&path, "port lock", &me)? {
                 return Ok(PortLock { _file: file });
             }
             check_interrupt()?;
-            if std::time::Instant::now() > deadline {
+            let now_held_by = lockfile::holder(&path, "pid unknown");
+            if now_held_by != holder {
+                (holder, since) = (now_held_by, std::time::Instant::now());
+            }
+            if since.elapsed() > WAIT_LIMIT {
                 anyhow::bail!(
-                    "another fame up ({}) has held the port lock {} for over {} s, so it is stuck: stop it and try again",
-                    lockfile::holder(&path, "pid unknown"),
+                    "another fame up ({holder}) has held the port lock {} for over {} s, so it is stuck: stop it and try again",
                     path.display(),
                     WAIT_LIMIT.as_secs()
                 );
