@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
     crate::progress::catch_interrupts();
     let t0 = Instant::now();
-    let mut c = super::load(name)?;
-    let _lock = crate::cluster::ClusterLock::acquire(&c.name, "fame reload")?;
+    // Locked before the state is read, so that it cannot be of a cluster being torn down.
+    let name = name.unwrap_or(crate::cli::DEFAULT_NAME);
+    let _lock = crate::cluster::ClusterLock::acquire(name, "fame reload")?;
+    let mut c = super::load(Some(name))?;
     // Checked before anything is stopped, so a missing binary costs nothing.
     let wanted = bin_dir
         .map(Path::to_path_buf)
@@ -87,13 +89,15 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
 }
 
 pub fn rebuild(name: Option<&str>) -> Result<()> {
-    let c = super::load(name)?;
-    let settings = c.state.settings.clone();
-    {
-        // `up` takes it again for itself.
-        let _lock = crate::cluster::ClusterLock::acquire(&c.name, "fame rebuild")?;
+    let name = name.unwrap_or(crate::cli::DEFAULT_NAME);
+    let settings = {
+        // Released before `up`, which takes it for itself: another `fame up` of this name could
+        // come in between, and then this one is refused as the name is taken.
+        let _lock = crate::cluster::ClusterLock::acquire(name, "fame rebuild")?;
+        let c = super::load(Some(name))?;
         super::down::teardown(&c.name, &c.paths.dir, false)?;
-    }
-    outln!("cluster {}: torn down; bringing it up again", c.name);
+        c.state.settings
+    };
+    outln!("cluster {name}: torn down; bringing it up again");
     super::up::up(settings)
 }
