@@ -14,6 +14,11 @@ pub const DEFAULT_HOME: &str = "/var/lib/fame";
 /// `FAME_HOME/cache`: the node image caches (guest images, image keys), not a cluster.
 pub const CACHE_DIR: &str = "cache";
 
+/// `FAME_HOME/cache`, where the backends keep what they build once for every cluster.
+pub fn cache_dir() -> PathBuf {
+    fame_home().join(CACHE_DIR)
+}
+
 /// The directory under which clusters are registered.
 pub fn fame_home() -> PathBuf {
     std::env::var_os("FAME_HOME")

@@ -155,9 +155,7 @@ pub fn memoized_content_key(
         signature.push_str(e);
         signature.push('\n');
     }
-    let path = crate::cluster::fame_home()
-        .join("cache")
-        .join(format!("{memo}.key"));
+    let path = crate::cluster::cache_dir().join(format!("{memo}.key"));
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Some((key, sig)) = text.split_once('\n') {
             if sig == signature {

@@ -60,7 +60,7 @@ struct Cache {
 }
 
 fn cache_path() -> PathBuf {
-    crate::cluster::fame_home().join("cache").join("accel.json")
+    crate::cluster::cache_dir().join("accel.json")
 }
 
 fn cache_key(image: &Image) -> String {

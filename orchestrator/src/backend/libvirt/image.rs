@@ -113,7 +113,7 @@ pub struct Image {
 }
 
 pub fn cache_dir() -> PathBuf {
-    crate::cluster::fame_home().join("cache").join("guest")
+    crate::cluster::cache_dir().join("guest")
 }
 
 /// Builds the image for these binaries, or returns the cached one.
