@@ -272,8 +272,9 @@ impl Backend for ProcessBackend {
         std::env::set_current_dir("/")?;
         // Checked again now that we are inside: a `fame down` that stopped the node meanwhile
         // did not see us (we carry the cluster's mark only from the exec on), and the command
-        // would live on in the dead node. Past this check, `down` still finds the command by its
-        // mark: it looks for marked processes only after the node's have gone.
+        // would live on in the dead node. This narrows that window to the exec itself, without
+        // closing it: `down` looks for marked processes only after the node's have gone, which in
+        // practice is after our exec.
         if !p.is_alive() {
             bail!("{} stopped while fame was entering it", node.name);
         }
