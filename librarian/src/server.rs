@@ -15,7 +15,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (jobs, rx) = std::sync::mpsc::channel::<Job>();
     let engine = Arc::new(Mutex::new(engine));
-    // Requests sent to the engine thread and not yet taken by it.
+    // Requests sent to the engine thread and not yet done by it (changes run inline only at 0).
     let queued = Arc::new(AtomicUsize::new(0));
     let (shared, q) = (engine.clone(), queued.clone());
     let engine_thread = std::thread::Builder::new()
@@ -79,8 +79,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Holds SIGTERM and SIGINT back (pending, not lost) until [`run`] catches them. Call it first
-/// thing in `main`, before any thread starts: the port accepts connections as soon as it is
+/// Holds SIGTERM and SIGINT back (pending, not lost) until [`run`] catches them. Call it before
+/// binding the port and before any thread starts: the port accepts connections as soon as it is
 /// bound, before the server runs, and a SIGTERM sent then (by a test, or `fame down`, as soon as
 /// the port answers) would otherwise kill the process without its clean stop.
 pub fn hold_stop_signals() {

@@ -110,6 +110,9 @@ pub struct Engine {
     wal: std::fs::File,
     /// Whether the batch being run changed durable state (see the module doc).
     durable: bool,
+    /// Set when the server has begun to stop: nothing more runs inline (see `try_inline`), so
+    /// requests that arrive from then on are answered "the server is stopping", unrun.
+    stopped: bool,
 }
 
 /// Batches of at most this many replies are written to the sockets by the engine thread itself.
@@ -208,6 +211,7 @@ impl Engine {
             cfg,
             wal,
             durable: false,
+            stopped: false,
         })
     }
 
@@ -234,7 +238,10 @@ impl Engine {
                     Err(_) => break,
                 }
             }
-            queued.fetch_sub(batch.len(), Ordering::SeqCst);
+            if shutdown {
+                // The queued requests still run (this last batch), new ones no longer.
+                lock(&engine).stopped = true;
+            }
             let periodic = last_tick.elapsed() >= tick;
             if batch.is_empty() && !periodic {
                 continue;
@@ -242,7 +249,11 @@ impl Engine {
             if periodic {
                 last_tick = Instant::now();
             }
+            let taken = batch.len();
             lock(&engine).run_batch(&mut batch, &mut replies, periodic);
+            // Counted down only now: while the batch waits for the engine and runs, no change
+            // runs inline ahead of it (it would overtake it and cost a sync of its own).
+            queued.fetch_sub(taken, Ordering::SeqCst);
             // A few replies: this thread writes them to their sockets itself, sparing a wake-up
             // of a runtime thread per reply (what a lone client waits on). Many: the
             // connections' writer tasks send them, in parallel with the next batch.
@@ -278,6 +289,9 @@ impl Engine {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Err((req, to)),
         };
+        if e.stopped {
+            return Err((req, to));
+        }
         let mut batch = vec![(req, to)];
         let mut replies = Vec::with_capacity(1);
         e.run_batch(&mut batch, &mut replies, false);
