@@ -43,8 +43,6 @@ struct Args {
 }
 
 fn main() {
-    // Before anything: SIGTERM and SIGINT then wait for the server's clean stop (see there).
-    librarian::server::hold_stop_signals();
     let args = Args::parse();
     if let Err(e) = run(args) {
         eprintln!("librarian: {e:#}");
@@ -81,6 +79,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         ..EngineConfig::default()
     };
     let engine = Engine::open(&args.db_file, cfg)?;
+    // From the bind on, SIGTERM and SIGINT wait for the server's clean stop (see there); before
+    // it, they end a start-up that has served nothing. No thread runs yet.
+    librarian::server::hold_stop_signals();
     let std_listener =
         std::net::TcpListener::bind((args.bind.as_str(), args.port)).map_err(|e| {
             anyhow::anyhow!(
