@@ -290,18 +290,14 @@ impl LfsFs {
     fn resize_path(&self, path: &str, id: u64, size: u64) -> Res<()> {
         self.within_pool(size)?;
         let params = json!({"path": path, "id": id, "size_bytes": size, "zero_enabled": true});
-        let mut reply = None;
         // "Cannot shrink multiply-opened shelf" (EMFILE): another node has it open, or has just
-        // closed it and its RELEASE is still on the way.
-        within_close_grace(|| match self.link.call("resize_shelf", params.clone()) {
-            Err(e) if e.errno == libc::EMFILE => Ok(true),
-            r => {
-                reply = Some(r.map_err(errno)?);
-                Ok(false)
-            }
-        })?;
-        // EMFILE would read as "too many open files" to a POSIX program; EBUSY says what it is.
-        let v = reply.ok_or(Errno::EBUSY)?;
+        // closed it and its RELEASE is still on the way. EMFILE would read as "too many open
+        // files" to a POSIX program; EBUSY says what it is.
+        let v = once_closed(|| match self.link.call("resize_shelf", params.clone()) {
+            Err(e) if e.errno == libc::EMFILE => Ok(None),
+            r => r.map(Some).map_err(errno),
+        })?
+        .ok_or(Errno::EBUSY)?;
         if let Some(z) = v.get("z_shelf_path").and_then(Value::as_str) {
             self.zeroer.queue(z.to_string());
         }
@@ -349,16 +345,19 @@ impl LfsFs {
 
     /// Is the shelf open anywhere (this node or another), after the close grace?
     fn open_anywhere(&self, id: u64) -> Res<bool> {
-        within_close_grace(|| {
+        let closed = once_closed(|| {
             if self.local_opens(id) > 0 {
-                return Ok(true);
+                return Ok(None);
             }
             let v = self.call("list_open_shelves", json!({}))?;
-            Ok(v.as_array()
+            let open = v
+                .as_array()
                 .into_iter()
                 .flatten()
-                .any(|o| o.get("shelf_id").and_then(Value::as_u64) == Some(id)))
-        })
+                .any(|o| o.get("shelf_id").and_then(Value::as_u64) == Some(id));
+            Ok((!open).then_some(()))
+        })?;
+        Ok(closed.is_none())
     }
 
     /// LFS unlink of a file (spec §1.9): EBUSY while open anywhere; an empty file is destroyed, a
@@ -395,17 +394,17 @@ impl LfsFs {
 /// node races with that close; without a grace it fails now and then (it did in CI).
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
-/// Asks `busy` until it says no or `CLOSE_GRACE` has passed, backing off from 1 ms to 32 ms;
-/// returns its last answer.
-fn within_close_grace(mut busy: impl FnMut() -> Res<bool>) -> Res<bool> {
+/// Tries `attempt` until it gets through (`Some`) or `CLOSE_GRACE` has passed (`None`: the file
+/// is still open), backing off from 1 ms to 32 ms.
+fn once_closed<T>(mut attempt: impl FnMut() -> Res<Option<T>>) -> Res<Option<T>> {
     let deadline = Instant::now() + CLOSE_GRACE;
     let mut pause = Duration::from_millis(1);
     loop {
-        if !busy()? {
-            return Ok(false);
+        if let Some(done) = attempt()? {
+            return Ok(Some(done));
         }
         if Instant::now() >= deadline {
-            return Ok(true);
+            return Ok(None);
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(32));
