@@ -269,14 +269,13 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     // thread of this process waiting on its own mount is stuck for good if the process is killed
     // meanwhile, since the kernel waits uninterruptibly for an answer that the threads killed with
     // it would have sent (only an abort through fusectl then ends it).
-    let started = if is_fuse_mount(&mp) {
-        Ok(())
-    } else {
-        Err(anyhow!(
+    let started = match mounted_fstype(&mp) {
+        Some(t) if t.starts_with("fuse") => Ok(()),
+        other => Err(anyhow!(
             "{} did not come up as a FUSE mount (mount table says {:?})",
             mp.display(),
-            mounted_fstype(&mp)
-        ))
+            other
+        )),
     }
     .and_then(|()| match &args.pid_file {
         Some(p) if !stopped() => std::fs::write(p, format!("{}\n", std::process::id()))

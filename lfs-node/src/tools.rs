@@ -57,8 +57,7 @@ fn layout(p: &Path) -> Result<()> {
     use std::io::Write;
     let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
     let l = lfs_direct::read_layout(&f, p).map_err(|e| anyhow!("{e}"))?;
-    let mut out = std::io::stdout().lock();
-    let written = (|| -> std::io::Result<()> {
+    to_stdout("the layout", |out| {
         writeln!(
             out,
             "{}: {} bytes in {} book(s) of {} bytes; FAM device {}",
@@ -84,12 +83,20 @@ fn layout(p: &Path) -> Result<()> {
                 i as u64 * l.book_size
             )?;
         }
-        out.flush()
-    })();
-    match written {
-        // `lfs-node layout FILE | head`: the reader has all it wanted.
+        Ok(())
+    })
+}
+
+/// Writes `what` to stdout through `write`. A reader that went away (`lfs-node layout F | head`)
+/// has all it wanted: that is no error.
+fn to_stdout(
+    what: &str,
+    write: impl FnOnce(&mut std::io::StdoutLock) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.context("cannot write the layout to stdout"),
+        r => r.with_context(|| format!("cannot write {what} to stdout")),
     }
 }
 
@@ -115,12 +122,7 @@ fn policy(p: &Path, name: Option<&str>) -> Result<()> {
         }
     }
     let policy = get_xattr(p, POLICY_XATTR)?;
-    match writeln!(std::io::stdout(), "{policy}") {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(e).context("cannot write the policy to stdout")
-        }
-        _ => Ok(()),
-    }
+    to_stdout("the policy", |out| writeln!(out, "{policy}"))
 }
 
 fn fill(p: &Path, seed: u64, size: u64, direct: bool) -> Result<()> {
