@@ -6,18 +6,17 @@ mod common;
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-fn up(home: &Home, name: &str, nodes: u32, port: u16) -> String {
-    home.ok(&[
-        "up",
-        "--name",
-        name,
-        "--nodes",
-        &nodes.to_string(),
-        "--fam",
-        "1G",
-        "--port",
-        &port.to_string(),
+/// `fame up --name NAME --nodes NODES --fam 1G --port PORT`.
+fn up_command(home: &Home, name: &str, nodes: u32, port: u16) -> std::process::Command {
+    let (nodes, port) = (nodes.to_string(), port.to_string());
+    home.command(&[
+        "up", "--name", name, "--nodes", &nodes, "--fam", "1G", "--port", &port,
     ])
+}
+
+fn up(home: &Home, name: &str, nodes: u32, port: u16) -> String {
+    let out = up_command(home, name, nodes, port).output().unwrap();
+    succeeded(out, &["up", "--name", name], "")
 }
 
 #[test]
@@ -614,19 +613,7 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
 /// `fame up --name NAME --nodes NODES` started in the background (stderr piped), once `until`
 /// exists in its cluster directory.
 fn up_in_background(home: &Home, name: &str, nodes: u32, until: &str) -> std::process::Child {
-    let port = free_port().to_string();
-    let mut up = home
-        .command(&[
-            "up",
-            "--name",
-            name,
-            "--nodes",
-            &nodes.to_string(),
-            "--fam",
-            "1G",
-            "--port",
-            &port,
-        ])
+    let mut up = up_command(home, name, nodes, free_port())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
