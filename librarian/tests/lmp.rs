@@ -237,21 +237,18 @@ fn every_view_reports_the_database() {
 
 #[test]
 fn allocated_follows_absolute_coordinates_of_json_topologies() {
-    let cfg = concat!(
+    // Old-style TMCF with absolute, lower-case coordinates: nodes 1, 2 and 5 of enclosure 1, 128
+    // books of 8M each.
+    let json_cfg = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/tm-configfiles/fame.json"
+        "/tests/data/topology/tmcf-management-server.json"
     );
-    let text = std::fs::read_to_string(cfg)
-        .expect("shared/data/tm-configfiles/fame.json beside the checkout");
-    let dir = tempfile::tempdir().unwrap();
-    let json_cfg = dir.path().join("fame.json");
-    std::fs::write(&json_cfg, text).unwrap();
     let mut srv = Server::start(FOUR_NODES);
     srv.kill();
     let out = Command::new(env!("CARGO_BIN_EXE_book-register"))
         .args(["-f", "-d"])
         .arg(&srv.db)
-        .arg(&json_cfg)
+        .arg(json_cfg)
         .output()
         .unwrap();
     assert!(
@@ -269,13 +266,18 @@ fn allocated_follows_absolute_coordinates_of_json_topologies() {
     .unwrap();
     resize(&mut c, "/x", s["id"].as_i64().unwrap(), 2 * BOOK).unwrap();
     let lmp = Lmp::start(&srv);
-    let node1 = "MachineVersion/1/Datacenter/pa1/Frame/A1.above_floor/Rack/1/Enclosure/1/Node/1";
+    let node1 = "MachineVersion/1/Datacenter/hq3/Frame/B2.lab_floor/Rack/7/Enclosure/1/Node/1";
     let m = lmp.json(&format!("/lmp/allocated/{node1}"))["memory"].clone();
     assert_eq!(m["allocated"], 2 * BOOK);
-    assert_eq!(m["total"], 512 * BOOK);
-    assert_eq!(m["available"], 510 * BOOK);
-    let dc = lmp.json("/lmp/allocated/MachineVersion/1/Datacenter/pa1")["memory"].clone();
-    assert_eq!(dc["total"], 2048 * BOOK);
+    assert_eq!(m["total"], 128 * BOOK);
+    assert_eq!(m["available"], 126 * BOOK);
+    let node5 = node1.replace("Node/1", "Node/5");
+    let m = lmp.json(&format!("/lmp/allocated/{node5}"))["memory"].clone();
+    assert_eq!(m["allocated"], 0);
+    assert_eq!(m["total"], 128 * BOOK);
+    let dc = lmp.json("/lmp/allocated/MachineVersion/1/Datacenter/hq3")["memory"].clone();
+    assert_eq!(dc["total"], 384 * BOOK);
+    assert_eq!(dc["allocated"], 2 * BOOK);
     let soc1 = format!("{node1}/soc_board/1/soc/1");
     assert_eq!(
         lmp.json(&format!("/lmp/active/{soc1}"))["active"],
