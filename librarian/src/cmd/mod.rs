@@ -220,5 +220,12 @@ pub fn resolve_parent<'a>(st: &State, path: &'a str) -> Result<(i64, &'a str), C
     if last.contains('\0') {
         return Err(CmdError::new(libc::EINVAL, "names cannot contain NUL"));
     }
+    if *last == "." || *last == ".." {
+        // Every directory has these two already; a shelf of that name could never be looked up.
+        return Err(CmdError::new(
+            libc::EINVAL,
+            format!("{path}: \"{last}\" cannot be the name of a file or directory"),
+        ));
+    }
     Ok((parent, last))
 }

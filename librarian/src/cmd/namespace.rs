@@ -89,6 +89,17 @@ pub fn rmdir(e: &mut Engine, req: &Request) -> CmdResult {
 pub fn symlink(e: &mut Engine, req: &Request) -> CmdResult {
     let path = str_param(req, "path")?;
     let target = str_param(req, "target")?;
+    if target.is_empty() || target.contains('\0') {
+        // What symlink(2) refuses (ENOENT, EINVAL): no path can be read back from it.
+        return Err(CmdError::new(
+            if target.is_empty() {
+                libc::ENOENT
+            } else {
+                libc::EINVAL
+            },
+            format!("{path}: a symlink target must be a non-empty path without NUL"),
+        ));
+    }
     if resolve(&e.st, path).is_ok() {
         return Err(exists(path));
     }
@@ -154,6 +165,17 @@ pub fn rename_shelf(e: &mut Engine, req: &Request) -> CmdResult {
         ));
     }
     let old = e.st.shelf(id).clone();
+    if old.name.starts_with(PENDING_ZERO_PREFIX)
+        && !old.is_dir()
+        && !new_name.starts_with(PENDING_ZERO_PREFIX)
+    {
+        // Its books are zombies that a node is zeroing: under another name they would be books
+        // of an ordinary file that are not in use.
+        return Err(CmdError::new(
+            libc::EBUSY,
+            format!("{path} is being zeroed and cannot be renamed"),
+        ));
+    }
     if old.is_dir() {
         let mut p = new_parent;
         while p != ROOT_SHELF_ID {

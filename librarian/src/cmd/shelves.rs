@@ -1,7 +1,7 @@
 //! Files: lookup, create/open/close, sizing and destruction, and the pending-zero protocol.
 
 use super::{bool_param, int_param, resolve, resolve_parent, str_param};
-use crate::engine::state::{Open, Shelf, S_IFMT, S_IFREG};
+use crate::engine::state::{Open, Shelf, S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::engine::{now_float, now_secs, CmdError, CmdResult, Engine, Request};
 use crate::policy::{self, InterleaveRequest};
 use crate::schema::{book_state, ROOT_SHELF_ID};
@@ -45,21 +45,58 @@ pub fn open_shelf(e: &mut Engine, req: &Request) -> CmdResult {
     open(e, req, id)
 }
 
+/// The mode a new file gets from `create_shelf`'s `mode`: 0 is `S_IFREG | 0666`, permission bits
+/// alone are a regular file. Only regular files and the block-device shelves that the original's
+/// client makes through `mknod` are files with books; a directory or a symlink made here would lack
+/// what `mkdir` and `symlink` give them (link counts, a target), and the other kinds have no
+/// meaning for a shelf, so they are refused.
+fn file_mode(mode: i64) -> Result<i64, CmdError> {
+    if mode == 0 {
+        return Ok(S_IFREG | 0o666);
+    }
+    if !(0..=S_IFMT | 0o7777).contains(&mode) {
+        return Err(CmdError::new(
+            libc::EINVAL,
+            format!(
+                "create_shelf: mode {mode:#o} is not a file mode (file type and permission bits, \
+                 at most 0o177777)"
+            ),
+        ));
+    }
+    match mode & S_IFMT {
+        0 => Ok(mode | S_IFREG),
+        S_IFREG | S_IFBLK => Ok(mode),
+        kind => {
+            let use_instead = match kind {
+                S_IFDIR => "make directories with mkdir",
+                S_IFLNK => "make symlinks with symlink",
+                _ => "create_shelf makes regular files (S_IFREG) and block-device shelves (S_IFBLK) only",
+            };
+            Err(CmdError::new(
+                libc::EINVAL,
+                format!("create_shelf: mode {mode:#o} is not a file mode: {use_instead}"),
+            ))
+        }
+    }
+}
+
 /// POSIX create: opens the path if it exists, else creates a regular file with the default policy.
+/// A directory is not opened: EISDIR, as `open(2)` with `O_CREAT` answers.
 pub fn create_shelf(e: &mut Engine, req: &Request) -> CmdResult {
     let path = str_param(req, "path")?;
-    let mut mode = int_param(req, "mode")?;
+    let mode = file_mode(int_param(req, "mode")?)?;
     match resolve(&e.st, path) {
+        Ok(id) if e.st.shelf(id).is_dir() => {
+            return Err(CmdError::new(
+                libc::EISDIR,
+                format!("{path} is a directory"),
+            ))
+        }
         Ok(id) => return open(e, req, id),
         Err(err) if err.errno != libc::ENOENT => return Err(err),
         Err(_) => {}
     }
     let (parent, name) = resolve_parent(&e.st, path)?;
-    if mode == 0 {
-        mode = S_IFREG | 0o666;
-    } else if mode & S_IFMT == 0 {
-        mode |= S_IFREG;
-    }
     let id =
         e.st.insert_shelf(&e.conn, Shelf::new(name, mode, parent, 1))?;
     let default = e.st.default_policy.clone();
@@ -140,6 +177,21 @@ pub fn get_shelf_path(e: &mut Engine, req: &Request) -> CmdResult {
     Ok(json!(format!("/{}", parts.join("/"))))
 }
 
+/// Only files hold books: a directory or symlink with books would keep them when it is removed.
+fn has_books(s: &Shelf, path: &str) -> Result<(), CmdError> {
+    match s.mode & S_IFMT {
+        S_IFREG | S_IFBLK => Ok(()),
+        S_IFDIR => Err(CmdError::new(
+            libc::EISDIR,
+            format!("{path} is a directory: only files have a size"),
+        )),
+        _ => Err(CmdError::new(
+            libc::EINVAL,
+            format!("{path} is not a regular file: only files have a size"),
+        )),
+    }
+}
+
 /// Checks that a shelf's books agree with its counters before changing its size.
 fn check_bos(e: &Engine, id: i64) -> Result<(), CmdError> {
     let s = e.st.shelf(id);
@@ -210,6 +262,7 @@ fn resize(
     if id != want_id {
         return Err(CmdError::new(libc::ENOENT, format!("no such shelf {path}")));
     }
+    has_books(e.st.shelf(id), path)?;
     check_bos(e, id)?;
     if new_size < 0 {
         return Err(CmdError::new(libc::EINVAL, format!("Bad size {new_size}")));

@@ -509,9 +509,22 @@ impl State {
         }
     }
 
-    /// Deletes a shelf row with its xattrs and symlink target (books must be gone already).
+    /// Deletes a shelf row with its xattrs, symlink target and open handles (books must be gone
+    /// already). Only a directory can still be open here (rmdir of an open directory, as POSIX
+    /// allows): files are not removed while open.
     pub fn delete_shelf(&mut self, conn: &Connection, id: i64) -> rusqlite::Result<()> {
         self.dirty = true;
+        if self.opens_of(id) > 0 {
+            let handles: Vec<i64> = self
+                .opens
+                .iter()
+                .filter(|(_, o)| o.shelf_id == id)
+                .map(|(h, _)| *h)
+                .collect();
+            for h in handles {
+                self.delete_open(conn, h)?;
+            }
+        }
         conn.prepare_cached("DELETE FROM shelves WHERE id=?")?
             .execute([id])?;
         conn.prepare_cached("DELETE FROM shelf_xattrs WHERE shelf_id=?")?
