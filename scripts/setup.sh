@@ -41,5 +41,16 @@ command -v cargo >/dev/null || {
   echo "setup: cargo not found: install a Rust toolchain (1.80 or newer) first" >&2
   exit 1
 }
+# scripts/test.sh holds the style gates: rustfmt and clippy must be there.
+for c in rustfmt clippy; do
+  sub=${c/rustfmt/fmt}
+  if ! cargo "$sub" --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null && rustup component add "$c" >/dev/null 2>&1 || true
+    cargo "$sub" --version >/dev/null 2>&1 || {
+      echo "setup: cargo $sub is missing: install the toolchain's $c component (rustup component add $c)" >&2
+      exit 1
+    }
+  fi
+done
 [ -e /dev/fuse ] || echo "setup: warning: /dev/fuse is missing: lfs-node mounts will fail (modprobe fuse)" >&2
 exit 0
