@@ -1,12 +1,31 @@
 //! Extended attributes. `user.*` names go to the Librarian (which enforces the `user.LFS.*`
 //! rules); [`LAYOUT_XATTR`] is answered here, read-only, from the file's books, for direct maps
 //! and `lfs-node layout`. Other namespaces are not supported.
+//!
+//! The LFS attributes that describe a file rather than ask something of it ([`READ_ONLY`]) can be
+//! read by name but are not listed, and setting or removing them answers EOPNOTSUPP. Copying tools
+//! (`cp -a`, `mv`, `rsync -X`) copy what `listxattr` names: a copy then gets the source's policy
+//! and interleave request, and its own books, silently. CephFS hides its virtual `ceph.*`
+//! attributes from listings for the same reason. Removing one of the two settable ones
+//! (AllocationPolicy, InterleaveRequest) puts back what a new file gets, so that `rsync -X` from
+//! a file system without them is silent too.
 
 use super::{LfsFs, Res};
 use crate::geometry::Book;
 use fuser::{Errno, INodeNo};
 use lfs_direct::{BookPlace, Layout, LAYOUT_XATTR};
 use serde_json::{json, Value};
+
+/// Read by name only; never listed, set or removed.
+pub const READ_ONLY: [&str; 4] = [
+    LAYOUT_XATTR,
+    "user.LFS.Interleave",
+    "user.LFS.AllocationPolicyList",
+    "user.LFS.InterleaveRequestPos",
+];
+
+const POLICY: &str = "user.LFS.AllocationPolicy";
+const REQUEST: &str = "user.LFS.InterleaveRequest";
 
 /// Values travel as JSON strings: UTF-8 text as is, other bytes one char per byte.
 fn to_wire(value: &[u8]) -> String {
@@ -59,18 +78,15 @@ impl LfsFs {
     }
 
     pub(super) fn list_xattr(&self, ino: INodeNo) -> Res<Vec<u8>> {
-        let (path, s) = self.shelf_of(ino)?;
+        let (path, _) = self.shelf_of(ino)?;
         let v = self.call("list_xattrs", json!({ "path": path }))?;
-        let mut names: Vec<String> = v
+        let names = v
             .get("value")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|n| n.as_str().map(str::to_string))
-            .collect();
-        if s.is_file() {
-            names.push(LAYOUT_XATTR.to_string());
-        }
+            .filter_map(Value::as_str)
+            .filter(|n| !READ_ONLY.contains(n));
         let mut out = vec![];
         for n in names {
             out.extend_from_slice(n.as_bytes());
@@ -80,8 +96,8 @@ impl LfsFs {
     }
 
     pub(super) fn set_xattr(&self, ino: INodeNo, name: &str, value: &[u8], flags: i32) -> Res<()> {
-        if name == LAYOUT_XATTR {
-            return Err(Errno::EPERM);
+        if READ_ONLY.contains(&name) {
+            return Err(Errno::ENOTSUP);
         }
         if !name.starts_with("user.") {
             return Err(Errno::ENOTSUP);
@@ -108,17 +124,32 @@ impl LfsFs {
     }
 
     pub(super) fn remove_xattr(&self, ino: INodeNo, name: &str) -> Res<()> {
-        if name == LAYOUT_XATTR {
-            return Err(Errno::EPERM);
-        }
         if !name.starts_with("user.") {
             return Err(Errno::ENODATA);
         }
-        // The Librarian removes missing names silently; POSIX wants ENODATA.
-        if !name.starts_with("user.LFS.") {
-            self.get_xattr(ino, name)?;
+        let (path, s) = self.shelf_of(ino)?;
+        // A new file's values (the Librarian refuses to remove any user.LFS.* name).
+        let reset = match name {
+            POLICY if s.is_file() => {
+                let v = self.call(
+                    "get_xattr",
+                    json!({"path": path, "xattr": "user.LFS.AllocationPolicyDefault"}),
+                )?;
+                v.get("value").and_then(Value::as_str).map(str::to_string)
+            }
+            REQUEST if s.is_file() => Some(String::new()),
+            _ if name.starts_with("user.LFS.") => return Err(Errno::ENOTSUP),
+            _ => None,
+        };
+        if let Some(value) = reset {
+            self.call(
+                "set_xattr",
+                json!({"path": path, "xattr": name, "value": value}),
+            )?;
+            return Ok(());
         }
-        let (path, _) = self.shelf_of(ino)?;
+        // The Librarian removes missing names silently; POSIX wants ENODATA.
+        self.get_xattr(ino, name)?;
         self.call("remove_xattr", json!({"path": path, "xattr": name}))?;
         Ok(())
     }
