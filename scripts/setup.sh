@@ -9,6 +9,7 @@ packages=(
   gcc libc6-dev  # the C example of the direct-map API and crates that build C
   sqlite3        # inspecting librarian databases by hand (tests do not need it)
   procps         # ps/pkill used in diagnostics
+  rsync          # the LFS test copies between node mounts with cp -a, mv and rsync -X
   chromium       # the LMP dashboard test loads the page in headless Chromium
   # The libvirt backend (VM nodes) and its test: QEMU and libvirt (daemons started by hand, no
   # systemd), dnsmasq for the cluster networks, the guest kernel and busybox for the initramfs.

@@ -6,6 +6,7 @@ use lfs_direct::{DirectMap, MapOptions};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -205,10 +206,30 @@ fn files_directories_links_and_attributes() {
     for n in [
         "user.color",
         "user.LFS.AllocationPolicy",
-        "user.LFS.Interleave",
-        "user.LFS.Layout",
+        "user.LFS.InterleaveRequest",
     ] {
         assert!(list.contains(&n.to_string()), "{list:?}");
+    }
+    // What describes the file is read by name, not listed, and cannot be set or removed.
+    for n in [
+        "user.LFS.Interleave",
+        "user.LFS.Layout",
+        "user.LFS.AllocationPolicyList",
+        "user.LFS.InterleaveRequestPos",
+    ] {
+        assert!(!list.contains(&n.to_string()), "{list:?}");
+        assert!(xattr_get(&t, n).is_ok(), "{n}");
+        assert_eq!(xattr_set(&t, n, b"x", 0), Err(libc::EOPNOTSUPP), "{n}");
+        let (cp, cn) = (
+            std::ffi::CString::new(t.to_str().unwrap()).unwrap(),
+            std::ffi::CString::new(n).unwrap(),
+        );
+        assert_eq!(unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) }, -1);
+        assert_eq!(
+            errno(&std::io::Error::last_os_error()),
+            libc::EOPNOTSUPP,
+            "{n}"
+        );
     }
     assert_eq!(
         xattr_get(&t, "user.LFS.AllocationPolicy").unwrap(),
@@ -223,7 +244,6 @@ fn files_directories_links_and_attributes() {
         xattr_set(&t, "user.LFS.AllocationPolicy", b"Nonsense", 0),
         Err(libc::EINVAL)
     );
-    assert_eq!(xattr_set(&t, "user.LFS.Layout", b"x", 0), Err(libc::EPERM));
     assert_eq!(xattr_get(&t, "user.nothing"), Err(libc::ENODATA));
     let cp = std::ffi::CString::new(t.to_str().unwrap()).unwrap();
     let cn = std::ffi::CString::new("user.color").unwrap();
@@ -599,4 +619,94 @@ fn sigterm_during_startup_ends_the_daemon_and_leaves_no_mount() {
     // The Librarian and the running node were not disturbed.
     fs::write(c.node(0).path("after"), b"ok").unwrap();
     assert_eq!(fs::read(c.node(0).path("after")).unwrap(), b"ok");
+}
+
+/// Runs a real tool and asserts it succeeded without a word on stderr.
+fn silent(tool: &str, args: &[&Path]) {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool} (scripts/setup.sh installs it): {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "{tool} {args:?}: {}\n{stderr}",
+        out.status
+    );
+}
+
+/// `cp -a`, `mv` and `rsync -X` between two node mounts, and `rsync -X` into a mount from a file
+/// system without LFS attributes: silent, and the copies keep data, user attributes and the
+/// settable LFS attributes.
+#[test]
+fn copying_tools_between_node_mounts_are_silent() {
+    let c = Cluster::two(&[]);
+    let (a, b) = (c.node(0), c.node(1));
+    let data = pattern(7, 0, 3 * 4096 + 5);
+    fs::create_dir(a.path("tree")).unwrap();
+    for f in ["tree/f", "tree/g"] {
+        fs::write(a.path(f), &data).unwrap();
+        xattr_set(&a.path(f), "user.color", b"blue", 0).unwrap();
+        xattr_set(&a.path(f), "user.LFS.AllocationPolicy", b"LocalNode", 0).unwrap();
+    }
+    fs::create_dir(b.path("to")).unwrap();
+    silent(
+        "cp",
+        &[Path::new("-a"), &a.path("tree/f"), &b.path("to/cp")],
+    );
+    silent(
+        "rsync",
+        &[Path::new("-aX"), &a.path("tree/f"), &b.path("to/rsync")],
+    );
+    silent("rsync", &[Path::new("-aX"), &a.path("tree"), &b.path("to")]);
+    // Across two mounts mv copies and unlinks.
+    silent("mv", &[&a.path("tree/g"), &b.path("to/mv")]);
+    assert!(!a.path("tree/g").exists());
+    for f in ["to/cp", "to/rsync", "to/tree/f", "to/mv"] {
+        assert_eq!(fs::read(b.path(f)).unwrap(), data, "{f}");
+        assert_eq!(xattr_get(&b.path(f), "user.color").unwrap(), b"blue", "{f}");
+        assert_eq!(
+            xattr_get(&b.path(f), "user.LFS.AllocationPolicy").unwrap(),
+            b"LocalNode",
+            "{f}"
+        );
+        // The copy has books of its own.
+        assert_ne!(
+            xattr_get(&b.path(f), "user.LFS.Layout").unwrap(),
+            xattr_get(&a.path("tree/f"), "user.LFS.Layout").unwrap(),
+            "{f}"
+        );
+    }
+    // From a file system without LFS attributes: rsync removes the ones the source lacks, which
+    // puts back what a new file has.
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("h"), &data).unwrap();
+    xattr_set(
+        &b.path("to/rsync"),
+        "user.LFS.InterleaveRequest",
+        b"\x00",
+        0,
+    )
+    .unwrap();
+    silent(
+        "rsync",
+        &[
+            Path::new("-aX"),
+            &host.path().join("h"),
+            &b.path("to/rsync"),
+        ],
+    );
+    assert_eq!(fs::read(b.path("to/rsync")).unwrap(), data);
+    assert_eq!(
+        xattr_get(&b.path("to/rsync"), "user.color"),
+        Err(libc::ENODATA)
+    );
+    assert_eq!(
+        xattr_get(&b.path("to/rsync"), "user.LFS.AllocationPolicy").unwrap(),
+        b"RandomBooks"
+    );
+    assert_eq!(
+        xattr_get(&b.path("to/rsync"), "user.LFS.InterleaveRequest").unwrap(),
+        b""
+    );
 }
