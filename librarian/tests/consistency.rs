@@ -561,27 +561,19 @@ fn reproduce(seed: u64, test: &str) -> String {
 
 const TOPOLOGY: &str = "[global]\nnode_count = 4\nbook_size_bytes = 8M\nnvm_size_per_node = 32B\n";
 
-#[test]
-fn one_driver_many_clients() {
+/// Runs rounds of requests for the test's time budget, with an fsck check after each: `round`
+/// sends one window of requests (given the seed and the round's number) and returns how many it
+/// sent and the latest requests to show if the check fails.
+fn run_rounds(test: &str, mut round: impl FnMut(&Server, u64, u64) -> (usize, Vec<String>)) {
     let seed = seed();
-    let test = "one_driver_many_clients";
     println!("seed {seed} ({})", reproduce(seed, test));
     let limit = budget(15);
     let mut srv = Server::start(TOPOLOGY);
-    let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
     let (mut total, mut checks) = (0, 0u64);
     while started.elapsed() < limit {
-        let mut drivers: Vec<Driver> = (1..=4)
-            .map(|n| Driver::new(&srv, n, seed ^ (n as u64) << 32 ^ checks))
-            .collect();
-        for _ in 0..WINDOW {
-            let i = rng.gen_range(0..drivers.len());
-            drivers[i].step();
-        }
-        total += WINDOW;
-        let logs: Vec<String> = drivers.iter().flat_map(|d| d.log.iter().cloned()).collect();
-        drop(drivers);
+        let (sent, logs) = round(&srv, seed, checks);
+        total += sent;
         checks += 1;
         let hard = hard_findings(&mut srv);
         assert!(
@@ -594,52 +586,50 @@ fn one_driver_many_clients() {
         );
         srv.launch();
     }
-    println!("{total} requests, {checks} fsck checks, nothing but soft state");
+    println!("{test}: {total} requests, {checks} fsck checks, nothing but soft state");
+}
+
+#[test]
+fn one_driver_many_clients() {
+    run_rounds("one_driver_many_clients", |srv, seed, round| {
+        let mut rng = StdRng::seed_from_u64(seed ^ round);
+        let mut drivers: Vec<Driver> = (1..=4)
+            .map(|n| Driver::new(srv, n, seed ^ (n as u64) << 32 ^ round))
+            .collect();
+        for _ in 0..WINDOW {
+            let i = rng.gen_range(0..drivers.len());
+            drivers[i].step();
+        }
+        let logs = drivers.iter().flat_map(|d| d.log.iter().cloned()).collect();
+        (WINDOW, logs)
+    });
 }
 
 #[test]
 fn concurrent_clients() {
-    let seed = seed();
-    let test = "concurrent_clients";
-    println!("seed {seed} ({})", reproduce(seed, test));
-    let limit = budget(15);
-    let mut srv = Server::start(TOPOLOGY);
-    let started = Instant::now();
-    let (mut total, mut checks) = (0, 0u64);
-    while started.elapsed() < limit {
-        let sent: usize = std::thread::scope(|s| {
+    run_rounds("concurrent_clients", |srv, seed, round| {
+        std::thread::scope(|s| {
             let handles: Vec<_> = (1..=4)
                 .map(|n| {
-                    let srv = &srv;
                     s.spawn(move || {
-                        let mut d = Driver::new(srv, n, seed.wrapping_add(n as u64) ^ checks << 40);
+                        let mut d = Driver::new(srv, n, seed.wrapping_add(n as u64) ^ round << 40);
                         for _ in 0..WINDOW / 4 {
                             d.step();
                         }
-                        d.sent
+                        (d.sent, d.log.into_iter().collect::<Vec<_>>())
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .expect("a client thread failed (see its panic above)")
-                })
-                .sum()
-        });
-        total += sent;
-        checks += 1;
-        let hard = hard_findings(&mut srv);
-        assert!(
-            hard.is_empty(),
-            "after {total} requests (check {checks}), fsck-lfs found what no request may leave:\n{}\n{}",
-            hard.join("\n"),
-            reproduce(seed, test)
-        );
-        srv.launch();
-    }
-    println!(
-        "{total} requests from 4 concurrent clients, {checks} fsck checks, nothing but soft state"
-    );
+            let mut sent = 0;
+            let mut logs = vec![];
+            for h in handles {
+                let (n, log) = h
+                    .join()
+                    .expect("a client thread failed (see its panic above)");
+                sent += n;
+                logs.extend(log);
+            }
+            (sent, logs)
+        })
+    });
 }
