@@ -1096,6 +1096,24 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
         libc::EBUSY,
     );
     assert!(msg.contains("zeroed"), "{msg}");
+    // The names of zeroing shelves carry the node's physloc from the request's context: one
+    // with a slash once made a name that no path reaches.
+    let q = create(&mut c, "/q");
+    resize(&mut c, "/q", q["id"].as_i64().unwrap(), BOOK).unwrap();
+    c.call(
+        "close_shelf",
+        json!({"id": q["id"], "open_handle": q["open_handle"]}),
+    )
+    .unwrap();
+    c.call("destroy_shelf", json!({"path": "/q"})).unwrap();
+    c.set_context("physloc", json!("../x/y\u{0}"));
+    let z = c.call("kill_zombie_books", json!({})).unwrap();
+    let zp = z["z_shelf_path"].as_str().unwrap();
+    assert!(!zp[1..].contains('/'), "{zp}");
+    assert_eq!(
+        c.call("get_shelf", json!({"path": zp})).unwrap()["book_count"],
+        1
+    );
     // rmdir of a directory some node has open takes the open with it, as the directory goes.
     let e = c
         .call("mkdir", json!({"path": "/d/e", "mode": 0o755}))

@@ -2,7 +2,7 @@
 
 use super::{as_int, int_param};
 use crate::engine::state::{Shelf, S_IFREG};
-use crate::engine::{now_float, CmdError, CmdResult, Engine, Request};
+use crate::engine::{CmdError, CmdResult, Engine, Request};
 use crate::schema::{book_state, ROOT_SHELF_ID};
 use serde_json::{json, Value};
 
@@ -95,12 +95,7 @@ pub fn kill_zombie_books(e: &mut Engine, req: &Request) -> CmdResult {
         .clone()
         .or_else(|| e.st.nodes.get(&req.node_id).map(|n| n.physloc()))
         .unwrap_or_default();
-    let name = format!(
-        "{}zombies_{}_{}",
-        super::shelves::PENDING_ZERO_PREFIX,
-        now_float(),
-        physloc
-    );
+    let name = super::shelves::zeroing_name(e, "zombies", &physloc);
     let zid = e.st.insert_shelf(
         &e.conn,
         Shelf {

@@ -10,6 +10,23 @@ use serde_json::{json, Value};
 /// Name prefix of shelves whose books are waiting to be zeroed by a node.
 pub const PENDING_ZERO_PREFIX: &str = ".lfs_pending_zero_";
 
+/// A name for a new zeroing shelf in the root directory: the prefix, `what`, the time and the
+/// node's physloc. The physloc comes from the client's context, so only its characters that can
+/// stand in a name are kept (a `/` would make a name no path can reach), and a name already taken
+/// gets the next shelf id appended: every name in a directory stays unique.
+pub fn zeroing_name(e: &Engine, what: &str, physloc: &str) -> String {
+    let physloc: String = physloc
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-' | '.'))
+        .take(32)
+        .collect();
+    let name = format!("{PENDING_ZERO_PREFIX}{what}_{}_{physloc}", now_float());
+    match e.st.lookup(ROOT_SHELF_ID, &name) {
+        None => name,
+        Some(_) => format!("{name}_{}", e.st.next_shelf_id),
+    }
+}
+
 /// Resolves a path and checks size/book-count consistency, as the original `get_shelf` does.
 fn lookup(e: &Engine, path: &str) -> Result<i64, CmdError> {
     let id = resolve(&e.st, path)?;
@@ -298,16 +315,11 @@ fn resize(
         let zshelf = if !freeing && zero_enabled {
             // Keep the whole name within 255 bytes however long the file's own name is.
             let short = &shelf.name[..shelf.name.floor_char_boundary(128)];
-            let name = format!(
-                "{PENDING_ZERO_PREFIX}{}_{}_{}_{}",
-                short,
-                shelf.parent_id,
-                now_float(),
-                physloc
-            );
-            let (_, name) = resolve_parent(&e.st, &name)?;
-            let zid =
-                e.st.insert_shelf(&e.conn, Shelf::new(name, S_IFREG | 0o666, ROOT_SHELF_ID, 0))?;
+            let name = zeroing_name(e, &format!("{short}_{}", shelf.parent_id), &physloc);
+            let zid = e.st.insert_shelf(
+                &e.conn,
+                Shelf::new(&name, S_IFREG | 0o666, ROOT_SHELF_ID, 0),
+            )?;
             e.st.zeroing_by.insert(zid, req.node_id);
             z_path = json!(format!("/{name}"));
             Some(zid)
