@@ -8,10 +8,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rusqlite::Connection;
+use rusqlite::types::FromSql;
+use rusqlite::{Connection, Row};
 
 const BIN: &str = env!("CARGO_BIN_EXE_book-register");
 
@@ -574,9 +576,82 @@ fn our_warnings(name: &str) -> &'static [&'static str] {
     }
 }
 
-fn count(conn: &Connection, sql: &str) -> i64 {
-    conn.query_row(sql, [], |r| r.get(0))
+/// The one row that `sql` selects, as a tuple of its first columns.
+fn row<T>(conn: &Connection, sql: &str) -> T
+where
+    T: for<'a> TryFrom<&'a Row<'a>, Error = rusqlite::Error>,
+{
+    conn.query_row(sql, [], |r| T::try_from(r))
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The one value (the first column of the one row) that `sql` selects.
+fn value<T: FromSql>(conn: &Connection, sql: &str) -> T {
+    row::<(T,)>(conn, sql).0
+}
+
+/// The one integer that `sql` selects: a count, an id, a size.
+fn count(conn: &Connection, sql: &str) -> i64 {
+    value(conn, sql)
+}
+
+/// The integer that `select` (a column, or an aggregate such as `count(*)`) gives over the
+/// `FAModules` rows that match `cond`.
+fn famodules(conn: &Connection, select: &str, cond: &str) -> i64 {
+    count(
+        conn,
+        &format!("SELECT {select} FROM FAModules WHERE {cond}"),
+    )
+}
+
+/// The id of book `book_num` of interleave group `ig`.
+fn book_id(conn: &Connection, ig: i64, book_num: i64) -> i64 {
+    count(
+        conn,
+        &format!("SELECT id FROM books WHERE intlv_group = {ig} AND book_num = {book_num}"),
+    )
+}
+
+/// The highest book number of interleave group `ig`.
+fn max_book_num(conn: &Connection, ig: i64) -> i64 {
+    count(
+        conn,
+        &format!("SELECT max(book_num) FROM books WHERE intlv_group = {ig}"),
+    )
+}
+
+/// The lowest and highest book id of interleave group `ig`.
+fn book_ids(conn: &Connection, ig: i64) -> (i64, i64) {
+    row(
+        conn,
+        &format!("SELECT min(id), max(id) FROM books WHERE intlv_group = {ig}"),
+    )
+}
+
+/// Node `node_id`'s `FRDnodes` row: node_id, rack, enc, node, coordinate, serialNumber.
+fn frdnode(conn: &Connection, node_id: i64) -> (i64, i64, i64, i64, String, String) {
+    row(
+        conn,
+        &format!("SELECT * FROM FRDnodes WHERE node_id = {node_id}"),
+    )
+}
+
+/// Where node `node_id` is (from TMCF): its rack, enclosure, node number and coordinate.
+fn place(conn: &Connection, node_id: i64) -> (String, i64, i64, String) {
+    row(
+        conn,
+        &format!("SELECT rack, enc, node, coordinate FROM FRDnodes WHERE node_id = {node_id}"),
+    )
+}
+
+/// Registers `config` into a new database in `dir`, named after it, which must succeed, and
+/// opens the database.
+fn register(dir: &Path, config: &Path) -> Connection {
+    let name = config.file_name().unwrap().to_string_lossy();
+    let db = dir.join(format!("{name}.db"));
+    let out = run(&["-d", db.to_str().unwrap(), config.to_str().unwrap()]);
+    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    Connection::open(&db).unwrap()
 }
 
 /// Registers every file of `dir` (which must hold exactly the files of `expect`) and checks the
@@ -657,51 +732,38 @@ fn check_corpus(dir: &Path, expect: &[(&'static str, Expect)], ours: bool) {
                     }
                 }
                 let conn = Connection::open(&db).unwrap();
-                assert_eq!(count(&conn, "SELECT count(*) FROM globals"), 1, "{name}");
-                assert_eq!(
-                    count(&conn, "SELECT book_size_bytes FROM globals"),
-                    *book_size,
-                    "{name}"
-                );
-                assert_eq!(
-                    count(&conn, "SELECT books_total FROM globals"),
-                    *books,
-                    "{name}"
-                );
-                assert_eq!(
-                    count(&conn, "SELECT nvm_bytes_total FROM globals"),
-                    books * book_size,
-                    "{name}"
-                );
-                assert_eq!(
-                    count(&conn, "SELECT nodes_total FROM globals"),
-                    *nodes,
-                    "{name}"
-                );
-                assert_eq!(count(&conn, "SELECT count(*) FROM books"), *books, "{name}");
-                assert_eq!(
-                    count(
-                        &conn,
-                        "SELECT count(*) FROM books WHERE allocated != 0 OR attributes != 0"
+                let mut want = vec![
+                    ("SELECT count(*) FROM globals", 1),
+                    ("SELECT book_size_bytes FROM globals", *book_size),
+                    ("SELECT books_total FROM globals", *books),
+                    ("SELECT nvm_bytes_total FROM globals", books * book_size),
+                    ("SELECT nodes_total FROM globals", *nodes),
+                    ("SELECT count(*) FROM books", *books),
+                    (
+                        "SELECT count(*) FROM books WHERE allocated != 0 OR attributes != 0",
+                        0,
                     ),
-                    0
-                );
-                assert_eq!(
-                    count(&conn, "SELECT count(*) FROM FRDnodes"),
-                    *nodes,
-                    "{name}"
-                );
-                assert_eq!(count(&conn, "SELECT count(*) FROM SOCs"), *nodes, "{name}");
-                assert_eq!(
-                    count(&conn, "SELECT count(DISTINCT node_id) FROM FRDnodes"),
-                    *nodes
-                );
-                assert_eq!(
-                    count(&conn, "SELECT count(*) FROM FAModules"),
-                    *famodules,
-                    "{name}"
-                );
-                assert_eq!(count(&conn, "SELECT count(*) FROM shelves"), 3, "{name}");
+                    ("SELECT count(*) FROM FRDnodes", *nodes),
+                    ("SELECT count(*) FROM SOCs", *nodes),
+                    ("SELECT count(DISTINCT node_id) FROM FRDnodes", *nodes),
+                    ("SELECT count(*) FROM FAModules", *famodules),
+                    ("SELECT count(*) FROM shelves", 3),
+                    (
+                        "SELECT max(intlv_group >> 16) FROM books",
+                        i64::from(*mode_physaddr),
+                    ),
+                ];
+                if !mode_physaddr {
+                    // LZA ids: (IG << 46) | (book_num << 33); FAModules books match the IG's.
+                    want.extend([
+                        ("SELECT count(*) FROM books WHERE id != ((intlv_group << 46) | (book_num << 33))", 0),
+                        ("SELECT sum(module_size_books) FROM FAModules", *books),
+                        ("SELECT count(*) FROM FAModules WHERE memorySize != module_size_books * (SELECT book_size_bytes FROM globals)", 0),
+                    ]);
+                }
+                for (sql, want) in want {
+                    assert_eq!(count(&conn, sql), want, "{name}: {sql}");
+                }
                 let groups: Vec<i64> = conn
                     .prepare("SELECT DISTINCT intlv_group FROM books ORDER BY 1")
                     .unwrap()
@@ -715,29 +777,8 @@ fn check_corpus(dir: &Path, expect: &[(&'static str, Expect)], ours: bool) {
                 } else {
                     assert_eq!(groups, intlv_groups.to_vec(), "{name}");
                 }
-                let mode: i64 = count(&conn, "SELECT max(intlv_group >> 16) FROM books");
-                assert_eq!(mode, i64::from(*mode_physaddr), "{name}");
-                if !mode_physaddr {
-                    // LZA ids: (IG << 46) | (book_num << 33); FAModules books match the IG's.
-                    assert_eq!(
-                        count(&conn, "SELECT count(*) FROM books WHERE id != ((intlv_group << 46) | (book_num << 33))"),
-                        0,
-                        "{name}"
-                    );
-                    assert_eq!(
-                        count(&conn, "SELECT sum(module_size_books) FROM FAModules"),
-                        *books,
-                        "{name}"
-                    );
-                    assert_eq!(
-                        count(&conn, "SELECT count(*) FROM FAModules WHERE memorySize != module_size_books * (SELECT book_size_bytes FROM globals)"),
-                        0
-                    );
-                }
-                let jm: String = conn
-                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-                    .unwrap();
-                assert_eq!(jm, "wal", "{name}");
+                let journal_mode: String = value(&conn, "PRAGMA journal_mode");
+                assert_eq!(journal_mode, "wal", "{name}");
             }
         }
     }
@@ -776,89 +817,41 @@ fn original_corpus_gate_matches_the_disk() {
 #[test]
 fn ini_db_values() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("per-node.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        corpus("per-node.ini").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
+    let conn = register(tmp.path(), &corpus("per-node.ini"));
     // [ceres] is node 14: enclosure 2, node 4.
-    let row: (i64, i64, i64, i64, String, String) = conn
-        .query_row("SELECT * FROM FRDnodes WHERE node_id = 14", [], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap();
-    assert_eq!(row, (14, 1, 2, 4, "Node/4".into(), "1:2:4".into()));
-    let mac: String = conn
-        .query_row("SELECT MAC FROM SOCs WHERE node_id = 14", [], |r| r.get(0))
-        .unwrap();
+    assert_eq!(
+        frdnode(&conn, 14),
+        (14, 1, 2, 4, "Node/4".into(), "1:2:4".into())
+    );
+    let mac: String = value(&conn, "SELECT MAC FROM SOCs WHERE node_id = 14");
     assert_eq!(mac, "52:54:42:14:14:14");
-    let cid: i64 = conn
-        .query_row("SELECT rawCID FROM FAModules WHERE node_id = 14 AND coordinate = 'MemoryBoard/1/MediaController/2'", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(cid, (1 << 9) | (3 << 4) | 9);
+    assert_eq!(
+        famodules(
+            &conn,
+            "rawCID",
+            "node_id = 14 AND coordinate = 'MemoryBoard/1/MediaController/2'"
+        ),
+        (1 << 9) | (3 << 4) | 9
+    );
     // 96 books over 4 MCs in IG 13 (node_id - 1).
     assert_eq!(
-        count(
+        famodules(
             &conn,
-            "SELECT count(*) FROM FAModules WHERE IG = 13 AND node_id = 14 AND module_size_books = 24"
+            "count(*)",
+            "IG = 13 AND node_id = 14 AND module_size_books = 24"
         ),
         4
     );
-    assert_eq!(
-        count(
-            &conn,
-            "SELECT id FROM books WHERE intlv_group = 13 AND book_num = 95"
-        ),
-        (13 << 46) | (95 << 33)
-    );
-    assert_eq!(
-        count(
-            &conn,
-            "SELECT max(book_num) FROM books WHERE intlv_group = 39"
-        ),
-        127
-    );
+    assert_eq!(book_id(&conn, 13, 95), (13 << 46) | (95 << 33));
+    assert_eq!(max_book_num(&conn, 39), 127);
 
     // PHYSADDR: ids are addresses, book_num runs across a node's ranges.
-    let db = tmp.path().join("physaddr.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        corpus("physaddr.ini").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
+    let conn = register(tmp.path(), &corpus("physaddr.ini"));
+    assert_eq!(book_id(&conn, 65537, 64), 0x100040000000);
+    assert_eq!(max_book_num(&conn, 65537), 95);
     assert_eq!(
-        count(
-            &conn,
-            "SELECT id FROM books WHERE intlv_group = 65537 AND book_num = 64"
-        ),
-        0x100040000000
-    );
-    assert_eq!(
-        count(
-            &conn,
-            "SELECT max(book_num) FROM books WHERE intlv_group = 65537"
-        ),
-        95
-    );
-    assert_eq!(
-        count(&conn, "SELECT min(id) FROM books WHERE intlv_group = 65540"),
-        0x1000c0000000
-    );
-    assert_eq!(
-        count(&conn, "SELECT max(id) FROM books WHERE intlv_group = 65540"),
-        0x100100000000 + 15 * (4 << 20)
+        book_ids(&conn, 65540),
+        (0x1000c0000000, 0x100100000000 + 15 * (4 << 20))
     );
     // The partition without FAM is a node with no books.
     assert_eq!(
@@ -877,23 +870,9 @@ fn ini_db_values() {
 #[test]
 fn json_db_values() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("servers.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        corpus("tmcf-servers.json").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
-    let row: (String, i64, i64, String) = conn
-        .query_row(
-            "SELECT rack, enc, node, coordinate FROM FRDnodes WHERE node_id = 39",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
+    let conn = register(tmp.path(), &corpus("tmcf-servers.json"));
     assert_eq!(
-        row,
+        place(&conn, 39),
         (
             "R3".into(),
             4,
@@ -901,87 +880,68 @@ fn json_db_values() {
             "/MachineVersion/1/Datacenter/Harbor9/Rack/R3/Enclosure/U17/EncNum/4/Node/9".into()
         )
     );
-    let soc: (String, String) = conn
-        .query_row(
-            "SELECT MAC, coordinate FROM SOCs WHERE node_id = 39",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(soc.0, "0a:09:00:04:09:00");
-    assert!(
-        soc.1.ends_with("/EncNum/4/Node/9/SocBoard/1/Soc/1"),
-        "{}",
-        soc.1
-    );
+    let (mac, soc): (String, String) =
+        row(&conn, "SELECT MAC, coordinate FROM SOCs WHERE node_id = 39");
+    assert_eq!(mac, "0a:09:00:04:09:00");
+    assert!(soc.ends_with("/EncNum/4/Node/9/SocBoard/1/Soc/1"), "{soc}");
     // groupId 40 interleaves node 31's MCs 5-6 (8 books each) with node 39's MCs 1-2 (4 each).
-    assert_eq!(count(&conn, "SELECT count(*) FROM FAModules WHERE IG = 40 AND node_id = 39 AND module_size_books = 4"), 2);
-    assert_eq!(count(&conn, "SELECT count(*) FROM FAModules WHERE IG = 40 AND node_id = 31 AND module_size_books = 8"), 2);
-    assert_eq!(count(&conn, "SELECT rawCID FROM FAModules WHERE node_id = 31 AND coordinate LIKE '%MediaController/6'"), (3 << 9) | 13);
     assert_eq!(
-        count(
+        famodules(
             &conn,
-            "SELECT max(book_num) FROM books WHERE intlv_group = 40"
+            "count(*)",
+            "IG = 40 AND node_id = 39 AND module_size_books = 4"
         ),
-        23
+        2
     );
     assert_eq!(
-        count(
+        famodules(
             &conn,
-            "SELECT max(book_num) FROM books WHERE intlv_group = 127"
+            "count(*)",
+            "IG = 40 AND node_id = 31 AND module_size_books = 8"
         ),
-        7
+        2
     );
+    assert_eq!(
+        famodules(
+            &conn,
+            "rawCID",
+            "node_id = 31 AND coordinate LIKE '%MediaController/6'"
+        ),
+        (3 << 9) | 13
+    );
+    assert_eq!(max_book_num(&conn, 40), 23);
+    assert_eq!(max_book_num(&conn, 127), 7);
     // An integer memorySize (32G) counts like a string one.
-    assert_eq!(count(&conn, "SELECT module_size_books FROM FAModules WHERE node_id = 3 AND coordinate LIKE '%MediaController/2'"), 16);
+    assert_eq!(
+        famodules(
+            &conn,
+            "module_size_books",
+            "node_id = 3 AND coordinate LIKE '%MediaController/2'"
+        ),
+        16
+    );
 
     // A numeric rack name is stored as an integer (INT affinity), serial numbers as text; a
     // serial number that is a number loses its leading zeros, as in the original.
-    let db = tmp.path().join("mgmt.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        corpus("tmcf-management-server.json").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
-    let (rack, serial): (i64, String) = conn
-        .query_row(
-            "SELECT rack, serialNumber FROM FRDnodes WHERE node_id = 2",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let conn = register(tmp.path(), &corpus("tmcf-management-server.json"));
+    let (rack, serial): (i64, String) = row(
+        &conn,
+        "SELECT rack, serialNumber FROM FRDnodes WHERE node_id = 2",
+    );
     assert_eq!((rack, serial.as_str()), (7, "1002"));
-    let serial: String = conn
-        .query_row(
-            "SELECT serialNumber FROM FRDnodes WHERE node_id = 5",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let serial: String = value(&conn, "SELECT serialNumber FROM FRDnodes WHERE node_id = 5");
     assert_eq!(serial, "555");
 
     // Missing attributes get defaults.
-    let db = tmp.path().join("minimal.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        corpus("tmcf-minimal.json").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
-    let (mac, cert): (String, String) = conn
-        .query_row(
-            "SELECT MAC, tlsPublicCertificate FROM SOCs WHERE node_id = 20",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let conn = register(tmp.path(), &corpus("tmcf-minimal.json"));
+    let (mac, cert): (String, String) = row(
+        &conn,
+        "SELECT MAC, tlsPublicCertificate FROM SOCs WHERE node_id = 20",
+    );
     assert_eq!(mac, "n/a");
     assert!(cert.contains("You forgot an attribute"), "{cert}");
     assert_eq!(
-        count(&conn, "SELECT rawCID FROM FAModules WHERE IG = 5"),
+        famodules(&conn, "rawCID", "IG = 5"),
         (1 << 9) | (9 << 4) | 15
     );
 }
@@ -1076,10 +1036,7 @@ fn json_output_for_ini() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("extras.json");
     fs::write(&json, &out.stdout).unwrap();
-    let db = tmp.path().join("j.db");
-    let out = run(&["-d", db.to_str().unwrap(), json.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
+    let conn = register(tmp.path(), &json);
     assert_eq!(count(&conn, "SELECT count(*) FROM books"), 192);
     assert_eq!(
         count(&conn, "SELECT count(DISTINCT intlv_group) FROM books"),
@@ -1159,100 +1116,39 @@ fn verbose_prints_phase_times() {
 )]
 fn original_corpus_db_values() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("ftc.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        original("ftcbu1.ini").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
-    let row: (i64, i64, i64, i64, String, String) = conn
-        .query_row("SELECT * FROM FRDnodes WHERE node_id = 8", [], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap();
-    assert_eq!(row, (8, 1, 1, 8, "Node/8".into(), "1:1:8".into()));
-    let mac: String = conn
-        .query_row("SELECT MAC FROM SOCs WHERE node_id = 8", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mac, "52:54:42:08:08:08");
-    let cid: i64 = conn
-        .query_row("SELECT rawCID FROM FAModules WHERE node_id = 8 AND coordinate = 'MemoryBoard/1/MediaController/2'", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(cid, (7 << 4) | 9);
+    let conn = register(tmp.path(), &original("ftcbu1.ini"));
     assert_eq!(
-        count(
+        frdnode(&conn, 8),
+        (8, 1, 1, 8, "Node/8".into(), "1:1:8".into())
+    );
+    let mac: String = value(&conn, "SELECT MAC FROM SOCs WHERE node_id = 8");
+    assert_eq!(mac, "52:54:42:08:08:08");
+    assert_eq!(
+        famodules(
             &conn,
-            "SELECT count(*) FROM FAModules WHERE IG = 7 AND module_size_books = 32"
+            "rawCID",
+            "node_id = 8 AND coordinate = 'MemoryBoard/1/MediaController/2'"
         ),
+        (7 << 4) | 9
+    );
+    assert_eq!(
+        famodules(&conn, "count(*)", "IG = 7 AND module_size_books = 32"),
         4
     );
-    assert_eq!(
-        count(
-            &conn,
-            "SELECT id FROM books WHERE intlv_group = 7 AND book_num = 127"
-        ),
-        (7 << 46) | (127 << 33)
-    );
+    assert_eq!(book_id(&conn, 7, 127), (7 << 46) | (127 << 33));
 
     // PHYSADDR: ids are addresses, book_num runs across a node's ranges.
-    let db = tmp.path().join("sdflex.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        original("SDFlex_good.ini").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
+    let conn = register(tmp.path(), &original("SDFlex_good.ini"));
+    assert_eq!(book_id(&conn, 65536, 88), 0xf00100000000);
+    assert_eq!(max_book_num(&conn, 65536), 175);
     assert_eq!(
-        count(
-            &conn,
-            "SELECT id FROM books WHERE intlv_group = 65536 AND book_num = 88"
-        ),
-        0xf00100000000
-    );
-    assert_eq!(
-        count(
-            &conn,
-            "SELECT max(book_num) FROM books WHERE intlv_group = 65536"
-        ),
-        175
-    );
-    assert_eq!(
-        count(&conn, "SELECT min(id) FROM books WHERE intlv_group = 65539"),
-        0xf001a0000000
-    );
-    assert_eq!(
-        count(&conn, "SELECT max(id) FROM books WHERE intlv_group = 65539"),
-        0xf001a0000000 + 87 * (2 << 20)
+        book_ids(&conn, 65539),
+        (0xf001a0000000, 0xf001a0000000 + 87 * (2 << 20))
     );
 
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("latest.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        original("LATEST.json").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
-    let row: (String, i64, i64, String) = conn
-        .query_row(
-            "SELECT rack, enc, node, coordinate FROM FRDnodes WHERE node_id = 12",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
+    let conn = register(tmp.path(), &original("LATEST.json"));
     assert_eq!(
-        row,
+        place(&conn, 12),
         (
             "A1.AboveFloor".into(),
             2,
@@ -1261,46 +1157,35 @@ fn original_corpus_db_values() {
                 .into()
         )
     );
-    let soc: (String, String) = conn
-        .query_row(
-            "SELECT MAC, coordinate FROM SOCs WHERE node_id = 12",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(soc.0, "00:00:00:00:02:02");
-    assert!(
-        soc.1.ends_with("/EncNum/2/Node/2/SocBoard/1/Soc/1"),
-        "{}",
-        soc.1
-    );
+    let (mac, soc): (String, String) =
+        row(&conn, "SELECT MAC, coordinate FROM SOCs WHERE node_id = 12");
+    assert_eq!(mac, "00:00:00:00:02:02");
+    assert!(soc.ends_with("/EncNum/2/Node/2/SocBoard/1/Soc/1"), "{soc}");
     // groupId 6 holds node 12's MCs (16 books each).
-    assert_eq!(count(&conn, "SELECT count(*) FROM FAModules WHERE IG = 6 AND node_id = 12 AND module_size_books = 16"), 4);
-    assert_eq!(count(&conn, "SELECT rawCID FROM FAModules WHERE node_id = 12 AND coordinate LIKE '%MediaController/3'"), (1 << 9) | (1 << 4) | 10);
     assert_eq!(
-        count(
+        famodules(
             &conn,
-            "SELECT max(book_num) FROM books WHERE intlv_group = 6"
+            "count(*)",
+            "IG = 6 AND node_id = 12 AND module_size_books = 16"
         ),
-        63
+        4
     );
+    assert_eq!(
+        famodules(
+            &conn,
+            "rawCID",
+            "node_id = 12 AND coordinate LIKE '%MediaController/3'"
+        ),
+        (1 << 9) | (1 << 4) | 10
+    );
+    assert_eq!(max_book_num(&conn, 6), 63);
 
     // A numeric rack name is stored as an integer (INT affinity), serial numbers as text.
-    let db = tmp.path().join("fame.db");
-    let out = run(&[
-        "-d",
-        db.to_str().unwrap(),
-        original("fame.json").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = Connection::open(&db).unwrap();
-    let (rack, serial): (i64, String) = conn
-        .query_row(
-            "SELECT rack, serialNumber FROM FRDnodes WHERE node_id = 2",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let conn = register(tmp.path(), &original("fame.json"));
+    let (rack, serial): (i64, String) = row(
+        &conn,
+        "SELECT rack, serialNumber FROM FRDnodes WHERE node_id = 2",
+    );
     assert_eq!((rack, serial.as_str()), (1, "22222"));
 }
 
@@ -1341,6 +1226,19 @@ fn bad_invocations() {
     assert!(text(&out.stderr).contains("not a text file"));
 }
 
+/// The line of `b` that holds `pos`, with its newline if it has one.
+fn line_at(b: &[u8], pos: usize) -> Range<usize> {
+    let start = b[..pos]
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .map_or(0, |i| i + 1);
+    let end = b[pos..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(b.len(), |i| pos + i + 1);
+    start..end
+}
+
 /// Mutated versions of every config of `dir` must give a result or an error, never a panic, and
 /// whatever is accepted must also build a database.
 fn no_panics_on_mutations_of(dir: &Path) {
@@ -1376,28 +1274,13 @@ fn no_panics_on_mutations_of(dir: &Path) {
                     2 => b.insert(pos, ch),
                     3 => {
                         // Delete the line containing pos.
-                        let start = b[..pos]
-                            .iter()
-                            .rposition(|&c| c == b'\n')
-                            .map_or(0, |i| i + 1);
-                        let end = b[pos..]
-                            .iter()
-                            .position(|&c| c == b'\n')
-                            .map_or(b.len(), |i| pos + i + 1);
-                        b.drain(start..end);
+                        b.drain(line_at(&b, pos));
                     }
                     _ => {
                         // Duplicate the line containing pos.
-                        let start = b[..pos]
-                            .iter()
-                            .rposition(|&c| c == b'\n')
-                            .map_or(0, |i| i + 1);
-                        let end = b[pos..]
-                            .iter()
-                            .position(|&c| c == b'\n')
-                            .map_or(b.len(), |i| pos + i + 1);
-                        let line = b[start..end].to_vec();
-                        b.splice(end..end, line);
+                        let line = line_at(&b, pos);
+                        let copy = b[line.clone()].to_vec();
+                        b.splice(line.end..line.end, copy);
                     }
                 }
             }
