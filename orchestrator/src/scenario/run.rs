@@ -599,13 +599,16 @@ impl Ctx<'_> {
             }
             Action::Fsck { repairs } => {
                 // close(2) returns before the node's daemon has told the Librarian (FUSE
-                // release is asynchronous): let closes in flight land before the Librarian stops,
-                // or fsck would find them as stale opens. Files a scenario holds open stay open.
+                // release is asynchronous), and an unlinked file's books are zeroed and its
+                // pending-zero shelf destroyed after unlink(2) returned: let both land before
+                // the Librarian stops, or fsck would find them as stale opens and partial
+                // unlinks. Files a scenario holds open stay open.
                 let settle = Instant::now() + Duration::from_secs(10).min(limit);
                 let none_open = Some(super::spec::Cmp { op: "==", value: 0 });
-                while self
+                while (self
                     .check_once(cl, None, none_open, None, None, "/")
                     .is_err()
+                    || self.zeroing_in_flight(cl))
                     && Instant::now() < settle
                 {
                     std::thread::sleep(Duration::from_millis(100));
@@ -816,6 +819,35 @@ impl Ctx<'_> {
         }
     }
 
+    /// A node that is up, to ask the Librarian as (a request counts as its heartbeat).
+    fn asker(&self, cl: &Cluster) -> Result<u32> {
+        Ok(cl
+            .state()?
+            .nodes
+            .iter()
+            .find(|n| !self.faulted.contains(&n.name))
+            .map(|n| n.id)
+            .unwrap_or(1))
+    }
+
+    /// Whether an unlinked file is still being zeroed: its pending-zero shelf stays in the root
+    /// until the node zeroing it destroys it.
+    fn zeroing_in_flight(&self, cl: &Cluster) -> bool {
+        let Ok(asker) = self.asker(cl) else {
+            return false;
+        };
+        cl.ask(asker, "list_shelves", serde_json::json!({ "path": "/" }))
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .is_some_and(|a| {
+                a.iter().any(|s| {
+                    s["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(".lfs_pending_zero_"))
+                })
+            })
+    }
+
     fn check_once(
         &self,
         cl: &Cluster,
@@ -826,12 +858,7 @@ impl Ctx<'_> {
         path: &str,
     ) -> Result<()> {
         let st = cl.state()?;
-        let asker = st
-            .nodes
-            .iter()
-            .find(|n| !self.faulted.contains(&n.name))
-            .map(|n| n.id)
-            .unwrap_or(1);
+        let asker = self.asker(cl)?;
         let mut bad = vec![];
         if let Some(c) = books_used {
             let v = cl.ask(asker, "get_fs_stats", serde_json::json!({}))?;
