@@ -160,7 +160,20 @@ async fn command_process(
         .pid
         .filter(|p| *p > 0)? as i32;
     let p = crate::procs::ProcRef::of(pid)?;
-    crate::procs::has_env(pid, format!("{EXEC_TOKEN_ENV}={token}").as_bytes()).then_some(p)
+    let mark = format!("{EXEC_TOKEN_ENV}={token}");
+    // A command in the middle of an execve (`sh -c '...; exec sleep 300'`) shows an empty
+    // environment for a moment: ask again while it lives, for up to about 100 ms, or the signal
+    // would be lost and the command run on.
+    for _ in 0..20 {
+        if crate::procs::has_env(pid, mark.as_bytes()) {
+            return Some(p);
+        }
+        if !p.is_alive() {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    None
 }
 
 /// Passes the `which`th caught signal (SIGINT, SIGTERM, SIGHUP) on to the command (never to a
