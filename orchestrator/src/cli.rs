@@ -170,6 +170,12 @@ pub struct UpArgs {
     /// VM nodes: auto (KVM if a guest really boots under it, else TCG), kvm or tcg [default: auto].
     #[arg(long, value_name = "auto|kvm|tcg")]
     pub accel: Option<String>,
+    /// VM nodes: what the guest runs on. `host` (the host's own root file system, read-only
+    /// over virtiofs, with a per-node writable overlay, so every host program is there) or
+    /// `initramfs` (a minimal busybox image holding only lfs-node and the exec agent)
+    /// [default: host].
+    #[arg(long, value_name = "host|initramfs")]
+    pub guest_root: Option<String>,
     /// VM nodes: vCPUs per node [default: FAME_VCPUS, else 1].
     #[arg(long)]
     pub vcpus: Option<u32>,
@@ -195,8 +201,8 @@ pub struct UpArgs {
     /// Start no LMP for the cluster.
     #[arg(long, conflicts_with = "lmp_port")]
     pub no_lmp: bool,
-    /// A host directory the nodes see at the same path (repeatable): container nodes get it
-    /// bind-mounted, process nodes see the host's files anyway, VM nodes cannot see it.
+    /// A host directory the nodes see read-write at the same path (repeatable): container nodes
+    /// get it bind-mounted, VM nodes over virtiofs, process nodes see the host's files anyway.
     #[arg(long = "share", value_name = "DIR")]
     pub share: Vec<PathBuf>,
 }

@@ -47,6 +47,8 @@ pub struct FileConfig {
     /// Per-node memory like `--memory` (256M); wins over `vdram`.
     pub memory: Option<String>,
     pub accel: Option<String>,
+    #[serde(alias = "guest_root")]
+    pub guest_root: Option<String>,
     pub subnet: Option<String>,
     #[serde(alias = "lmp_port")]
     pub lmp_port: Option<u16>,
@@ -160,6 +162,7 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
                 .transpose()?,
         },
         accel: args.accel.clone().or(file.accel),
+        guest_root: args.guest_root.clone().or(file.guest_root),
         subnet: args.subnet.clone().or(file.subnet),
         bin_dir: args
             .bin_dir
@@ -174,28 +177,59 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
         },
         lmp_port,
         no_lmp,
-        share: shared_dirs(if args.share.is_empty() {
-            file.share.unwrap_or_default()
-        } else {
-            args.share.clone()
-        })?,
+        share: shared_dirs(
+            if args.share.is_empty() {
+                file.share.unwrap_or_default()
+            } else {
+                args.share.clone()
+            },
+            &[
+                ("the cluster directory", absolute(&dir)?),
+                ("FAME_HOME", absolute(&crate::cluster::fame_home())?),
+            ],
+        )?,
     })
 }
 
-/// `--share` directories, absolute; each must be an existing directory.
-fn shared_dirs(dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
-    dirs.iter()
-        .map(|d| {
-            let abs = absolute(d)?;
-            if !abs.is_dir() {
+/// `--share` directories, absolute; each must be an existing directory, given once, and must not
+/// hold any of `keep` (the cluster's own files: the nodes could read and change them).
+fn shared_dirs(dirs: Vec<PathBuf>, keep: &[(&str, PathBuf)]) -> Result<Vec<PathBuf>> {
+    // Compared with symlinks resolved where the path exists, so `--share /tmp/link` is caught.
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut seen: Vec<PathBuf> = vec![];
+    for d in &dirs {
+        let abs = absolute(d)?;
+        if !abs.exists() {
+            bail!(
+                "--share {}: no such folder; create it first or drop the flag",
+                d.display()
+            );
+        }
+        if !abs.is_dir() {
+            bail!(
+                "--share {}: not a folder; share the folder that holds it, or drop the flag",
+                d.display()
+            );
+        }
+        let r = real(&abs);
+        for (what, path) in keep {
+            if real(path).starts_with(&r) {
                 bail!(
-                    "--share {}: not an existing directory; create it first or drop the flag",
-                    d.display()
+                    "--share {}: it holds {what} {}, which the nodes must not see or change; share a folder beside it instead",
+                    d.display(),
+                    path.display()
                 );
             }
-            Ok(abs)
-        })
-        .collect()
+        }
+        if seen.iter().any(|s| real(s) == r) {
+            bail!(
+                "--share {}: given twice; give each folder once",
+                d.display()
+            );
+        }
+        seen.push(abs);
+    }
+    Ok(seen)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -237,6 +271,40 @@ mod tests {
         std::fs::write(&cfg, "nodez = 3\n").unwrap();
         let e = FileConfig::load(&cfg).unwrap_err().to_string();
         assert!(e.contains("nodez") && e.contains("fame.toml"), "{e}");
+    }
+
+    #[test]
+    fn shares_must_not_hold_the_cluster_or_fame_home() {
+        let home = tempfile::tempdir().unwrap();
+        let cluster = home.path().join("c");
+        std::fs::create_dir(&cluster).unwrap();
+        let beside = tempfile::tempdir().unwrap();
+        let keep = [
+            ("the cluster directory", cluster.clone()),
+            ("FAME_HOME", home.path().to_path_buf()),
+        ];
+        let ok = shared_dirs(vec![beside.path().into()], &keep).unwrap();
+        assert_eq!(ok, vec![beside.path().to_path_buf()]);
+        for (bad, rule) in [
+            (home.path().to_path_buf(), "it holds the cluster directory"),
+            (PathBuf::from("/"), "it holds the cluster directory"),
+            (beside.path().join("missing"), "no such folder"),
+        ] {
+            let e = shared_dirs(vec![bad.clone()], &keep)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("--share {}: {rule}", bad.display())),
+                "{e}"
+            );
+        }
+        let link = beside.path().join("link");
+        std::os::unix::fs::symlink(home.path(), &link).unwrap();
+        let e = shared_dirs(vec![link], &keep).unwrap_err().to_string();
+        assert!(e.contains("it holds"), "{e}");
+        let twice = vec![beside.path().into(), beside.path().join(".")];
+        let e = shared_dirs(twice, &keep).unwrap_err().to_string();
+        assert!(e.contains("given twice"), "{e}");
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Settings {
     /// VM backends: `--accel auto|kvm|tcg` and `--subnet A.B.C.0/P` (None: auto / a free one).
     #[serde(default)]
     pub accel: Option<String>,
+    /// VM backends: `--guest-root host|initramfs` (None: host).
+    #[serde(default)]
+    pub guest_root: Option<String>,
     #[serde(default)]
     pub subnet: Option<String>,
     /// Where the binaries came from, if chosen explicitly.
@@ -184,6 +187,7 @@ mod tests {
                 vcpus: None,
                 vdram_kib: None,
                 accel: None,
+                guest_root: None,
                 subnet: None,
                 bin_dir: None,
                 timeout_secs: 30,

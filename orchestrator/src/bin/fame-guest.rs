@@ -143,7 +143,12 @@ fn exec(conn: TcpStream, argv: Vec<Vec<u8>>) -> std::io::Result<()> {
     let spawned = Command::new(&argv[0])
         .args(&argv[1..])
         .current_dir("/")
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        // The init's PATH (on the host's root it starts with fame's bin dir).
+        .env(
+            "PATH",
+            std::env::var_os("PATH")
+                .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into()),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -141,6 +141,7 @@ fn probe(conn: &virt::connect::Connect, image: &Image, dir: &Path) -> Result<boo
         console_log: &console,
         fam: None,
         fam_bytes: 0,
+        filesystems: &[],
     })?;
     let dom = match conn.create_domain_xml(&xml, 0) {
         Ok(d) => d,

@@ -1,7 +1,12 @@
 //! The guest image, built offline from what the host has: the Debian cloud kernel in `/boot`,
-//! the few modules a node needs from `/lib/modules`, `busybox` (busybox-static), `lfs-node` and
-//! `fame-guest` with their shared libraries (from `ldd`), and the init of
+//! the few modules a node needs from `/lib/modules`, `busybox` (busybox-static) and the init of
 //! `templates/libvirt/init.sh`, packed as an uncompressed `newc` initramfs by fame itself.
+//!
+//! With `--guest-root host` (the default) that is all: the init mounts the host's root file
+//! system over virtiofs and runs lfs-node, the exec agent and everything else from there, so the
+//! image does not change when fame's binaries do. With `--guest-root initramfs` the image also
+//! carries `lfs-node` and `fame-guest` with their shared libraries (from `ldd`) and a few
+//! util-linux tools, and the node runs from it alone.
 //!
 //! Images are cached under `FAME_HOME/cache/guest/KEY/`, KEY being a hash of the content of
 //! every input (`sha256sum` of the files, plus the init text), so a new lfs-node or kernel gives
@@ -10,6 +15,7 @@
 use super::proto::PROBE_MARKER;
 use crate::backend::rootfs;
 use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -28,10 +34,51 @@ pub const MODULES: &[&str] = &[
     "virtio_net",
     "fuse",
 ];
+/// What a host-root node loads besides (virtiofs needs fuse and virtio, loaded before).
+pub const HOST_ROOT_MODULES: &[&str] = &["virtiofs", "overlay"];
 pub const KERNEL_PACKAGE: &str = "linux-image-cloud-amd64";
+
+/// What a VM node runs on (`--guest-root`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestRoot {
+    /// The host's root file system, read-only over virtiofs, under a tmpfs overlay.
+    Host,
+    /// The initramfs alone (busybox, lfs-node, fame-guest).
+    Initramfs,
+}
+
+impl GuestRoot {
+    pub fn parse(flag: Option<&str>) -> Result<GuestRoot> {
+        match flag.unwrap_or("host") {
+            "host" => Ok(GuestRoot::Host),
+            "initramfs" => Ok(GuestRoot::Initramfs),
+            other => Err(anyhow!(
+                "--guest-root {other}: a VM node runs on `host` (the host's own root file system over virtiofs) or `initramfs` (a minimal busybox image); use one of them"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestRoot::Host => "host",
+            GuestRoot::Initramfs => "initramfs",
+        }
+    }
+
+    /// The modules the init loads, in load order.
+    pub fn modules(self) -> Vec<&'static str> {
+        let extra: &[&str] = match self {
+            GuestRoot::Host => HOST_ROOT_MODULES,
+            // virtiofs alone, for `--share`.
+            GuestRoot::Initramfs => &HOST_ROOT_MODULES[..1],
+        };
+        MODULES.iter().chain(extra).copied().collect()
+    }
+}
 const INIT_TEMPLATE: &str = include_str!("../../../../templates/libvirt/init.sh");
 /// Bumped when the layout of the image changes without any input changing.
-const FORMAT: &str = "fame-guest-image-1";
+const FORMAT: &str = "fame-guest-image-2";
 /// Cached images kept besides the one in use.
 const KEEP: usize = 3;
 
@@ -75,7 +122,7 @@ fn version_key(v: &str) -> Vec<u64> {
 }
 
 /// Where a module of `kernel` is.
-fn find_module(kernel: &Kernel, name: &str) -> Result<PathBuf> {
+pub fn find_module(kernel: &Kernel, name: &str) -> Result<PathBuf> {
     fn walk(dir: &Path, file: &str, depth: u32) -> Option<PathBuf> {
         if depth > 8 {
             return None;
@@ -116,25 +163,33 @@ pub fn cache_dir() -> PathBuf {
     crate::cluster::cache_dir().join("guest")
 }
 
-/// Builds the image for these binaries, or returns the cached one.
-pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Image> {
+/// Builds the image for a node running on `root` (with these binaries, for the initramfs), or
+/// returns the cached one.
+pub fn ensure(
+    kernel: &Kernel,
+    root: GuestRoot,
+    lfs_node: &Path,
+    guest_agent: &Path,
+) -> Result<Image> {
     let t = Instant::now();
     let busybox = rootfs::find_busybox()?;
-    rootfs::require_binary(lfs_node, "lfs-node")?;
-    rootfs::require_binary(guest_agent, "fame-guest")?;
-    let modules: Vec<(String, PathBuf)> = MODULES
+    let modules: Vec<(String, PathBuf)> = root
+        .modules()
         .iter()
         .map(|m| Ok((m.to_string(), find_module(kernel, m)?)))
         .collect::<Result<_>>()?;
     // Image path -> host file.
     let mut files: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
-    let tools = rootfs::host_tools()?;
-    let mut bins: Vec<(&str, &Path)> = vec![
-        ("bin/busybox", &busybox),
-        ("bin/lfs-node", lfs_node),
-        ("bin/fame-guest", guest_agent),
-    ];
-    bins.extend(tools.iter().map(|(r, p)| (*r, p.as_path())));
+    let tools;
+    let mut bins: Vec<(&str, &Path)> = vec![("bin/busybox", &busybox)];
+    if root == GuestRoot::Initramfs {
+        rootfs::require_binary(lfs_node, "lfs-node")?;
+        rootfs::require_binary(guest_agent, "fame-guest")?;
+        tools = rootfs::host_tools()?;
+        bins.push(("bin/lfs-node", lfs_node));
+        bins.push(("bin/fame-guest", guest_agent));
+        bins.extend(tools.iter().map(|(r, p)| (*r, p.as_path())));
+    }
     rootfs::add_with_libraries(&mut files, &bins)?;
     for (m, p) in &modules {
         files.insert(
@@ -142,7 +197,7 @@ pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Im
             p.clone(),
         );
     }
-    let init = render_init()?;
+    let init = render_init(root)?;
     let key = rootfs::content_key(&files, &[&kernel.vmlinuz], &[FORMAT, &init])?;
     let dir = cache_dir().join(&key);
     let initrd = dir.join("initrd.img");
@@ -222,9 +277,11 @@ pub fn ensure(kernel: &Kernel, lfs_node: &Path, guest_agent: &Path) -> Result<Im
     })
 }
 
-pub fn render_init() -> Result<String> {
+pub fn render_init(root: GuestRoot) -> Result<String> {
     let mut ctx = tera::Context::new();
-    ctx.insert("modules", MODULES);
+    ctx.insert("modules", &root.modules());
+    ctx.insert("host_root", &(root == GuestRoot::Host));
+    ctx.insert("root_tag", super::virtiofs::ROOT_TAG);
     ctx.insert("probe_marker", PROBE_MARKER);
     ctx.insert("agent_port", &super::proto::AGENT_PORT);
     tera::Tera::one_off(INIT_TEMPLATE, &ctx, false)
@@ -346,13 +403,28 @@ mod tests {
 
     #[test]
     fn init_renders_every_module_in_order() {
-        let init = render_init().unwrap();
-        let pos: Vec<usize> = MODULES
-            .iter()
-            .map(|m| init.find(&format!("insmod /lib/modules/{m}.ko")).unwrap())
-            .collect();
-        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{init}");
-        assert!(init.contains(PROBE_MARKER));
+        for root in [GuestRoot::Host, GuestRoot::Initramfs] {
+            let init = render_init(root).unwrap();
+            let pos: Vec<usize> = root
+                .modules()
+                .iter()
+                .map(|m| init.find(&format!("insmod /lib/modules/{m}.ko")).unwrap())
+                .collect();
+            assert!(pos.windows(2).all(|w| w[0] < w[1]), "{init}");
+            assert!(init.contains(PROBE_MARKER));
+            assert_eq!(init.contains("switch_root"), root == GuestRoot::Host);
+        }
+    }
+
+    #[test]
+    fn guest_roots_parse_with_the_fix() {
+        assert_eq!(GuestRoot::parse(None).unwrap(), GuestRoot::Host);
+        assert_eq!(
+            GuestRoot::parse(Some("initramfs")).unwrap(),
+            GuestRoot::Initramfs
+        );
+        let e = GuestRoot::parse(Some("debian")).unwrap_err().to_string();
+        assert!(e.starts_with("--guest-root debian:"), "{e}");
     }
 
     #[test]

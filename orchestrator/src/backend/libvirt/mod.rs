@@ -10,6 +10,10 @@
 //!   PCI address 0x10 (a `memory-backend-file` with `share=on`, so every VM and the host see the
 //!   same bytes). The domain's `<description>` carries the cluster directory, so `fame down`
 //!   finds every VM of a cluster even after fame was killed before it saved them.
+//! * **Guest root**: with `--guest-root host` (the default) a node runs on the host's own root
+//!   file system, read-only over virtiofs under a tmpfs overlay of its own, so every program of
+//!   the host (and every binary just built) runs in it; `--shares` are virtiofs too. fame starts
+//!   the virtiofsds ([`virtiofs`]). With `--guest-root initramfs` it runs on the image alone.
 //! * **Accelerator**: [`accel`]: KVM only if a guest really boots under it.
 //! * **exec, probes, clean stops**: `fame-guest agent` in the VM ([`agent`], `guest/proto.rs`).
 //!
@@ -20,11 +24,14 @@ pub mod agent;
 pub mod image;
 #[path = "../../guest/proto.rs"]
 pub mod proto;
+pub mod virtiofs;
 
 use super::{console_log, Backend, DaemonSpec, LfsState, Probe};
+use crate::procs::ProcRef;
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
 use anyhow::{anyhow, bail, Context, Result};
+use image::GuestRoot;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -97,8 +104,15 @@ pub struct ClusterNet {
     pub fam: PathBuf,
     pub fam_bytes: u64,
     pub librarian_port: u16,
+    /// What the nodes run on (clusters made before `--guest-root` ran on the initramfs).
+    #[serde(default = "initramfs")]
+    pub guest_root: GuestRoot,
     /// Sub-phases of `prepare`, in seconds.
     pub timings: Vec<(String, f64)>,
+}
+
+fn initramfs() -> GuestRoot {
+    GuestRoot::Initramfs
 }
 
 fn uri() -> String {
@@ -271,6 +285,18 @@ pub struct DomainParams<'a> {
     pub console_log: &'a Path,
     pub fam: Option<&'a Path>,
     pub fam_bytes: u64,
+    pub filesystems: &'a [DomainFs],
+}
+
+/// A virtiofs device of a domain.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainFs {
+    pub tag: String,
+    pub source: String,
+    /// The vhost-user socket (commas doubled for QEMU).
+    pub socket: String,
+    /// PCI slot, `0x11`.
+    pub slot: String,
 }
 
 pub fn render_domain(p: &DomainParams) -> Result<String> {
@@ -288,7 +314,12 @@ pub fn render_domain(p: &DomainParams) -> Result<String> {
     c.insert("network", &p.network);
     c.insert("mac", p.mac);
     c.insert("console_log", &p.console_log);
-    c.insert("fam", &p.fam);
+    c.insert(
+        "fam",
+        &p.fam
+            .map(|f| virtiofs::qemu_escape(&f.display().to_string())),
+    );
+    c.insert("filesystems", p.filesystems);
     c.insert("fam_bytes", &p.fam_bytes);
     c.insert("emulator", EMULATOR);
     c.insert("tb_cache_mib", &TB_CACHE_MIB);
@@ -349,6 +380,14 @@ fn settings_memory_kib(s: &Settings) -> u64 {
 
 fn guest_agent_path(bin_dir: &Path) -> PathBuf {
     bin_dir.join("fame-guest")
+}
+
+/// The virtiofsds the node's handle records (started with its VM).
+fn virtiofsds(node: &Node) -> Vec<ProcRef> {
+    node.handle
+        .get("virtiofsd")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// Waits until none of `doms` is active, up to `limit`.
@@ -418,7 +457,17 @@ impl Backend for LibvirtBackend {
         if let Some(sub) = &s.subnet {
             parse_subnet(sub)?;
         }
-        image::find_kernel()?;
+        let root = GuestRoot::parse(s.guest_root.as_deref())?;
+        let kernel = image::find_kernel()?;
+        for m in root.modules() {
+            image::find_module(&kernel, m).map_err(|e| {
+                if image::HOST_ROOT_MODULES.contains(&m) {
+                    anyhow!("{e}, or use --guest-root initramfs")
+                } else {
+                    e
+                }
+            })?;
+        }
         let bins = crate::bins::Bins::locate(s.bin_dir.as_deref())?;
         let agent = guest_agent_path(&bins.dir);
         if !agent.is_file() {
@@ -426,6 +475,28 @@ impl Backend for LibvirtBackend {
                 "{} is missing: VM nodes run it as their exec agent; build it with `cargo build --workspace --bins` (or point --bin-dir at it)",
                 agent.display()
             );
+        }
+        if s.share.len() > virtiofs::MAX_SHARES {
+            bail!(
+                "--share given {} times: a VM node has PCI slots for {} shared folders; share a common parent folder instead",
+                s.share.len(),
+                virtiofs::MAX_SHARES
+            );
+        }
+        for d in &s.share {
+            virtiofs::check_share_path(d)?;
+        }
+        if root == GuestRoot::Host && !virtiofs::fits_cmdline(&bins.dir) {
+            bail!(
+                "{}: VM nodes on the host's root run fame's binaries from there and learn the folder from the kernel command line, which cannot carry spaces, quotes or other special characters; build in (or point --bin-dir at) a folder without them, or use --guest-root initramfs",
+                bins.dir.display()
+            );
+        }
+        if root == GuestRoot::Host {
+            virtiofs::check_visible(&bins.dir, &s.share)?;
+            virtiofs::check_host(&s.dir, root, "VM nodes run on the host's root file system")?;
+        } else if !s.share.is_empty() {
+            virtiofs::check_host(&s.dir, root, "--share folders reach VM nodes")?;
         }
         if !Path::new(EMULATOR).is_file() {
             bail!("{EMULATOR} is missing: the libvirt backend runs QEMU; install it with `apt-get install qemu-system-x86`");
@@ -494,8 +565,10 @@ impl Backend for LibvirtBackend {
         };
         step.set_message("guest image");
         let kernel = image::find_kernel()?;
+        let root = GuestRoot::parse(s.guest_root.as_deref())?;
         let img = image::ensure(
             &kernel,
+            root,
             &state.bin_dir.join(crate::bins::LFS_NODE),
             &guest_agent_path(&state.bin_dir),
         )?;
@@ -528,6 +601,7 @@ impl Backend for LibvirtBackend {
             fam: state.fam_path.clone(),
             fam_bytes: s.fam_bytes,
             librarian_port: state.port,
+            guest_root: root,
             timings: vec![],
         };
         // Saved before the network exists, so that a rollback or `fame down` finds it.
@@ -548,8 +622,8 @@ impl Backend for LibvirtBackend {
         })?;
         timings.push(("network".into(), t3.elapsed().as_secs_f64()));
         let summary = format!(
-            "libvirt: network {} on {} (torms {}), guest image {} {what} in {:.1} s, accelerator {how}",
-            cfg.network, cfg.bridge, cfg.torms, cfg.image_key, img.seconds
+            "libvirt: network {} on {} (torms {}), guest root {}, guest image {} {what} in {:.1} s, accelerator {how}",
+            cfg.network, cfg.bridge, cfg.torms, root.name(), cfg.image_key, img.seconds
         );
         step.println(&summary);
         tracing::info!(
@@ -585,12 +659,34 @@ impl Backend for LibvirtBackend {
         }
         let name = domain_name(&cfg.cluster, &node.name);
         let ip = node_ip(cfg.base, node.id);
+        let exports = virtiofs::exports(cfg.guest_root, &daemon.shared);
+        let bin_dir = daemon.lfs_node.parent().unwrap_or(Path::new("/"));
         let cmdline = format!(
-            "console=ttyS0 quiet panic=-1 fame.node={} fame.name={} fame.ip={ip}/{} fame.torms={} fame.port={}",
-            node.id, node.name, cfg.prefix, cfg.torms, daemon.librarian_port
+            "console=ttyS0 quiet panic=-1 fame.node={} fame.name={} fame.ip={ip}/{} fame.torms={} fame.port={}{}{}",
+            node.id,
+            node.name,
+            cfg.prefix,
+            cfg.torms,
+            daemon.librarian_port,
+            match cfg.guest_root {
+                GuestRoot::Host => format!(" fame.bin={}", bin_dir.display()),
+                GuestRoot::Initramfs => String::new(),
+            },
+            virtiofs::cmdline(&exports)
         );
         let console = console_log(node);
         let _ = std::fs::remove_file(&console);
+        let filesystems: Vec<DomainFs> = exports
+            .iter()
+            .map(|e| DomainFs {
+                tag: e.tag.clone(),
+                source: e.source.display().to_string(),
+                socket: virtiofs::qemu_escape(
+                    &virtiofs::socket_path(&node.dir, e).display().to_string(),
+                ),
+                slot: format!("{:#04x}", e.slot),
+            })
+            .collect();
         let xml = render_domain(&DomainParams {
             name: &name,
             cluster: &cfg.cluster,
@@ -607,17 +703,30 @@ impl Backend for LibvirtBackend {
             console_log: &console,
             fam: Some(&daemon.fam),
             fam_bytes: cfg.fam_bytes,
+            filesystems: &filesystems,
         })?;
         std::fs::write(node.dir.join("domain.xml"), &xml)?;
-        conn.create_domain_xml(&xml, 0).map_err(|e| {
-            anyhow!(
-                "{}: libvirt could not start its VM {name}: {}{}",
-                node.name,
-                e.message(),
-                crate::services::log_tail(&qemu_log(&name), 5)
-            )
-        })?;
-        Ok(serde_json::json!({ "domain": name, "ip": ip.to_string() }))
+        // The virtiofsds first: QEMU connects to their sockets as it starts.
+        let mut daemons: Vec<ProcRef> = vec![];
+        let started = exports.iter().try_for_each(|e| {
+            daemons.push(virtiofs::start(&node.dir, &dir, e)?);
+            Ok::<_, anyhow::Error>(())
+        });
+        let created = started.and_then(|()| {
+            conn.create_domain_xml(&xml, 0).map(|_| ()).map_err(|e| {
+                anyhow!(
+                    "{}: libvirt could not start its VM {name}: {}{}",
+                    node.name,
+                    e.message(),
+                    crate::services::log_tail(&qemu_log(&name), 5)
+                )
+            })
+        });
+        if let Err(e) = created {
+            crate::procs::terminate(&daemons, Duration::from_secs(2));
+            return Err(e);
+        }
+        Ok(serde_json::json!({ "domain": name, "ip": ip.to_string(), "virtiofsd": daemons }))
     }
 
     fn probe(&self, node: &Node) -> Probe {
@@ -719,6 +828,9 @@ impl Backend for LibvirtBackend {
         for d in &doms {
             destroy_domain(d)?;
         }
+        // A virtiofsd ends with its VM; any that has not is stopped here.
+        let daemons: Vec<ProcRef> = nodes.iter().flat_map(|n| virtiofsds(n)).collect();
+        crate::procs::terminate(&daemons, Duration::from_secs(2));
         Ok(running)
     }
 
@@ -779,7 +891,22 @@ impl Backend for LibvirtBackend {
     }
 
     fn logs(&self, node: &Node) -> Vec<PathBuf> {
-        vec![console_log(node)]
+        let mut logs = vec![console_log(node)];
+        let mut fsd: Vec<PathBuf> = std::fs::read_dir(&node.dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("virtiofsd-") && n.ends_with(".log"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        fsd.sort();
+        logs.extend(fsd);
+        logs
     }
 
     fn host_lfs_path(&self, _node: &Node) -> Option<PathBuf> {
@@ -790,8 +917,9 @@ impl Backend for LibvirtBackend {
         // Destroying a domain is pulling its plug; the domain is transient, so it is gone.
         self.domain_of(node)?
             .destroy()
-            .map(|_| ())
-            .map_err(|e| anyhow!("{}: cannot destroy its VM: {}", node.name, e.message()))
+            .map_err(|e| anyhow!("{}: cannot destroy its VM: {}", node.name, e.message()))?;
+        crate::procs::terminate(&virtiofsds(node), Duration::from_secs(2));
+        Ok(())
     }
 
     fn pause(&self, node: &Node) -> Result<()> {
@@ -857,6 +985,12 @@ mod tests {
             console_log: Path::new("/c/nodes/node01/console.log"),
             fam: Some(Path::new("/c/fam")),
             fam_bytes: 1 << 30,
+            filesystems: &[DomainFs {
+                tag: "fame-root".into(),
+                source: "/".into(),
+                socket: "/c/nodes/node01/fame-root.sock".into(),
+                slot: "0x11".into(),
+            }],
         })
         .unwrap();
         for want in [
@@ -868,6 +1002,10 @@ mod tests {
             "<source path='/c/nodes/node01/console.log' append='on'/>",
             "<description>fame-cluster-dir=/x&amp;y</description>",
             "<tb-cache unit='MiB'>64</tb-cache>",
+            "<source type='memfd'/>",
+            "<access mode='shared'/>",
+            "socket,id=fs0,path=/c/nodes/node01/fame-root.sock",
+            "vhost-user-fs-pci,chardev=fs0,tag=fame-root,bus=pci.0,addr=0x11",
         ] {
             assert!(xml.contains(want), "{want} missing in\n{xml}");
         }
@@ -893,6 +1031,7 @@ mod tests {
             fam: "/f".into(),
             fam_bytes: 1 << 30,
             librarian_port: 9093,
+            guest_root: GuestRoot::Host,
             timings: vec![],
         };
         let xml = render_network(&cfg, &[("node01".into(), 1), ("node02".into(), 2)]).unwrap();
