@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # FAME guest init: PID 1 of every VM node of `fame up --backend libvirt`. Rendered by fame from
 # templates/libvirt/init.sh into the guest initramfs; per-node values come from the kernel
-# command line (fame.node, fame.name, fame.ip, fame.torms, fame.port, fame.bin, fame.share).
+# command line (fame.node, fame.name, fame.ip, fame.torms, fame.port, fame.timeout, fame.bin,
+# fame.share).
 # Its output is the node's console log (nodes/NODE/console.log on the host).
 {%- if host_root %}
 #
@@ -24,6 +25,7 @@ for w in $(cat /proc/cmdline); do
     fame.ip=*) IP=${w#*=} ;;
     fame.torms=*) TORMS=${w#*=} ;;
     fame.port=*) PORT=${w#*=} ;;
+    fame.timeout=*) TIMEOUT=${w#*=} ;;
     fame.bin=*) BIN=${w#*=} ;;
     fame.share=*) SHARES="$SHARES ${w#*=}" ;;
     fame.probe=*) PROBE=${w#*=} ;;
@@ -96,7 +98,7 @@ export PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" 
 # The LFS daemon finds its node id from the FAME MAC (48:50:42:NN:NN:NN) and the ivshmem BAR
 # (PCI 1af4:1110 resource2) by itself, as on FAME proper.
 (
-  "$BIN/lfs-node" --mountpoint /lfs --hostname torms --port "$PORT"
+  "$BIN/lfs-node" --mountpoint /lfs --hostname torms --port "$PORT"${TIMEOUT:+ --librarian-timeout $TIMEOUT}
   echo "fame-init: lfs-node exited with status \$?"
 ) &
 echo "fame-init: started in \$(cut -d' ' -f1 /proc/uptime) s"

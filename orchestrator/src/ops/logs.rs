@@ -43,11 +43,13 @@ pub fn logs(name: Option<&str>, export: Option<&Path>) -> Result<()> {
     let c = super::load(name)?;
     match export {
         None => {
-            for (label, path) in all_logs(&c) {
+            let logs = all_logs(&c);
+            let width = logs.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+            for (label, path) in logs {
                 let size = std::fs::metadata(&path)
                     .map(|m| m.len().to_string())
                     .unwrap_or_else(|_| "missing".into());
-                outln!("{label:<28} {:>10}  {}", size, path.display());
+                outln!("{label:<width$} {:>10}  {}", size, path.display());
             }
             Ok(())
         }

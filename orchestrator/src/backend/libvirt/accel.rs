@@ -135,7 +135,7 @@ fn probe(conn: &virt::connect::Connect, image: &Image, dir: &Path) -> Result<boo
         vcpus: 1,
         kernel: &image.kernel,
         initrd: &image.initrd,
-        cmdline: "console=ttyS0 quiet panic=-1 fame.probe=1",
+        cmdline: "console=ttyS0 quiet panic=-1 no_timer_check fame.probe=1",
         network: None,
         mac: "",
         console_log: &console,

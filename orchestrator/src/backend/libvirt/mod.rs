@@ -661,13 +661,20 @@ impl Backend for LibvirtBackend {
         let ip = node_ip(cfg.base, node.id);
         let exports = virtiofs::exports(cfg.guest_root, &daemon.shared);
         let bin_dir = daemon.lfs_node.parent().unwrap_or(Path::new("/"));
+        // no_timer_check: a TCG guest on a loaded host (32 of them on 2 cores) can fail the
+        // kernel's early check of the IO-APIC timer and panic at boot; virtme-ng skips it too.
         let cmdline = format!(
-            "console=ttyS0 quiet panic=-1 fame.node={} fame.name={} fame.ip={ip}/{} fame.torms={} fame.port={}{}{}",
+            "console=ttyS0 quiet panic=-1 no_timer_check fame.node={} fame.name={} fame.ip={ip}/{} fame.torms={} fame.port={}{}{}{}",
             node.id,
             node.name,
             cfg.prefix,
             cfg.torms,
             daemon.librarian_port,
+            // The scenario faults' --librarian-timeout (VM nodes ignored it before).
+            daemon
+                .librarian_timeout
+                .map(|t| format!(" fame.timeout={t}"))
+                .unwrap_or_default(),
             match cfg.guest_root {
                 GuestRoot::Host => format!(" fame.bin={}", bin_dir.display()),
                 GuestRoot::Initramfs => String::new(),
