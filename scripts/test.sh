@@ -11,5 +11,6 @@ cargo fmt --all -- --check
 echo "test.sh: cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 # Binaries first: full-stack tests start the real librarian, book-register and lfs-node.
-cargo build --workspace --bins
+# Libraries too: the nodes preload liblfs_preload.so (a cdylib that no binary links).
+cargo build --workspace --bins --lib
 cargo test --workspace --no-fail-fast -- --test-threads=2
