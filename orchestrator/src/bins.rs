@@ -11,6 +11,8 @@ pub const LFS_NODE: &str = "lfs-node";
 pub const FSCK: &str = "fsck-lfs";
 /// The LMP (the Librarian's management portal), started unless `--no-lmp`.
 pub const LMP: &str = "lmp";
+/// The library nodes preload so that plain mmap of an /lfs file is FAM (`--mmap fam`).
+pub const PRELOAD: &str = "liblfs_preload.so";
 /// Everything `fame up` and `fame reload` run.
 pub const ALL: &[&str] = &[BOOK_REGISTER, LIBRARIAN, LFS_NODE];
 
@@ -62,6 +64,19 @@ impl Bins {
                     if *name == LFS_NODE { "lfs-node" } else { "librarian --bins" }
                 ),
             }
+        }
+        Ok(())
+    }
+
+    /// Fails with the fix when the preload library of `--mmap fam` is missing.
+    pub fn check_preload(&self) -> Result<()> {
+        let p = self.path(PRELOAD);
+        if !p.is_file() {
+            bail!(
+                "{PRELOAD} not found in {} ({}): `--mmap fam` (the default) preloads it into the nodes' programs; build it with `cargo build --release` (or `cargo build -p lfs-preload`), or use --mmap page-cache",
+                self.dir.display(),
+                self.why
+            );
         }
         Ok(())
     }

@@ -205,6 +205,11 @@ pub struct UpArgs {
     /// get it bind-mounted, VM nodes over virtiofs, process nodes see the host's files anyway.
     #[arg(long = "share", value_name = "DIR")]
     pub share: Vec<PathBuf>,
+    /// What a plain mmap of an /lfs file is in the nodes: `fam` (the file's books in FAM, shared
+    /// by every node, through the preloaded liblfs_preload.so; LFS_MMAP=page-cache turns it off
+    /// for one command) or `page-cache` (each node's own FUSE page cache) [default: fam].
+    #[arg(long, value_name = "fam|page-cache")]
+    pub mmap: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -55,6 +55,7 @@ pub struct FileConfig {
     #[serde(alias = "no_lmp")]
     pub no_lmp: Option<bool>,
     pub share: Option<Vec<PathBuf>>,
+    pub mmap: Option<String>,
 }
 
 impl FileConfig {
@@ -177,6 +178,13 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
         },
         lmp_port,
         no_lmp,
+        mmap: args
+            .mmap
+            .clone()
+            .or(file.mmap)
+            .map(|m| crate::state::MmapMode::parse(&m))
+            .transpose()?
+            .unwrap_or_default(),
         share: shared_dirs(
             if args.share.is_empty() {
                 file.share.unwrap_or_default()

@@ -50,6 +50,39 @@ pub struct Settings {
     /// `--share`: host directories the nodes see at the same path.
     #[serde(default)]
     pub share: Vec<PathBuf>,
+    /// `--mmap`: what plain mmap of an /lfs file is in the nodes.
+    #[serde(default)]
+    pub mmap: MmapMode,
+}
+
+/// `--mmap fam|page-cache`: what a plain `mmap` of an /lfs file maps in the nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MmapMode {
+    /// The file's books in FAM, shared by every node (liblfs_preload.so is preloaded).
+    #[default]
+    Fam,
+    /// The kernel's FUSE page cache, one per node (no preload).
+    PageCache,
+}
+
+impl MmapMode {
+    pub fn parse(s: &str) -> anyhow::Result<MmapMode> {
+        match s {
+            "fam" => Ok(MmapMode::Fam),
+            "page-cache" => Ok(MmapMode::PageCache),
+            other => anyhow::bail!(
+                "--mmap {other}: plain mmap of /lfs files is either `fam` (the file's books, shared by every node) or `page-cache` (each node's own FUSE page cache); use one of them"
+            ),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MmapMode::Fam => "fam",
+            MmapMode::PageCache => "page-cache",
+        }
+    }
 }
 
 /// What `fame scenario` needs of a cluster to inject faults.
@@ -195,6 +228,7 @@ mod tests {
                 lmp_port: None,
                 no_lmp: false,
                 share: vec![],
+                mmap: MmapMode::Fam,
             },
             phase: Phase::Up,
             port: 9999,

@@ -6,4 +6,5 @@
 # lfs-node's, chosen by fame.
 exec >>/var/log/fame/console.log 2>&1
 echo "$(date -u '+%Y-%m-%dT%H:%M:%SZ') $(hostname): starting lfs-node $*"
-exec /usr/bin/lfs-node "$@"
+# The daemon maps FAM itself: keep the preload of --mmap fam out of it.
+LFS_MMAP=page-cache exec /usr/bin/lfs-node "$@"

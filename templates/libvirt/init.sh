@@ -26,6 +26,7 @@ for w in $(cat /proc/cmdline); do
     fame.torms=*) TORMS=${w#*=} ;;
     fame.port=*) PORT=${w#*=} ;;
     fame.timeout=*) TIMEOUT=${w#*=} ;;
+    fame.mmap=*) MMAP=${w#*=} ;;
     fame.bin=*) BIN=${w#*=} ;;
     fame.share=*) SHARES="$SHARES ${w#*=}" ;;
     fame.probe=*) PROBE=${w#*=} ;;
@@ -79,6 +80,18 @@ echo "$TORMS torms vmhost" >> $R/etc/hosts
 echo "${IP%/*} $NAME" >> $R/etc/hosts
 echo "nameserver $TORMS" > $R/etc/resolv.conf
 mkdir -p $R/lfs
+# --mmap fam: every dynamically linked program of the node maps /lfs files from FAM.
+{%- if host_root %}
+PRELOAD="$BIN/liblfs_preload.so"
+{%- else %}
+PRELOAD=/lib/liblfs_preload.so
+{%- endif %}
+if [ "$MMAP" = fam ] && [ -f "$R$PRELOAD" ]; then
+  kept=$(cat $R/etc/ld.so.preload 2>/dev/null)
+  printf '%s\n%s\n' "$PRELOAD" "$kept" > $R/etc/ld.so.preload
+elif [ "$MMAP" = fam ]; then
+  echo "fame-init: $PRELOAD is missing: plain mmap of /lfs files is the page cache"
+fi
 # The --share folders, read-write at the host's path (fame.share=TAG=PATH).
 for s in $SHARES; do
   tag=${s%%=*}
@@ -98,7 +111,7 @@ export PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" 
 # The LFS daemon finds its node id from the FAME MAC (48:50:42:NN:NN:NN) and the ivshmem BAR
 # (PCI 1af4:1110 resource2) by itself, as on FAME proper.
 (
-  "$BIN/lfs-node" --mountpoint /lfs --hostname torms --port "$PORT"${TIMEOUT:+ --librarian-timeout $TIMEOUT}
+  LFS_MMAP=page-cache "$BIN/lfs-node" --mountpoint /lfs --hostname torms --port "$PORT"${TIMEOUT:+ --librarian-timeout $TIMEOUT}
   echo "fame-init: lfs-node exited with status \$?"
 ) &
 echo "fame-init: started in \$(cut -d' ' -f1 /proc/uptime) s"

@@ -328,10 +328,14 @@ unsafe fn map_lfs(
         layout,
         fam.as_raw_fd(),
     ) {
-        if !fixed {
-            sys_munmap(base, total);
+        // A FAM device the kernel cannot map privately (a PCI BAR may refuse): a private copy.
+        let copied = kind == libc::MAP_PRIVATE && private_copy(base as usize, total, off, prot, fd);
+        if !copied {
+            if !fixed {
+                sys_munmap(base, total);
+            }
+            return Err(e);
         }
-        return Err(e);
     }
     remember(Region {
         start: base as usize,
@@ -342,6 +346,39 @@ unsafe fn map_lfs(
         file: held,
     });
     Ok(base)
+}
+
+/// Fills `[base, base + len)` with a private, anonymous copy of the file from `off` (what
+/// `MAP_PRIVATE` promises, as of now), with `prot`. Pages past the end of the file are zero.
+unsafe fn private_copy(base: usize, len: usize, off: i64, prot: c_int, fd: RawFd) -> bool {
+    let r = sys_mmap(
+        base as *mut c_void,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+        -1,
+        0,
+    );
+    if r == libc::MAP_FAILED {
+        return false;
+    }
+    let mut done = 0usize;
+    while done < len {
+        let n = libc::pread(
+            fd,
+            (base + done) as *mut c_void,
+            len - done,
+            off + done as i64,
+        );
+        if n < 0 {
+            return false;
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    libc::mprotect(base as *mut c_void, len, prot) == 0
 }
 
 /// The interposed `mmap(2)`.

@@ -52,6 +52,8 @@ pub struct DaemonSpec {
     pub librarian_timeout: Option<u64>,
     /// Host directories the node should see at the same path (`--share`).
     pub shared: Vec<PathBuf>,
+    /// `--mmap`: whether the node's programs get `liblfs_preload.so`.
+    pub mmap: crate::state::MmapMode,
 }
 
 /// A node's console log (what its start printed), in its directory: the same file on every

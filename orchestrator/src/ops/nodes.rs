@@ -67,6 +67,7 @@ pub fn start_some_and_wait(
         cluster_dir: paths.dir.clone(),
         librarian_timeout: state.settings.faults.librarian_timeout,
         shared: state.settings.share.clone(),
+        mmap: state.settings.mmap,
     };
     step.set_length(which.len() as u64);
     step.set_message("starting");

@@ -54,6 +54,9 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     check_name_free(s)?;
     let bins = Bins::locate(s.bin_dir.as_deref())?;
     bins.check(bins::ALL)?;
+    if s.mmap == crate::state::MmapMode::Fam {
+        bins.check_preload()?;
+    }
     if !s.no_lmp {
         bins.check(&[bins::LMP])?;
     }

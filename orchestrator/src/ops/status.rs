@@ -73,6 +73,15 @@ pub fn status(name: Option<&str>) -> Result<()> {
         format_size(st.book_size),
         st.books_per_node
     );
+    outln!(
+        "mmap       {}",
+        match st.settings.mmap {
+            crate::state::MmapMode::Fam =>
+                "fam: plain mmap of /lfs files maps their books in FAM, shared by every node (liblfs_preload.so; LFS_MMAP=page-cache turns it off for a command)",
+            crate::state::MmapMode::PageCache =>
+                "page-cache: plain mmap of /lfs files is each node's own FUSE page cache (use lfs_direct for FAM)",
+        }
+    );
     let lib = match st.librarian.filter(ProcRef::is_alive) {
         Some(p) => format!(
             "running, pid {}, {}",

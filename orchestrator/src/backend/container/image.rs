@@ -42,6 +42,9 @@ pub struct NodeImage {
     pub bytes: u64,
 }
 
+/// Where the image carries liblfs_preload.so.
+pub const PRELOAD_IN_IMAGE: &str = "/usr/lib/fame/liblfs_preload.so";
+
 /// The binaries of fame an image carries: image path, binary name.
 const BINARIES: &[(&str, &str)] = &[
     ("usr/bin/lfs-node", LFS_NODE),
@@ -65,6 +68,11 @@ fn inputs(bin_dir: &Path) -> Result<(BTreeMap<PathBuf, PathBuf>, String, String)
         let p = bin_dir.join(name);
         rootfs::require_binary(&p, name)?;
         bins.push((rel, p));
+    }
+    // The preload of `--mmap fam` (see /etc/ld.so.preload below), when it was built.
+    let preload = bin_dir.join(crate::bins::PRELOAD);
+    if preload.is_file() {
+        bins.push((PRELOAD_IN_IMAGE.trim_start_matches('/'), preload));
     }
     let mut files = BTreeMap::new();
     let refs: Vec<(&str, &Path)> = bins.iter().map(|(r, p)| (*r, p.as_path())).collect();
@@ -185,6 +193,14 @@ fn build_archive(files: &BTreeMap<PathBuf, PathBuf>, entry: &str) -> Result<Vec<
         b"root:x:0:0:root:/root:/bin/sh\n",
     )?;
     append_file(&mut tar, Path::new("etc/group"), 0o644, b"root:x:0:\n")?;
+    if files.contains_key(Path::new(PRELOAD_IN_IMAGE.trim_start_matches('/'))) {
+        append_file(
+            &mut tar,
+            Path::new("etc/ld.so.preload"),
+            0o644,
+            format!("{PRELOAD_IN_IMAGE}\n").as_bytes(),
+        )?;
+    }
     append_file(
         &mut tar,
         Path::new("etc/nsswitch.conf"),

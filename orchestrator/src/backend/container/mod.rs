@@ -362,11 +362,21 @@ impl ContainerBackend {
             hostname: Some(node.name.clone()),
             image: Some(cfg.image.clone()),
             cmd: Some(args),
-            env: Some(vec![format!(
-                "{}={}",
-                crate::backend::process::NODE_ENV,
-                node.name
-            )]),
+            // The image preloads liblfs_preload.so everywhere; `--mmap page-cache` turns it off
+            // in the container's environment, which `docker exec` passes on.
+            env: Some(
+                [format!(
+                    "{}={}",
+                    crate::backend::process::NODE_ENV,
+                    node.name
+                )]
+                .into_iter()
+                .chain(
+                    (daemon.mmap == crate::state::MmapMode::PageCache)
+                        .then(|| "LFS_MMAP=page-cache".to_string()),
+                )
+                .collect(),
+            ),
             labels: Some(labels),
             // docker stop sends SIGTERM to docker-init, which passes it to lfs-node.
             stop_timeout: Some(10),

@@ -171,6 +171,9 @@ pub fn ensure(
     lfs_node: &Path,
     guest_agent: &Path,
 ) -> Result<Image> {
+    // Next to lfs-node, as cargo builds them; a cluster with --mmap page-cache may lack it.
+    let preload_path = lfs_node.with_file_name(crate::bins::PRELOAD);
+    let preload: &Path = &preload_path;
     let t = Instant::now();
     let busybox = rootfs::find_busybox()?;
     let modules: Vec<(String, PathBuf)> = root
@@ -187,6 +190,9 @@ pub fn ensure(
         rootfs::require_binary(guest_agent, "fame-guest")?;
         tools = rootfs::host_tools()?;
         bins.push(("bin/lfs-node", lfs_node));
+        if preload.is_file() {
+            bins.push(("lib/liblfs_preload.so", preload));
+        }
         bins.push(("bin/fame-guest", guest_agent));
         bins.extend(tools.iter().map(|(r, p)| (*r, p.as_path())));
     }

@@ -664,12 +664,13 @@ impl Backend for LibvirtBackend {
         // no_timer_check: a TCG guest on a loaded host (32 of them on 2 cores) can fail the
         // kernel's early check of the IO-APIC timer and panic at boot; virtme-ng skips it too.
         let cmdline = format!(
-            "console=ttyS0 quiet panic=-1 no_timer_check fame.node={} fame.name={} fame.ip={ip}/{} fame.torms={} fame.port={}{}{}{}",
+            "console=ttyS0 quiet panic=-1 no_timer_check fame.node={} fame.name={} fame.ip={ip}/{} fame.torms={} fame.port={} fame.mmap={}{}{}{}",
             node.id,
             node.name,
             cfg.prefix,
             cfg.torms,
             daemon.librarian_port,
+            daemon.mmap.name(),
             // The scenario faults' --librarian-timeout (VM nodes ignored it before).
             daemon
                 .librarian_timeout

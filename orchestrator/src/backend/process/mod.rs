@@ -278,11 +278,27 @@ impl Backend for ProcessBackend {
         if !p.is_alive() {
             bail!("{} stopped while fame was entering it", node.name);
         }
-        let err = Command::new(&argv[0])
-            .args(&argv[1..])
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .env(MARKER_ENV, cluster_dir)
-            .env(NODE_ENV, &node.name)
-            .exec();
+            .env(NODE_ENV, &node.name);
+        // `--mmap fam`: plain mmap of /lfs files is FAM in everything the command runs (the
+        // host's /etc/ld.so.preload cannot be changed for one node; LD_PRELOAD is inherited).
+        let state = crate::state::ClusterState::load(&cluster_dir.join("state.json")).ok();
+        if let Some(st) = state.filter(|st| st.settings.mmap == crate::state::MmapMode::Fam) {
+            let lib = st.bin_dir.join(crate::bins::PRELOAD);
+            let value = match std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+                Some(old) => {
+                    let mut v = lib.into_os_string();
+                    v.push(":");
+                    v.push(old);
+                    v
+                }
+                None => lib.into_os_string(),
+            };
+            cmd.env("LD_PRELOAD", value);
+        }
+        let err = cmd.exec();
         bail!(
             "{}: cannot run {:?}: {err}",
             node.name,
