@@ -204,6 +204,16 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
         text(&again.stderr)
     );
 
+    // A folder both nodes see, with an unmodified C program that shares memory by plain mmap.
+    let share = tempfile::tempdir().unwrap();
+    let prog = share.path().join("plain_mmap");
+    let cc = Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&prog)
+        .arg(workspace().join("tests/c/plain_mmap.c"))
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "{}", text(&cc.stderr));
     let out = ct.ok(&[
         "up",
         "--backend",
@@ -214,6 +224,8 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
         "1G",
         "--name",
         "ct",
+        "--share",
+        share.path().to_str().unwrap(),
     ]);
     assert!(out.contains("cluster ct is ready"), "{out}");
     let dir = ct.cluster_dir("ct");
@@ -294,6 +306,57 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
         "--direct",
     ]);
     assert!(!out.status.success(), "verify with another seed passed");
+
+    // Plain mmap of an /lfs file is FAM (the image's /etc/ld.so.preload): atomic increments from
+    // both containers at once lose nothing.
+    let p = prog.to_str().unwrap();
+    ct.ok(&[
+        "exec", "--name", "ct", "node01", "--", "truncate", "-s", "16M", "/lfs/c",
+    ]);
+    let flag = |f: &str| share.path().join(f).to_str().unwrap().to_string();
+    let adders: Vec<_> = ["node01", "node02"]
+        .iter()
+        .map(|n| {
+            ct.command(&[
+                "exec",
+                "--name",
+                "ct",
+                n,
+                "--",
+                p,
+                "add",
+                "/lfs/c",
+                "30000",
+                &flag(&format!("ready-{n}")),
+                &flag("go"),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let t = Instant::now();
+    while !(share.path().join("ready-node01").exists()
+        && share.path().join("ready-node02").exists())
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the adders did not map the counter"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(share.path().join("go"), "").unwrap();
+    for mut a in adders {
+        assert!(a.wait().unwrap().success());
+    }
+    let total = ct.ok(&[
+        "exec", "--name", "ct", "node02", "--", p, "load", "/lfs/c", "0",
+    ]);
+    assert_eq!(
+        total.trim(),
+        "60000",
+        "increments through plain mmap were lost"
+    );
 
     // Exit statuses and stdin pass through; the node is itself.
     let out = ct.run(&["exec", "--name", "ct", "node01", "--", "sh", "-c", "exit 7"]);
