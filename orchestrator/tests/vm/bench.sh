@@ -9,7 +9,9 @@
 #     `python3 -c pass` on the host;
 #   * a sequential read (dd, 1 MiB blocks) of a 256 MiB file of a --share folder inside node01,
 #     against the same read on the host;
-#   * the host memory (RSS) of each QEMU.
+#   * the host memory (RSS) of each QEMU;
+#   * memcpy into a plain mmap of an /lfs file (liblfs_preload.so) against a map of the ivshmem BAR,
+#     in node01 (the start-up cost of the library is measured on process nodes: tests/bench/mmap.sh).
 set -euo pipefail
 FAME=${FAME:?}; WORK=${WORK:?}
 export FAME_HOME=$WORK/home FAME_BIN_DIR=$(dirname "$FAME")
@@ -53,4 +55,11 @@ ddsecs() { sed -n 's/.* copied, \([0-9.e-]*\) s,.*/\1/p'; }
 rd_host=$(for i in 1 2 3; do dd if="$WORK/share/big" of=/dev/null bs=1M 2>&1 | ddsecs; done | median)
 rd_vm=$(for i in 1 2 3; do "$FAME" exec --name bench node01 -- dd if="$WORK/share/big" of=/dev/null bs=1M 2>&1 | ddsecs; done | median)
 echo "read 256 MiB of a --share, median: in node01 ${rd_vm} s ($(echo "256 / $rd_vm" | bc) MiB/s), on the host ${rd_host} s ($(echo "256 / $rd_host" | bc) MiB/s), ratio $(echo "scale=1; $rd_vm / $rd_host" | bc)"
+"$FAME" down bench >/dev/null
+
+echo "== plain mmap of an /lfs file in a VM node (liblfs_preload.so) against a map of the ivshmem BAR itself"
+cc -O2 -o "$WORK/mmap_bench" "$(dirname "$0")/../../../tests/c/mmap_bench.c"
+up host >/dev/null
+"$FAME" exec --name bench node01 -- truncate -s 64M /lfs/big
+"$FAME" exec --name bench node01 -- "$WORK/mmap_bench" memcpy /lfs/big /sys/bus/pci/devices/0000:00:10.0/resource2 32 5
 "$FAME" down bench >/dev/null
