@@ -92,6 +92,10 @@ pub enum Tool {
         /// Store through a direct map of the FAM instead of write(2).
         #[arg(long)]
         direct: bool,
+        /// Store through a plain shared mmap of the file instead of write(2) (FAM in fame's
+        /// nodes, through liblfs_preload.so).
+        #[arg(long, conflicts_with = "direct")]
+        mmap: bool,
     },
     /// Check a file holds the seeded pattern; exits 1 at the first mismatch.
     Verify {
@@ -104,6 +108,9 @@ pub enum Tool {
         /// Load through a direct map of the FAM instead of read(2).
         #[arg(long)]
         direct: bool,
+        /// Load through a plain shared mmap of the file instead of read(2).
+        #[arg(long, conflicts_with = "direct")]
+        mmap: bool,
     },
 }
 

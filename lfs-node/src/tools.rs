@@ -23,13 +23,15 @@ pub fn run(tool: Tool) -> Result<bool> {
             seed,
             size,
             direct,
-        } => fill(&file, seed, size, direct).map(|_| true),
+            mmap,
+        } => fill(&file, seed, size, direct, mmap).map(|_| true),
         Tool::Verify {
             file,
             seed,
             size,
             direct,
-        } => verify(&file, seed, size, direct),
+            mmap,
+        } => verify(&file, seed, size, direct, mmap),
     }
 }
 
@@ -125,7 +127,7 @@ fn policy(p: &Path, name: Option<&str>) -> Result<()> {
     to_stdout("the policy", |out| writeln!(out, "{policy}"))
 }
 
-fn fill(p: &Path, seed: u64, size: u64, direct: bool) -> Result<()> {
+fn fill(p: &Path, seed: u64, size: u64, direct: bool, mmap: bool) -> Result<()> {
     let mut f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -136,6 +138,21 @@ fn fill(p: &Path, seed: u64, size: u64, direct: bool) -> Result<()> {
     if f.metadata()?.len() > size {
         f.set_len(size)
             .with_context(|| format!("cannot shrink {} to {size} bytes", p.display()))?;
+    }
+    if mmap {
+        if size == 0 {
+            return Ok(());
+        }
+        f.set_len(size)
+            .with_context(|| format!("cannot grow {} to {size} bytes", p.display()))?;
+        // SAFETY: a shared map of our own file; others may store into it too (shared memory).
+        let mut m = unsafe { memmap2::MmapMut::map_mut(&f) }
+            .with_context(|| format!("cannot mmap {}", p.display()))?;
+        for (i, chunk) in m.chunks_mut(CHUNK).enumerate() {
+            pattern::fill(seed, (i * CHUNK) as u64, chunk);
+        }
+        // No msync: in fame's nodes the map is FAM.
+        return Ok(());
     }
     if direct {
         drop(f);
@@ -176,7 +193,7 @@ fn report(p: &Path, seed: u64, at: u64, found: u8) -> bool {
     false
 }
 
-fn verify(p: &Path, seed: u64, size: Option<u64>, direct: bool) -> Result<bool> {
+fn verify(p: &Path, seed: u64, size: Option<u64>, direct: bool, mmap: bool) -> Result<bool> {
     let len = std::fs::metadata(p)
         .with_context(|| format!("cannot stat {}", p.display()))?
         .len();
@@ -187,6 +204,19 @@ fn verify(p: &Path, seed: u64, size: Option<u64>, direct: bool) -> Result<bool> 
             p.display()
         );
         return Ok(false);
+    }
+    if mmap && size > 0 {
+        let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+        // SAFETY: a read-only shared map; other nodes may store into it (shared memory).
+        let m = unsafe { memmap2::MmapOptions::new().len(size as usize).map(&f) }
+            .with_context(|| format!("cannot mmap {}", p.display()))?;
+        for (i, chunk) in m.chunks(CHUNK).enumerate() {
+            let pos = (i * CHUNK) as u64;
+            if let Some(k) = pattern::first_mismatch(seed, pos, chunk) {
+                return Ok(report(p, seed, pos + k as u64, chunk[k]));
+            }
+        }
+        return Ok(true);
     }
     if direct {
         let m = DirectMap::open(

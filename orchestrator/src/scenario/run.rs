@@ -478,12 +478,14 @@ impl Ctx<'_> {
                 size,
                 seed,
                 direct,
+                mmap,
             } => {
                 let s = seed_for(self.opts.seed, file, *seed);
                 let cmd = format!(
-                    "{} fill {file} --seed {s} --size {size}{}",
+                    "{} fill {file} --seed {s} --size {size}{}{}",
                     self.lfs_node(),
-                    if *direct { " --direct" } else { "" }
+                    if *direct { " --direct" } else { "" },
+                    if *mmap { " --mmap" } else { "" }
                 );
                 let r = self.spawn_all(on, &cmd).and_then(|runs| {
                     self.finish(runs, limit, &cmd, |st, o, e| {
@@ -498,13 +500,15 @@ impl Ctx<'_> {
                 size,
                 seed,
                 direct,
+                mmap,
             } => {
                 let s = seed_for(self.opts.seed, file, *seed);
                 let cmd = format!(
-                    "{} verify {file} --seed {s}{}{}",
+                    "{} verify {file} --seed {s}{}{}{}",
                     self.lfs_node(),
                     size.map(|z| format!(" --size {z}")).unwrap_or_default(),
-                    if *direct { " --direct" } else { "" }
+                    if *direct { " --direct" } else { "" },
+                    if *mmap { " --mmap" } else { "" }
                 );
                 let r = self.spawn_all(on, &cmd).and_then(|runs| {
                     self.finish(runs, limit, &cmd, |st, o, e| {

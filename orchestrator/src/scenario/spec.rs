@@ -81,6 +81,7 @@ struct RawStep {
     size: Option<Spanned<String>>,
     seed: Option<Spanned<i64>>,
     direct: Option<Spanned<bool>>,
+    mmap: Option<Spanned<bool>>,
     error: Option<Spanned<String>>,
     within: Option<Spanned<String>>,
     expect: Option<Spanned<String>>,
@@ -143,6 +144,8 @@ pub enum Action {
         size: u64,
         seed: Option<u64>,
         direct: bool,
+        /// Through a plain mmap of the file (FAM through the nodes' preload).
+        mmap: bool,
     },
     Verify {
         on: Nodes,
@@ -150,6 +153,8 @@ pub enum Action {
         size: Option<u64>,
         seed: Option<u64>,
         direct: bool,
+        /// Through a plain mmap of the file (FAM through the nodes' preload).
+        mmap: bool,
     },
     Expect {
         on: Nodes,
@@ -221,8 +226,8 @@ pub const KINDS: &[(&str, &[&str])] = &[
             "retry",
         ],
     ),
-    ("fill", &["on", "file", "size", "seed", "direct"]),
-    ("verify", &["on", "file", "size", "seed", "direct"]),
+    ("fill", &["on", "file", "size", "seed", "direct", "mmap"]),
+    ("verify", &["on", "file", "size", "seed", "direct", "mmap"]),
     ("expect", &["on", "run", "error", "within"]),
     ("kill-librarian", &[]),
     ("start-librarian", &[]),
@@ -581,7 +586,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
             continue;
         };
         // Fields that do not belong to this kind.
-        let present: [(&str, Option<usize>); 21] = [
+        let present: [(&str, Option<usize>); 22] = [
             ("on", s.on.as_ref().map(|v| v.span().start)),
             ("run", s.run.as_ref().map(|v| v.span().start)),
             ("exit", s.exit.as_ref().map(|v| v.span().start)),
@@ -593,6 +598,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
             ("size", s.size.as_ref().map(|v| v.span().start)),
             ("seed", s.seed.as_ref().map(|v| v.span().start)),
             ("direct", s.direct.as_ref().map(|v| v.span().start)),
+            ("mmap", s.mmap.as_ref().map(|v| v.span().start)),
             ("error", s.error.as_ref().map(|v| v.span().start)),
             ("within", s.within.as_ref().map(|v| v.span().start)),
             ("expect", s.expect.as_ref().map(|v| v.span().start)),
@@ -705,6 +711,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
                 let size = s.size.as_ref().and_then(|z| cx.size("size", z));
                 let seed = s.seed.as_ref().map(|x| *x.get_ref() as u64);
                 let direct = s.direct.as_ref().is_some_and(|d| *d.get_ref());
+                let mmap = s.mmap.as_ref().is_some_and(|d| *d.get_ref());
+                if let (true, Some(m)) = (direct && mmap, &s.mmap) {
+                    cx.err(
+                        m.span().start,
+                        "direct = true and mmap = true: a step goes through the direct map or a plain mmap, not both; drop one",
+                    );
+                }
                 if *kind_name == "fill" {
                     Action::Fill {
                         on,
@@ -712,6 +725,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
                         size: size.unwrap_or(0),
                         seed,
                         direct,
+                        mmap,
                     }
                 } else {
                     Action::Verify {
@@ -720,6 +734,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
                         size,
                         seed,
                         direct,
+                        mmap,
                     }
                 }
             }
@@ -955,6 +970,18 @@ mod tests {
     }
 
     const HEAD: &str = "[cluster]\nnodes = 2\nfam = \"1G\"\n";
+
+    #[test]
+    fn a_step_is_direct_or_mmap_not_both() {
+        let e = errs(&format!(
+            "{HEAD}[[step]]\nkind = \"fill\"\nfile = \"/lfs/f\"\nsize = \"1M\"\ndirect = true\nmmap = true\n"
+        ));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("direct = true and mmap = true")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn a_good_file_parses() {
