@@ -206,14 +206,7 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
 
     // A folder both nodes see, with an unmodified C program that shares memory by plain mmap.
     let share = tempfile::tempdir().unwrap();
-    let prog = share.path().join("plain_mmap");
-    let cc = Command::new("cc")
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&prog)
-        .arg(workspace().join("tests/c/plain_mmap.c"))
-        .output()
-        .unwrap();
-    assert!(cc.status.success(), "{}", text(&cc.stderr));
+    let prog = fame_tests::plain_mmap(share.path());
     let out = ct.ok(&[
         "up",
         "--backend",

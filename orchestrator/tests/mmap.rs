@@ -5,27 +5,9 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use fame_tests::plain_mmap;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// `tests/c/plain_mmap.c` (an unmodified program that shares memory through plain mmap), built
-/// into `dir`.
-fn plain_mmap(dir: &Path) -> PathBuf {
-    let exe = dir.join("plain_mmap");
-    let out = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(workspace().join("tests/c/plain_mmap.c"))
-        .output()
-        .expect("cc (build-essential)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
-}
 
 fn wait_until(what: &str, ok: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -448,3 +448,23 @@ pub fn pattern(seed: u64, pos: u64, len: usize) -> Vec<u8> {
     lfs_node::pattern::fill(seed, pos, &mut v);
     v
 }
+
+/// `tests/c/plain_mmap.c`, an unmodified program that shares memory through plain mmap of a file
+/// (the tests of liblfs_preload.so run it on every backend), built with `cc` into `dir`.
+pub fn plain_mmap(dir: &Path) -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("c/plain_mmap.c");
+    let exe = dir.join("plain_mmap");
+    let out = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("cc (build-essential)");
+    assert!(
+        out.status.success(),
+        "cc {} failed: {}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}

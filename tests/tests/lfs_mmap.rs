@@ -20,24 +20,6 @@ fn preload() -> PathBuf {
     built
 }
 
-/// `tests/c/plain_mmap.c`, built into `dir`.
-fn plain_mmap(dir: &Path) -> PathBuf {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("c/plain_mmap.c");
-    let exe = dir.join("plain_mmap");
-    let out = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("cc (build-essential)");
-    assert!(
-        out.status.success(),
-        "cc failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
-}
-
 /// Runs `prog args` with the library preloaded (or not), and returns its stdout; fails on a
 /// non-zero exit.
 fn run(preloaded: bool, prog: &Path, args: &[&str]) -> String {
