@@ -350,6 +350,44 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
         "60000",
         "increments through plain mmap were lost"
     );
+    // An unmodified Python script (the host's Python, brought in through the share: the node
+    // image has none) sees a C store node01 holds without msync, and stores back.
+    let (python, env) = fame_tests::portable_python(share.path());
+    let hold = flag("hold");
+    let mut storer = ct
+        .command(&[
+            "exec", "--name", "ct", "node01", "--", p, "store", "/lfs/c", "4104", "777", &hold,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(first_line(&mut storer).trim(), "stored");
+    let py = "import mmap, os, struct\n\
+              m = mmap.mmap(os.open('/lfs/c', os.O_RDWR), 8192, mmap.MAP_SHARED)\n\
+              print(struct.unpack_from('<Q', m, 4104)[0])\n\
+              struct.pack_into('<Q', m, 16, 4242)\n";
+    let mut args: Vec<String> = ["exec", "--name", "ct", "node02", "--", "env"]
+        .map(String::from)
+        .to_vec();
+    args.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    args.extend([
+        python.display().to_string(),
+        "-S".into(),
+        "-c".into(),
+        py.into(),
+    ]);
+    let seen = ct.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    std::fs::write(&hold, "").unwrap();
+    assert!(storer.wait().unwrap().success());
+    assert_eq!(
+        seen.trim(),
+        "777",
+        "Python on node02 did not see node01's store"
+    );
+    let back = ct.ok(&[
+        "exec", "--name", "ct", "node01", "--", p, "load", "/lfs/c", "16",
+    ]);
+    assert_eq!(back.trim(), "4242", "node01 did not see Python's store");
 
     // Exit statuses and stdin pass through; the node is itself.
     let out = ct.run(&["exec", "--name", "ct", "node01", "--", "sh", "-c", "exit 7"]);

@@ -468,3 +468,58 @@ pub fn plain_mmap(dir: &Path) -> PathBuf {
     );
     exe
 }
+
+/// A copy of the host's Python 3 in `dir` that runs where Python is not installed (a container
+/// node: busybox and fame's binaries): the interpreter, the libraries `ldd` names for it, and its
+/// standard library. Returns the interpreter and the environment it needs there.
+pub fn portable_python(dir: &Path) -> (PathBuf, Vec<(String, String)>) {
+    let host = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let out = Command::new(&host)
+        .args([
+            "-S",
+            "-c",
+            "import sys, sysconfig; print(sys.executable); print(sysconfig.get_paths()['stdlib'])",
+        ])
+        .output()
+        .expect("python3 (scripts/setup.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let (exe, stdlib) = (
+        std::fs::canonicalize(lines.next().unwrap()).unwrap(),
+        PathBuf::from(lines.next().unwrap()),
+    );
+    let root = dir.join("python");
+    let (bin, libs, lib) = (root.join("bin"), root.join("libs"), root.join("lib"));
+    for d in [&bin, &libs, &lib] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::copy(&exe, bin.join("python3")).unwrap();
+    let ldd = Command::new("ldd").arg(&exe).output().unwrap();
+    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = l
+            .split("=>")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+        {
+            let p = Path::new(p);
+            std::fs::copy(p, libs.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&stdlib)
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "cannot copy {}", stdlib.display());
+    let _ = std::fs::remove_dir_all(lib.join(stdlib.file_name().unwrap()).join("test"));
+    let env = vec![
+        ("PYTHONHOME".to_string(), root.display().to_string()),
+        ("LD_LIBRARY_PATH".to_string(), libs.display().to_string()),
+    ];
+    (bin.join("python3"), env)
+}
