@@ -13,6 +13,9 @@
  *   plain_mmap private PATH       a MAP_PRIVATE store is not seen by a MAP_SHARED map
  *   plain_mmap past PATH LEN OFF  maps LEN bytes, touches OFF: prints "ok" or "SIGBUS"
  *   plain_mmap maps PATH          prints what backs a MAP_SHARED map of PATH (/proc/self/maps)
+ *   plain_mmap fork PATH          a child's store (and munmap) through an inherited MAP_SHARED map is
+ *                                 seen by the parent; a map of a read-only descriptor cannot be made
+ *                                 writable (mprotect: EACCES); prints "fork-ok"
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -21,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void *map(const char *path, size_t len, int prot, int flags) {
@@ -103,6 +108,25 @@ int main(int argc, char **argv) {
         printf("%s", name ? name : "(anonymous)\n");
       }
     }
+    return 0;
+  }
+  if (!strcmp(cmd, "fork")) {
+    volatile uint64_t *p = map(path, page, PROT_READ | PROT_WRITE, MAP_SHARED);
+    p[0] = 1;
+    pid_t child = fork();
+    if (child == 0) {
+      p[0] = 99;
+      munmap((void *)p, page);
+      _exit(0);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || p[0] != 99) { printf("the child's store was not seen: %llu\n", (unsigned long long)p[0]); return 1; }
+    int fd = open(path, O_RDONLY);
+    void *ro = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, 0);
+    if (ro == MAP_FAILED) { perror("mmap read-only"); return 1; }
+    if (mprotect(ro, page, PROT_READ | PROT_WRITE) == 0 || errno != EACCES) { printf("a read-only map became writable\n"); return 1; }
+    printf("fork-ok\n");
     return 0;
   }
   fprintf(stderr, "usage: see the header\n");

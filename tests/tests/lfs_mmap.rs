@@ -144,13 +144,14 @@ fn stores_on_one_node_are_loads_on_another_without_msync_c_and_python() {
 }
 
 #[test]
-fn private_maps_stay_private_and_pages_past_the_books_fault() {
+fn private_maps_stay_private_forks_share_and_pages_past_the_books_fault() {
     let c = Cluster::two(&[]);
     let prog = plain_mmap(c.dir.path());
     let p = c.node(0).path("f");
     make_file(&p, 100);
     let path = p.to_str().unwrap();
     assert_eq!(run(true, &prog, &["private", path]).trim(), "private-ok");
+    assert_eq!(run(true, &prog, &["fork", path]).trim(), "fork-ok");
     // One book: its bytes past the 100-byte size are FAM; the page after the book is SIGBUS.
     let two_books = (2 * BOOK).to_string();
     assert_eq!(
