@@ -81,6 +81,20 @@ pub enum Tool {
         /// New policy, e.g. LocalNode, RandomBooks, RequestIG.
         name: Option<String>,
     },
+    /// Atomic increments of the u64 at offset 0 of a file through a plain shared mmap (FAM in
+    /// fame's nodes, through liblfs_preload.so); prints the counter afterwards.
+    Count {
+        file: PathBuf,
+        /// How many increments.
+        #[arg(long, default_value_t = 0)]
+        adds: u64,
+        /// Once mapped (and the counter read), create this file...
+        #[arg(long, requires = "go")]
+        ready: Option<PathBuf>,
+        /// ...and start adding only once this one exists (so every node has mapped first).
+        #[arg(long, requires = "ready")]
+        go: Option<PathBuf>,
+    },
     /// Write a seeded pattern over a file (created if missing, then sized to --size).
     Fill {
         file: PathBuf,

@@ -17,6 +17,12 @@ const CHUNK: usize = 1 << 20;
 pub fn run(tool: Tool) -> Result<bool> {
     match tool {
         Tool::Layout { file } => layout(&file).map(|_| true),
+        Tool::Count {
+            file,
+            adds,
+            ready,
+            go,
+        } => count(&file, adds, ready.as_deref().zip(go.as_deref())).map(|_| true),
         Tool::Policy { file, name } => policy(&file, name.as_deref()).map(|_| true),
         Tool::Fill {
             file,
@@ -180,6 +186,39 @@ fn fill(p: &Path, seed: u64, size: u64, direct: bool, mmap: bool) -> Result<()> 
         pos += n as u64;
     }
     Ok(())
+}
+
+/// `lfs-node count`: what an unmodified program sharing a counter through plain mmap does.
+fn count(p: &Path, adds: u64, barrier: Option<(&Path, &Path)>) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .with_context(|| format!("cannot open {}", p.display()))?;
+    if f.metadata()?.len() < 8 {
+        f.set_len(8)
+            .with_context(|| format!("cannot grow {} to 8 bytes", p.display()))?;
+    }
+    // SAFETY: a shared map of our own file; the counter is only touched through atomics.
+    let m = unsafe { memmap2::MmapOptions::new().len(8).map_mut(&f) }
+        .with_context(|| format!("cannot mmap {}", p.display()))?;
+    // SAFETY: the map is 8 bytes, page-aligned, and lives until the end of this function.
+    let counter = unsafe { &*(m.as_ptr() as *const AtomicU64) };
+    if let Some((ready, go)) = barrier {
+        let _ = counter.load(Ordering::SeqCst);
+        File::create(ready).with_context(|| format!("cannot create {}", ready.display()))?;
+        while !go.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    for _ in 0..adds {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+    let v = counter.load(Ordering::SeqCst);
+    to_stdout("the counter", |out| writeln!(out, "{v}"))
 }
 
 fn report(p: &Path, seed: u64, at: u64, found: u8) -> bool {

@@ -14,7 +14,7 @@
 # map of the ivshmem BAR on node01 and loads them on node02; reloads it with binaries from
 # another folder; runs a second cluster on the minimal initramfs; kills a `fame up` with SIGKILL
 # and cleans up after it; then `fame down` and that nothing is left (no domain, network, QEMU,
-# virtiofsd, mount or cluster file); then scenarios on VM nodes. Prints "VM-TEST-OK" at the end;
+# virtiofsd, mount or cluster file); then scenarios on VM nodes (4 nodes adding to one counter through plain mmap among them). Prints "VM-TEST-OK" at the end;
 # any failure exits non-zero after cleaning up.
 set -euo pipefail
 : "${FAME:?}" "${WORK:?}" "${HOSTDIR:?}"
@@ -290,14 +290,15 @@ nothing_left "fame down vmtest" vmtest
 [ -z "$(virtiofsds)" ] || { echo "virtiofsd processes left: $(virtiofsds)"; exit 1; }
 ls /var/log/libvirt/qemu/fame-vmtest-* >/dev/null 2>&1 && { echo "QEMU logs left"; exit 1; }
 
-step "scenarios on VM nodes: smoke, notes passed between nodes through \$SCRATCH, pause and resume through libvirt"
+step "scenarios on VM nodes: smoke, notes passed between nodes through \$SCRATCH, pause and resume through libvirt, atomics from 4 nodes through plain mmap"
 scenarios="$(cd "$(dirname "$0")/../../../scenarios" && pwd)"
 "$FAME" scenario run --backend libvirt "$scenarios/01-smoke.toml" "$scenarios/07-rename-unlink-while-open.toml" \
-  "$scenarios/13-pause-resume.toml" --junit "$WORK/vm-junit.xml"
-# All three ran and none of their steps failed.
+  "$scenarios/13-pause-resume.toml" "$scenarios/14-plain-mmap-atomics.toml" --junit "$WORK/vm-junit.xml"
+# All four ran and none of their steps failed.
 if grep -q 'failures="[1-9]' "$WORK/vm-junit.xml" || ! grep -q 'testsuite name="smoke"' "$WORK/vm-junit.xml" \
     || ! grep -q 'testsuite name="rename-unlink-while-open"' "$WORK/vm-junit.xml" \
-    || ! grep -q 'testsuite name="pause-resume"' "$WORK/vm-junit.xml"; then
+    || ! grep -q 'testsuite name="pause-resume"' "$WORK/vm-junit.xml" \
+    || ! grep -q 'testsuite name="plain-mmap-atomics"' "$WORK/vm-junit.xml"; then
   cat "$WORK/vm-junit.xml"; exit 1
 fi
 case "$(virsh -q -c qemu:///system list --all --name)" in *fame-*) echo "the scenario left a domain"; exit 1 ;; esac
