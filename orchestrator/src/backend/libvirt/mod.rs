@@ -1014,6 +1014,8 @@ mod tests {
             "<access mode='shared'/>",
             "socket,id=fs0,path=/c/nodes/node01/fame-root.sock",
             "vhost-user-fs-pci,chardev=fs0,tag=fame-root,bus=pci.0,addr=0x11",
+            // One vCPU runs, two may: TCG's locked instructions stay atomic across VMs.
+            "<vcpu placement='static' current='1'>2</vcpu>",
         ] {
             assert!(xml.contains(want), "{want} missing in\n{xml}");
         }
