@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// `fame up --name NAME --nodes NODES --fam 1G --port PORT`.
 fn up_command(home: &Home, name: &str, nodes: u32, port: u16) -> std::process::Command {
@@ -613,12 +614,17 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
 /// `fame up --name NAME --nodes NODES` started in the background (stderr piped), once `until`
 /// exists in its cluster directory.
 fn up_in_background(home: &Home, name: &str, nodes: u32, until: &str) -> std::process::Child {
-    let mut up = up_command(home, name, nodes, free_port())
+    let up = up_command(home, name, nodes, free_port());
+    up_in_background_with(up, &home.cluster_dir(name).join(until))
+}
+
+/// As [`up_in_background`] with the command given, once `until` exists.
+fn up_in_background_with(mut up: std::process::Command, until: &Path) -> std::process::Child {
+    let mut up = up
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let until = home.cluster_dir(name).join(until);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !until.exists() {
         assert!(up.try_wait().unwrap().is_none(), "fame up ended early");
@@ -632,18 +638,53 @@ fn up_in_background(home: &Home, name: &str, nodes: u32, until: &str) -> std::pr
     up
 }
 
+/// A bin dir of the real binaries in which `lfs-node` first marks `reached` and then waits for
+/// `go` to exist: a `fame up` using it cannot finish before the test lets its nodes start, so a
+/// signal sent before that is surely sent while it works (a loaded machine once let a whole
+/// 8-node `fame up` finish between this test seeing a node's directory and its signal).
+fn gated_bin_dir(dir: &Path) -> (PathBuf, PathBuf) {
+    let real = Path::new(FAME).parent().unwrap();
+    for entry in std::fs::read_dir(real).unwrap() {
+        let name = entry.unwrap().file_name();
+        let target = real.join(&name);
+        if name != "lfs-node" && target.is_file() {
+            std::os::unix::fs::symlink(&target, dir.join(&name)).unwrap();
+        }
+    }
+    let (reached, go) = (dir.join("reached"), dir.join("go"));
+    let script = format!(
+        "#!/bin/sh\ntouch '{}'\nuntil [ -e '{}' ]; do sleep 0.01; done\nexec '{}' \"$@\"\n",
+        reached.display(),
+        go.display(),
+        real.join("lfs-node").display()
+    );
+    let wrapper = dir.join("lfs-node");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (reached, go)
+}
+
 /// Ctrl-C (SIGINT) or SIGTERM during `fame up`: it rolls back by itself, leaving nothing.
 #[test]
 fn an_interrupted_up_rolls_back_everything_it_started() {
     let home = Home::new();
     let dir = home.cluster_dir("int");
-    // Once after the Librarian started, once while the nodes start.
+    let bins = tempfile::tempdir().unwrap();
+    let (reached, go) = gated_bin_dir(bins.path());
+    // Once after the Librarian started, once while the nodes start; the nodes wait at the gate
+    // until the signal was sent.
     for (signal, after) in [
-        (libc::SIGINT, "logs/librarian.log"),
-        (libc::SIGTERM, "nodes/node05"),
+        (libc::SIGINT, dir.join("logs/librarian.log")),
+        (libc::SIGTERM, reached.clone()),
     ] {
-        let up = up_in_background(&home, "int", 8, after);
+        let _ = std::fs::remove_file(&reached);
+        let _ = std::fs::remove_file(&go);
+        let mut up = up_command(&home, "int", 8, free_port());
+        up.env("FAME_BIN_DIR", bins.path());
+        let up = up_in_background_with(up, &after);
+        // SAFETY: kill(2) of our own child, which has not been waited for, so its pid is live.
         unsafe { libc::kill(up.id() as i32, signal) };
+        std::fs::write(&go, "").unwrap();
         let out = up.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "fame up passed despite {signal}");

@@ -105,6 +105,7 @@ fn bring_up(
     steps.run(&format!("start {} nodes", settings.nodes), |s| {
         nodes::start_and_wait(plan.backend.as_ref(), &mut state, paths, &plan.bins, s)
     })?;
+    check_interrupt()?;
     let ready = t0.elapsed();
     steps.run("report", |_| {
         print_summary(&state, paths, plan, ready);
