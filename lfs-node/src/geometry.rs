@@ -113,10 +113,11 @@ pub struct Shelf {
     pub open_handle: Option<u64>,
 }
 
-pub const S_IFMT: u32 = 0o170000;
-pub const S_IFDIR: u32 = 0o040000;
-pub const S_IFREG: u32 = 0o100000;
-pub const S_IFLNK: u32 = 0o120000;
+// The protocol's file-type bits, in the width of a FUSE mode.
+pub const S_IFMT: u32 = lfs_proto::mode::S_IFMT as u32;
+pub const S_IFDIR: u32 = lfs_proto::mode::S_IFDIR as u32;
+pub const S_IFREG: u32 = lfs_proto::mode::S_IFREG as u32;
+pub const S_IFLNK: u32 = lfs_proto::mode::S_IFLNK as u32;
 
 impl Shelf {
     pub fn from_json(v: &Value) -> Option<Shelf> {

@@ -4,6 +4,7 @@
 use crate::fam::Fam;
 use crate::link::Link;
 use crate::zeroing::Zeroer;
+use lfs_proto::Command;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -141,7 +142,7 @@ pub fn spawn(
                     continue;
                 }
                 next = Instant::now() + PERIOD;
-                if let Err(e) = link.call("update_node_soc_status", status.active_params()) {
+                if let Err(e) = link.call(Command::UpdateNodeSocStatus, status.active_params()) {
                     tracing::warn!("heartbeat failed: {e}");
                 }
                 zeroer.collect_zombies(&link);

@@ -12,8 +12,9 @@
 //! says so ([`LinkError::resent`]), so that callers of non-idempotent commands (mkdir, rename,
 //! destroy...) can accept the "already done" error that a second execution gives.
 
-use librarian::client::{Client, ClientError};
-use librarian::connection::STOPPING_ERRNO;
+use lfs_proto::client::{Client, ClientError};
+use lfs_proto::errno::STOPPING as STOPPING_ERRNO;
+use lfs_proto::Command;
 use serde_json::Value;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -248,12 +249,12 @@ impl Link {
     }
 
     /// Sends a command; see the module doc for the retry rules.
-    pub fn call(&self, command: &str, params: Value) -> LinkResult {
+    pub fn call(&self, command: Command, params: Value) -> LinkResult {
         self.call_within(command, params, self.timeout)
     }
 
     /// As [`call`](Self::call), giving up after `timeout` of outage (e.g. short at shutdown).
-    pub fn call_within(&self, command: &str, params: Value, timeout: Duration) -> LinkResult {
+    pub fn call_within(&self, command: Command, params: Value, timeout: Duration) -> LinkResult {
         self.call_noting_resend(command, params, timeout)
             .map(|(v, _)| v)
     }
@@ -268,7 +269,7 @@ impl Link {
     /// Librarian was killed after committing it), which matters for requests that open a file.
     pub fn call_noting_resend(
         &self,
-        command: &str,
+        command: Command,
         params: Value,
         timeout: Duration,
     ) -> Result<(Value, bool), LinkError> {

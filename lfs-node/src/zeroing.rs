@@ -6,6 +6,7 @@
 use crate::fam::Fam;
 use crate::geometry::{Book, Geometry, Shelf};
 use crate::link::Link;
+use lfs_proto::Command;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -54,7 +55,7 @@ impl Zeroer {
     /// Asks the Librarian for orphaned zombie books (destroyed with books, or left behind by a node
     /// that went away) and queues them.
     pub fn collect_zombies(&self, link: &Link) {
-        match link.call("kill_zombie_books", json!({})) {
+        match link.call(Command::KillZombieBooks, json!({})) {
             Ok(v) => {
                 if let Some(p) = v.get("z_shelf_path").and_then(Value::as_str) {
                     tracing::info!("zeroing orphaned zombie books on {p}");
@@ -96,14 +97,14 @@ fn zero_one(
     fake: bool,
 ) -> Result<(), (i32, String)> {
     let err = |e: crate::link::LinkError| (e.errno, e.msg);
-    let shelf = match link.call("get_shelf", json!({ "path": path })) {
+    let shelf = match link.call(Command::GetShelf, json!({ "path": path })) {
         Ok(v) => Shelf::from_json(&v).ok_or((libc::EIO, format!("bad shelf record {v}")))?,
         Err(e) if e.errno == libc::ENOENT => return Ok(()),
         Err(e) => return Err(err(e)),
     };
     if !fake {
         let books = link
-            .call("list_shelf_books", json!({ "path": path }))
+            .call(Command::ListShelfBooks, json!({ "path": path }))
             .map_err(err)?;
         for b in books
             .as_array()
@@ -118,11 +119,11 @@ fn zero_one(
         }
     }
     link.call(
-        "resize_shelf",
+        Command::ResizeShelf,
         json!({"path": path, "id": shelf.id, "size_bytes": 0, "zero_enabled": true}),
     )
     .map_err(err)?;
-    match link.call("destroy_shelf", json!({ "path": path })) {
+    match link.call(Command::DestroyShelf, json!({ "path": path })) {
         Ok(_) => Ok(()),
         Err(e) if e.errno == libc::ENOENT => Ok(()),
         Err(e) => Err(err(e)),

@@ -9,9 +9,9 @@
 //! writer task. At most [`MAX_IN_FLIGHT`] requests per connection wait for replies, so a client
 //! that never reads cannot make the server buffer without bound.
 
-use crate::cmd::COMMANDS;
 use crate::engine::{CmdError, Engine, Job, Reply, Request};
-use crate::frame::{self, Frame, FrameScanner};
+use lfs_proto::frame::{self, Frame, FrameScanner};
+use lfs_proto::Command;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -114,16 +114,14 @@ impl ReplyTo {
     }
 }
 
-/// The reply to a request the server received but did not run because it is stopping: errno
-/// ESHUTDOWN, which no command returns, so that clients can tell it from a failed command and
-/// send the request again to the next server.
-pub const STOPPING_ERRNO: i32 = libc::ESHUTDOWN;
-
 impl Drop for ReplyTo {
     fn drop(&mut self) {
         if !self.sent {
             self.finish(
-                Err(CmdError::new(STOPPING_ERRNO, "the server is stopping")),
+                Err(CmdError::new(
+                    lfs_proto::errno::STOPPING,
+                    "the server is stopping",
+                )),
                 false,
             );
         }
@@ -305,12 +303,9 @@ pub fn parse_request(bytes: &[u8]) -> Result<Option<(Request, Value)>, Vec<u8>> 
         )
     };
     let command = match obj.remove("command") {
-        Some(Value::String(c)) => c,
+        Some(Value::String(c)) => Command::from_name(&c).ok_or_else(|| lookup_failed(&c))?,
         _ => return Err(lookup_failed("command")),
     };
-    if !COMMANDS.contains(&command.as_str()) {
-        return Err(lookup_failed(&command));
-    }
     let context = match obj.remove("context") {
         Some(c @ Value::Object(_)) => c,
         _ => return Err(lookup_failed("context")),
@@ -400,11 +395,7 @@ pub async fn serve(
             match f {
                 Frame::Object(bytes) => match parse_request(&bytes) {
                     Ok(Some((req, context))) => {
-                        let command = COMMANDS
-                            .iter()
-                            .copied()
-                            .find(|c| *c == req.command)
-                            .unwrap_or("unknown");
+                        let command = req.command.name();
                         let arrived = Instant::now();
                         let Some(seq) = outbox.reserve().await else {
                             break 'read;

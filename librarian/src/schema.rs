@@ -18,12 +18,7 @@ pub const LOST_FOUND_SHELF_ID: i64 = 3;
 pub const MODE_DEFAULT_DIR: i64 = 0o040777;
 
 /// Book states stored in `books.allocated`.
-pub mod book_state {
-    pub const FREE: i64 = 0;
-    pub const INUSE: i64 = 1;
-    pub const ZOMBIE: i64 = 2;
-    pub const OFFLINE: i64 = 3;
-}
+pub use lfs_proto::book_state;
 
 /// Book-id interpretation (BII) carried in bits 16-19 of `books.intlv_group`.
 pub mod bii {

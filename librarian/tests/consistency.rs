@@ -16,7 +16,7 @@
 mod common;
 
 use common::*;
-use librarian::client::Client;
+use lfs_proto::client::Client;
 use librarian::fsck::{self, Problem};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use lfs_proto::Command;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,7 +73,7 @@ fn parallel_clients_never_share_a_book() {
                     let s = create(&mut c, &path);
                     let id = s["id"].as_i64().unwrap();
                     c.call(
-                        "close_shelf",
+                        Command::CloseShelf,
                         json!({"id": id, "open_handle": s["open_handle"]}),
                     )
                     .unwrap();
@@ -83,13 +84,13 @@ fn parallel_clients_never_share_a_book() {
                         let (p, id) = held.remove(0);
                         let z = resize(&mut c, &p, id, 0).unwrap();
                         if let Some(zp) = z["z_shelf_path"].as_str() {
-                            let zid = c.call("get_shelf", json!({"path": zp})).unwrap()["id"]
+                            let zid = c.call(Command::GetShelf, json!({"path": zp})).unwrap()["id"]
                                 .as_i64()
                                 .unwrap();
                             resize(&mut c, zp, zid, 0).unwrap();
-                            c.call("destroy_shelf", json!({"path": zp})).unwrap();
+                            c.call(Command::DestroyShelf, json!({"path": zp})).unwrap();
                         }
-                        c.call("destroy_shelf", json!({"path": p})).unwrap();
+                        c.call(Command::DestroyShelf, json!({"path": p})).unwrap();
                     }
                 }
                 held.len()
@@ -101,9 +102,9 @@ fn parallel_clients_never_share_a_book() {
         live += t.join().unwrap();
     }
     let mut c = srv.client(1);
-    let listing = c.call("list_shelves", json!({"path": "/"})).unwrap();
+    let listing = c.call(Command::ListShelves, json!({"path": "/"})).unwrap();
     assert_eq!(listing.as_array().unwrap().len(), 3 + live, "{listing}");
-    let used = c.call("get_fs_stats", json!({})).unwrap()["books_used"]
+    let used = c.call(Command::GetFsStats, json!({})).unwrap()["books_used"]
         .as_i64()
         .unwrap();
     let on_files: i64 = listing.as_array().unwrap()[3..]
@@ -135,13 +136,14 @@ fn acknowledged_changes_survive_sigkill() {
                     }
                     let path = format!("/k{t}_{i}");
                     in_flight = Some(path.clone());
-                    let Ok(s) = c.call("create_shelf", json!({"path": path, "mode": 0})) else {
+                    let Ok(s) = c.call(Command::CreateShelf, json!({"path": path, "mode": 0}))
+                    else {
                         break;
                     };
                     acked.insert(path.clone(), Some(0));
                     let id = s["id"].as_i64().unwrap();
                     if c.call(
-                        "close_shelf",
+                        Command::CloseShelf,
                         json!({"id": id, "open_handle": s["open_handle"]}),
                     )
                     .is_err()
@@ -151,7 +153,7 @@ fn acknowledged_changes_survive_sigkill() {
                     let size = (i % 3) * BOOK;
                     match resize(&mut c, &path, id, size) {
                         Ok(_) => acked.insert(path.clone(), Some(size)),
-                        Err(librarian::client::ClientError::Remote { .. }) => None,
+                        Err(lfs_proto::client::ClientError::Remote { .. }) => None,
                         Err(_) => break,
                     };
                     if i % 4 == 3 {
@@ -161,16 +163,18 @@ fn acknowledged_changes_survive_sigkill() {
                         };
                         acked.insert(path.clone(), Some(0));
                         if let Some(zp) = z["z_shelf_path"].as_str() {
-                            let Ok(zs) = c.call("get_shelf", json!({"path": zp})) else {
+                            let Ok(zs) = c.call(Command::GetShelf, json!({"path": zp})) else {
                                 break;
                             };
                             if resize(&mut c, zp, zs["id"].as_i64().unwrap(), 0).is_err()
-                                || c.call("destroy_shelf", json!({"path": zp})).is_err()
+                                || c.call(Command::DestroyShelf, json!({"path": zp})).is_err()
                             {
                                 break;
                             }
                         }
-                        if c.call("destroy_shelf", json!({"path": path})).is_err() {
+                        if c.call(Command::DestroyShelf, json!({"path": path}))
+                            .is_err()
+                        {
                             break;
                         }
                         acked.insert(path.clone(), None);
@@ -202,7 +206,7 @@ fn acknowledged_changes_survive_sigkill() {
             if unsure.contains(path) {
                 continue;
             }
-            match (size, c.call("get_shelf", json!({"path": path}))) {
+            match (size, c.call(Command::GetShelf, json!({"path": path}))) {
                 (Some(sz), Ok(s)) => assert_eq!(s["size_bytes"].as_i64(), Some(*sz), "{path}"),
                 (None, Err(e)) => assert_eq!(e.errno(), libc::ENOENT, "{path}"),
                 (want, got) => panic!("{path}: acknowledged {want:?}, found {got:?}"),
@@ -212,23 +216,25 @@ fn acknowledged_changes_survive_sigkill() {
     // Nodes remount after the crash (releasing the opens of requests cut short); fsck is clean.
     for n in 1..=4 {
         srv.client(n)
-            .call("update_node_mc_status", json!({"status": 1}))
+            .call(Command::UpdateNodeMcStatus, json!({"status": 1}))
             .unwrap();
     }
     // Zeroing shelves cut short by the kill hold zombies: hand them to a node and finish them.
-    let listing = c.call("list_shelves", json!({"path": "/"})).unwrap();
+    let listing = c.call(Command::ListShelves, json!({"path": "/"})).unwrap();
     for s in listing.as_array().unwrap() {
         let name = s["name"].as_str().unwrap();
         if name.starts_with(".lfs_pending_zero_") {
             let p = format!("/{name}");
             resize(&mut c, &p, s["id"].as_i64().unwrap(), 0).unwrap();
-            c.call("destroy_shelf", json!({"path": p})).unwrap();
+            c.call(Command::DestroyShelf, json!({"path": p})).unwrap();
         }
     }
-    while let Some(zp) = c.call("kill_zombie_books", json!({})).unwrap()["z_shelf_path"].as_str() {
-        let zs = c.call("get_shelf", json!({"path": zp})).unwrap();
+    while let Some(zp) =
+        c.call(Command::KillZombieBooks, json!({})).unwrap()["z_shelf_path"].as_str()
+    {
+        let zs = c.call(Command::GetShelf, json!({"path": zp})).unwrap();
         resize(&mut c, zp, zs["id"].as_i64().unwrap(), 0).unwrap();
-        c.call("destroy_shelf", json!({"path": zp})).unwrap();
+        c.call(Command::DestroyShelf, json!({"path": zp})).unwrap();
     }
     drop(c);
     srv.stop();

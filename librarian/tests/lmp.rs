@@ -5,6 +5,7 @@ mod chromium;
 mod common;
 
 use common::*;
+use lfs_proto::Command as Wire;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,40 +77,40 @@ impl Lmp {
 fn populate(srv: &Server) {
     let mut n1 = srv.client(1);
     n1.call(
-        "update_node_soc_status",
+        Wire::UpdateNodeSocStatus,
         json!({"status": 1, "cpu_percent": 30, "rootfs_percent": 5,
         "network_in": 100, "network_out": 200, "mem_percent": 40}),
     )
     .unwrap();
     let a = create(&mut n1, "/a");
     n1.call(
-        "set_xattr",
+        Wire::SetXattr,
         json!({"path": "/a", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
     )
     .unwrap();
     resize(&mut n1, "/a", a["id"].as_i64().unwrap(), 3 * BOOK).unwrap();
     let mut n2 = srv.client(2);
     n2.call(
-        "update_node_soc_status",
+        Wire::UpdateNodeSocStatus,
         json!({"status": 1, "cpu_percent": 10, "rootfs_percent": 5,
         "network_in": 0, "network_out": 0, "mem_percent": 20}),
     )
     .unwrap();
     let b = create(&mut n2, "/b");
     n2.call(
-        "set_xattr",
+        Wire::SetXattr,
         json!({"path": "/b", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
     )
     .unwrap();
     resize(&mut n2, "/b", b["id"].as_i64().unwrap(), 2 * BOOK).unwrap();
     n2.call(
-        "close_shelf",
+        Wire::CloseShelf,
         json!({"id": b["id"], "open_handle": b["open_handle"]}),
     )
     .unwrap();
     // Shrink without zeroing: one orphan zombie book.
     n2.call(
-        "resize_shelf",
+        Wire::ResizeShelf,
         json!({"path": "/b", "id": b["id"], "size_bytes": BOOK, "zero_enabled": false}),
     )
     .unwrap();
@@ -260,7 +261,7 @@ fn allocated_follows_absolute_coordinates_of_json_topologies() {
     let mut c = srv.client(1);
     let s = create(&mut c, "/x");
     c.call(
-        "set_xattr",
+        Wire::SetXattr,
         json!({"path": "/x", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
     )
     .unwrap();
@@ -356,9 +357,9 @@ fn metrics_include_the_librarians_request_counts() {
     let srv = Server::start_with(FOUR_NODES, &["--metrics-port", &mport.to_string()]);
     let mut c = srv.client(1);
     for _ in 0..3 {
-        c.call("get_fs_stats", json!({})).unwrap();
+        c.call(Wire::GetFsStats, json!({})).unwrap();
     }
-    let _ = c.call("get_shelf", json!({"path": "/none"}));
+    let _ = c.call(Wire::GetShelf, json!({"path": "/none"}));
     let url = format!("http://127.0.0.1:{mport}/metrics");
     let lmp = Lmp::start_with(&srv, &["--librarian-metrics", &url]);
     let (status, _, text) = lmp.get("/metrics", None);

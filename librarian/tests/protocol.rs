@@ -3,7 +3,8 @@
 mod common;
 
 use common::*;
-use librarian::client::ClientError;
+use lfs_proto::client::ClientError;
+use lfs_proto::Command;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 
@@ -12,14 +13,14 @@ const BOOK: i64 = 8 << 20;
 /// A raw connection that keeps what it has read beyond one reply.
 struct Raw {
     stream: std::net::TcpStream,
-    scanner: librarian::frame::FrameScanner,
+    scanner: lfs_proto::frame::FrameScanner,
 }
 
 impl Raw {
     fn new(srv: &Server) -> Raw {
         Raw {
             stream: srv.raw(),
-            scanner: librarian::frame::FrameScanner::new(),
+            scanner: lfs_proto::frame::FrameScanner::new(),
         }
     }
 
@@ -35,7 +36,7 @@ impl Raw {
 fn read_object(s: &mut Raw) -> Value {
     let mut buf = [0u8; 65536];
     loop {
-        if let Some(librarian::frame::Frame::Object(b)) = s.scanner.next_frame() {
+        if let Some(lfs_proto::frame::Frame::Object(b)) = s.scanner.next_frame() {
             return serde_json::from_slice(&b).unwrap();
         }
         let n = s.stream.read(&mut buf).expect("reply");
@@ -56,7 +57,7 @@ fn request(cmd: &str, seq: i64, extra: Value) -> Vec<u8> {
 fn shelf_life_cycle_shapes() {
     let srv = Server::start(FOUR_NODES);
     let mut c = srv.client(1);
-    let stats = c.call("get_fs_stats", json!({})).unwrap();
+    let stats = c.call(Command::GetFsStats, json!({})).unwrap();
     assert_eq!(stats["schema_version"], "LIBRARIAN 0.997");
     assert_eq!(stats["book_size_bytes"], BOOK);
     assert_eq!(stats["books_total"], 256);
@@ -64,7 +65,10 @@ fn shelf_life_cycle_shapes() {
     assert_eq!(stats["books_used"], 0);
     assert_eq!(stats["BIImode"], 0);
     assert_eq!(stats["books_per_IG"]["3"], json!([64, -1]));
-    assert_eq!(c.call("version", json!({})).unwrap(), "LIBRARIAN 0.997");
+    assert_eq!(
+        c.call(Command::Version, json!({})).unwrap(),
+        "LIBRARIAN 0.997"
+    );
 
     let s = create(&mut c, "/f");
     let keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -101,7 +105,9 @@ fn shelf_life_cycle_shapes() {
         resize(&mut c, "/f", id, 3 * BOOK - 5).unwrap(),
         json!({"z_shelf_path": null})
     );
-    let books = c.call("list_shelf_books", json!({"path": "/f"})).unwrap();
+    let books = c
+        .call(Command::ListShelfBooks, json!({"path": "/f"}))
+        .unwrap();
     let books = books.as_array().unwrap();
     assert_eq!(books.len(), 3);
     for b in books {
@@ -113,46 +119,52 @@ fn shelf_life_cycle_shapes() {
         );
         assert_eq!(b["id"].as_i64().unwrap(), (ig << 46) | (num << 33));
     }
-    let got = c.call("get_shelf", json!({"path": "//f/"})).unwrap();
+    let got = c.call(Command::GetShelf, json!({"path": "//f/"})).unwrap();
     assert_eq!(
         (got["size_bytes"].as_i64(), got["book_count"].as_i64()),
         (Some(3 * BOOK - 5), Some(3))
     );
     assert!(got["open_handle"].is_null());
-    assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 3);
+    assert_eq!(
+        c.call(Command::GetFsStats, json!({})).unwrap()["books_used"],
+        3
+    );
 
-    let opens = c.call("list_open_shelves", json!({})).unwrap();
+    let opens = c.call(Command::ListOpenShelves, json!({})).unwrap();
     assert_eq!(opens.as_array().unwrap().len(), 2);
     assert_eq!(opens[0]["shelf_id"], id);
     assert_eq!(opens[0]["node_id"], 1);
 
     let closed = c
         .call(
-            "close_shelf",
+            Command::CloseShelf,
             json!({"id": id, "open_handle": s["open_handle"]}),
         )
         .unwrap();
     assert_eq!(closed["name"], 0);
     assert_eq!(closed["id"], id);
     // Closing an unknown handle never fails.
-    c.call("close_shelf", json!({"id": id, "open_handle": 9999}))
+    c.call(Command::CloseShelf, json!({"id": id, "open_handle": 9999}))
         .unwrap();
 
     let path = c
-        .call("get_shelf_path", json!({"name": "f", "parent_id": 2}))
+        .call(Command::GetShelfPath, json!({"name": "f", "parent_id": 2}))
         .unwrap();
     assert_eq!(path, "/f");
     assert_eq!(
-        c.call("get_shelf_path", json!({"name": ".", "parent_id": 2}))
+        c.call(Command::GetShelfPath, json!({"name": ".", "parent_id": 2}))
             .unwrap(),
         "/."
     );
 
     // Still open once: destroy refuses with EBUSY (the original said ESTALE).
-    let msg = expect_err(c.call("destroy_shelf", json!({"path": "/f"})), libc::EBUSY);
+    let msg = expect_err(
+        c.call(Command::DestroyShelf, json!({"path": "/f"})),
+        libc::EBUSY,
+    );
     assert!(msg.contains("active opens"), "{msg}");
     c.call(
-        "close_shelf",
+        Command::CloseShelf,
         json!({"id": id, "open_handle": again["open_handle"]}),
     )
     .unwrap();
@@ -162,29 +174,35 @@ fn shelf_life_cycle_shapes() {
     let zpath = z["z_shelf_path"].as_str().unwrap().to_string();
     assert!(zpath.starts_with("/.lfs_pending_zero_f_2_"), "{zpath}");
     assert!(zpath.ends_with("_1_1_1"), "{zpath}");
-    let zs = c.call("get_shelf", json!({"path": zpath})).unwrap();
+    let zs = c.call(Command::GetShelf, json!({"path": zpath})).unwrap();
     assert_eq!(
         (zs["book_count"].as_i64(), zs["link_count"].as_i64()),
         (Some(2), Some(0))
     );
-    let zb = c.call("list_shelf_books", json!({"path": zpath})).unwrap();
+    let zb = c
+        .call(Command::ListShelfBooks, json!({"path": zpath}))
+        .unwrap();
     assert!(zb.as_array().unwrap().iter().all(|b| b["allocated"] == 2));
     // Truncating the zeroing shelf to 0 frees its books; then it can be destroyed.
     resize(&mut c, &zpath, zs["id"].as_i64().unwrap(), 0).unwrap();
-    c.call("destroy_shelf", json!({"path": zpath})).unwrap();
-    assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 1);
+    c.call(Command::DestroyShelf, json!({"path": zpath}))
+        .unwrap();
+    assert_eq!(
+        c.call(Command::GetFsStats, json!({})).unwrap()["books_used"],
+        1
+    );
 
     // Unlink protocol: rename to the pending-zero prefix zombifies, truncate frees, destroy.
     let renamed = c
         .call(
-            "rename_shelf",
+            Command::RenameShelf,
             json!({"path": "/f", "id": id, "newpath": format!(".lfs_pending_zero_{id}")}),
         )
         .unwrap();
     assert_eq!(renamed["name"], format!(".lfs_pending_zero_{id}"));
     let zb = c
         .call(
-            "list_shelf_books",
+            Command::ListShelfBooks,
             json!({"path": format!("/.lfs_pending_zero_{id}")}),
         )
         .unwrap();
@@ -192,36 +210,44 @@ fn shelf_life_cycle_shapes() {
     resize(&mut c, &format!("/.lfs_pending_zero_{id}"), id, 0).unwrap();
     let gone = c
         .call(
-            "destroy_shelf",
+            Command::DestroyShelf,
             json!({"path": format!("/.lfs_pending_zero_{id}")}),
         )
         .unwrap();
     assert_eq!(gone["id"], id);
-    assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 0);
-    expect_err(c.call("get_shelf", json!({"path": "/f"})), libc::ENOENT);
+    assert_eq!(
+        c.call(Command::GetFsStats, json!({})).unwrap()["books_used"],
+        0
+    );
+    expect_err(
+        c.call(Command::GetShelf, json!({"path": "/f"})),
+        libc::ENOENT,
+    );
 }
 
 #[test]
 fn directories_symlinks_and_link_counts() {
     let srv = Server::start(FOUR_NODES);
     let mut c = srv.client(2);
-    let d = c.call("mkdir", json!({"path": "/a", "mode": 0})).unwrap();
+    let d = c
+        .call(Command::Mkdir, json!({"path": "/a", "mode": 0}))
+        .unwrap();
     assert_eq!(d["mode"], 0o040777, "mode 0 makes a directory");
     assert_eq!(d["link_count"], 2);
-    c.call("mkdir", json!({"path": "/b", "mode": 0o040755}))
+    c.call(Command::Mkdir, json!({"path": "/b", "mode": 0o040755}))
         .unwrap();
-    c.call("mkdir", json!({"path": "/a/c", "mode": 0o040777}))
+    c.call(Command::Mkdir, json!({"path": "/a/c", "mode": 0o040777}))
         .unwrap();
     expect_err(
-        c.call("mkdir", json!({"path": "/a", "mode": 0o040777})),
+        c.call(Command::Mkdir, json!({"path": "/a", "mode": 0o040777})),
         libc::EEXIST,
     );
     expect_err(
-        c.call("mkdir", json!({"path": "/x/y", "mode": 0o040777})),
+        c.call(Command::Mkdir, json!({"path": "/x/y", "mode": 0o040777})),
         libc::ENOENT,
     );
-    let links = |c: &mut librarian::client::Client, p: &str| {
-        c.call("get_shelf", json!({"path": p})).unwrap()["link_count"]
+    let links = |c: &mut lfs_proto::client::Client, p: &str| {
+        c.call(Command::GetShelf, json!({"path": p})).unwrap()["link_count"]
             .as_i64()
             .unwrap()
     };
@@ -230,20 +256,20 @@ fn directories_symlinks_and_link_counts() {
 
     // Same-parent rename keeps the parent's count (the original added one).
     c.call(
-        "rename_shelf",
+        Command::RenameShelf,
         json!({"path": "/a/c", "id": 0, "newpath": "/a/d"}),
     )
     .unwrap();
     assert_eq!(links(&mut c, "/a"), 3);
     c.call(
-        "rename_shelf",
+        Command::RenameShelf,
         json!({"path": "/a/d", "id": 0, "newpath": "/b/d"}),
     )
     .unwrap();
     assert_eq!((links(&mut c, "/a"), links(&mut c, "/b")), (2, 3));
     expect_err(
         c.call(
-            "rename_shelf",
+            Command::RenameShelf,
             json!({"path": "/b", "id": 0, "newpath": "/b/d/b"}),
         ),
         libc::EINVAL,
@@ -251,21 +277,24 @@ fn directories_symlinks_and_link_counts() {
     create(&mut c, "/b/file");
     expect_err(
         c.call(
-            "rename_shelf",
+            Command::RenameShelf,
             json!({"path": "/b/d", "id": 0, "newpath": "/b/file"}),
         ),
         libc::EEXIST,
     );
     expect_err(
-        c.call("get_shelf", json!({"path": "/b/file/x"})),
+        c.call(Command::GetShelf, json!({"path": "/b/file/x"})),
         libc::ENOTDIR,
     );
     expect_err(
-        c.call("create_shelf", json!({"path": "/b/file/x", "mode": 0})),
+        c.call(
+            Command::CreateShelf,
+            json!({"path": "/b/file/x", "mode": 0}),
+        ),
         libc::ENOTDIR,
     );
 
-    let listing = c.call("list_shelves", json!({"path": "/b"})).unwrap();
+    let listing = c.call(Command::ListShelves, json!({"path": "/b"})).unwrap();
     let names: Vec<&str> = listing
         .as_array()
         .unwrap()
@@ -273,7 +302,7 @@ fn directories_symlinks_and_link_counts() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, [".", "..", "d", "file"]);
-    let root = c.call("list_shelves", json!({"path": "/"})).unwrap();
+    let root = c.call(Command::ListShelves, json!({"path": "/"})).unwrap();
     let names: Vec<&str> = root
         .as_array()
         .unwrap()
@@ -282,46 +311,70 @@ fn directories_symlinks_and_link_counts() {
         .collect();
     assert_eq!(names, [".", "..", "lost+found", "a", "b"]);
 
-    expect_err(c.call("rmdir", json!({"path": "/b"})), libc::ENOTEMPTY);
-    expect_err(c.call("rmdir", json!({"path": "/b/file"})), libc::ENOTDIR);
-    expect_err(c.call("rmdir", json!({"path": "/lost+found"})), libc::EPERM);
-    expect_err(c.call("rmdir", json!({"path": "/nope"})), libc::ENOENT);
     expect_err(
-        c.call("destroy_shelf", json!({"path": "/b/d"})),
+        c.call(Command::Rmdir, json!({"path": "/b"})),
+        libc::ENOTEMPTY,
+    );
+    expect_err(
+        c.call(Command::Rmdir, json!({"path": "/b/file"})),
+        libc::ENOTDIR,
+    );
+    expect_err(
+        c.call(Command::Rmdir, json!({"path": "/lost+found"})),
+        libc::EPERM,
+    );
+    expect_err(
+        c.call(Command::Rmdir, json!({"path": "/nope"})),
+        libc::ENOENT,
+    );
+    expect_err(
+        c.call(Command::DestroyShelf, json!({"path": "/b/d"})),
         libc::EISDIR,
     );
-    c.call("rmdir", json!({"path": "/b/d"})).unwrap();
+    c.call(Command::Rmdir, json!({"path": "/b/d"})).unwrap();
     assert_eq!(links(&mut c, "/b"), 2);
 
     let l = c
-        .call("symlink", json!({"path": "/ln", "target": "/b/file"}))
+        .call(
+            Command::Symlink,
+            json!({"path": "/ln", "target": "/b/file"}),
+        )
         .unwrap();
     assert_eq!(l["mode"], 0o120777);
     assert_eq!(
-        c.call("readlink", json!({"path": "/ln"})).unwrap(),
+        c.call(Command::Readlink, json!({"path": "/ln"})).unwrap(),
         "/b/file"
     );
     expect_err(
-        c.call("symlink", json!({"path": "/ln", "target": "x"})),
+        c.call(Command::Symlink, json!({"path": "/ln", "target": "x"})),
         libc::EEXIST,
     );
-    expect_err(c.call("readlink", json!({"path": "/a"})), libc::EINVAL);
-    expect_err(c.call("readlink", json!({"path": "/zz"})), libc::ENOENT);
+    expect_err(
+        c.call(Command::Readlink, json!({"path": "/a"})),
+        libc::EINVAL,
+    );
+    expect_err(
+        c.call(Command::Readlink, json!({"path": "/zz"})),
+        libc::ENOENT,
+    );
 
     c.call(
-        "set_am_time",
+        Command::SetAmTime,
         json!({"path": "/a", "atime": 5, "mtime": 1234}),
     )
     .unwrap();
     assert_eq!(
-        c.call("get_shelf", json!({"path": "/a"})).unwrap()["mtime"],
+        c.call(Command::GetShelf, json!({"path": "/a"})).unwrap()["mtime"],
         1234
     );
     let m = c
-        .call("chmod", json!({"path": "/b/file", "mode": 0o600}))
+        .call(Command::Chmod, json!({"path": "/b/file", "mode": 0o600}))
         .unwrap();
     assert_eq!(m["mode"], 0o100600);
-    assert_eq!(c.call("get_shelf_zaddr", json!({})).unwrap(), Value::Null);
+    assert_eq!(
+        c.call(Command::GetShelfZaddr, json!({})).unwrap(),
+        Value::Null
+    );
 }
 
 #[test]
@@ -331,7 +384,7 @@ fn xattrs_and_policies() {
     let mut c = srv.client(15);
     let s = create(&mut c, "/p");
     let id = s["id"].as_i64().unwrap();
-    let names = c.call("list_xattrs", json!({"path": "/p"})).unwrap();
+    let names = c.call(Command::ListXattrs, json!({"path": "/p"})).unwrap();
     assert_eq!(
         names,
         json!({"value": ["user.LFS.AllocationPolicy", "user.LFS.AllocationPolicyList",
@@ -339,11 +392,11 @@ fn xattrs_and_policies() {
                           "user.LFS.InterleaveRequestPos"]})
     );
     assert_eq!(
-        c.call("list_xattrs", json!({"path": "/"})).unwrap(),
+        c.call(Command::ListXattrs, json!({"path": "/"})).unwrap(),
         json!({"value": ["user.LFS.AllocationPolicyList", "user.LFS.Interleave"]})
     );
-    let get = |c: &mut librarian::client::Client, x: &str| {
-        c.call("get_xattr", json!({"path": "/p", "xattr": x}))
+    let get = |c: &mut lfs_proto::client::Client, x: &str| {
+        c.call(Command::GetXattr, json!({"path": "/p", "xattr": x}))
             .unwrap()["value"]
             .clone()
     };
@@ -353,13 +406,19 @@ fn xattrs_and_policies() {
         "RandomBooks,LocalNode,LocalEnc,NonLocal_Enc,Nearest,NearestRemote,NearestEnc,NearestRack,LZAascending,LZAdescending,RequestIG"
     );
     assert_eq!(get(&mut c, "user.foo"), Value::Null);
-    let set = |c: &mut librarian::client::Client, x: &str, v: &str| {
-        c.call("set_xattr", json!({"path": "/p", "xattr": x, "value": v}))
+    let set = |c: &mut lfs_proto::client::Client, x: &str, v: &str| {
+        c.call(
+            Command::SetXattr,
+            json!({"path": "/p", "xattr": x, "value": v}),
+        )
     };
     assert_eq!(set(&mut c, "user.foo", "bar\u{e9}").unwrap(), Value::Null);
     assert_eq!(get(&mut c, "user.foo"), "bar\u{e9}");
-    c.call("remove_xattr", json!({"path": "/p", "xattr": "user.foo"}))
-        .unwrap();
+    c.call(
+        Command::RemoveXattr,
+        json!({"path": "/p", "xattr": "user.foo"}),
+    )
+    .unwrap();
     assert_eq!(get(&mut c, "user.foo"), Value::Null);
     expect_err(set(&mut c, "user.LFS.Interleave", "x"), libc::ENOTSUP);
     expect_err(set(&mut c, "user.LFS.Bogus", "x"), libc::ENOTSUP);
@@ -369,21 +428,21 @@ fn xattrs_and_policies() {
     );
     expect_err(
         c.call(
-            "set_xattr",
+            Command::SetXattr,
             json!({"path": "/p", "xattr": "user.x", "value": null}),
         ),
         libc::EINVAL,
     );
     expect_err(
         c.call(
-            "remove_xattr",
+            Command::RemoveXattr,
             json!({"path": "/p", "xattr": "user.LFS.AllocationPolicy"}),
         ),
         libc::EINVAL,
     );
 
-    let igs = |c: &mut librarian::client::Client| -> Vec<i64> {
-        c.call("list_shelf_books", json!({"path": "/p"}))
+    let igs = |c: &mut lfs_proto::client::Client| -> Vec<i64> {
+        c.call(Command::ListShelfBooks, json!({"path": "/p"}))
             .unwrap()
             .as_array()
             .unwrap()
@@ -392,7 +451,7 @@ fn xattrs_and_policies() {
             .collect()
     };
     let mut size = 0;
-    let mut grow = |c: &mut librarian::client::Client, n: i64| -> Vec<i64> {
+    let mut grow = |c: &mut lfs_proto::client::Client, n: i64| -> Vec<i64> {
         let before = igs(c).len();
         size += n * BOOK;
         resize(c, "/p", id, size).unwrap();
@@ -447,7 +506,7 @@ fn xattrs_and_policies() {
     // RequestIG without a request, on a fresh file.
     let q = create(&mut c, "/q");
     c.call(
-        "set_xattr",
+        Command::SetXattr,
         json!({"path": "/q", "xattr": "user.LFS.AllocationPolicy", "value": "RequestIG"}),
     )
     .unwrap();
@@ -458,13 +517,13 @@ fn xattrs_and_policies() {
 
     // The default policy applies to new files and survives a restart.
     c.call(
-        "set_xattr",
+        Command::SetXattr,
         json!({"path": "/", "xattr": "user.LFS.AllocationPolicyDefault", "value": "LZAdescending"}),
     )
     .unwrap();
     expect_err(
         c.call(
-            "set_xattr",
+            Command::SetXattr,
             json!({"path": "/", "xattr": "user.LFS.AllocationPolicyDefault", "value": "RequestIG"}),
         ),
         libc::EINVAL,
@@ -477,7 +536,7 @@ fn xattrs_and_policies() {
     create(&mut c, "/r");
     assert_eq!(
         c.call(
-            "get_xattr",
+            Command::GetXattr,
             json!({"path": "/r", "xattr": "user.LFS.AllocationPolicy"})
         )
         .unwrap()["value"],
@@ -485,7 +544,7 @@ fn xattrs_and_policies() {
     );
     assert_eq!(
         c.call(
-            "get_xattr",
+            Command::GetXattr,
             json!({"path": "/r", "xattr": "user.LFS.AllocationPolicyDefault"})
         )
         .unwrap()["value"],
@@ -502,9 +561,12 @@ fn errors_are_meaningful_and_change_nothing() {
     // The pool has 256 books: 300 cannot be had, and nothing is taken.
     let msg = expect_err(resize(&mut c, "/big", id, 300 * BOOK), libc::ENOSPC);
     assert!(msg.contains("big"), "{msg}");
-    assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 0);
     assert_eq!(
-        c.call("get_shelf", json!({"path": "/big"})).unwrap()["size_bytes"],
+        c.call(Command::GetFsStats, json!({})).unwrap()["books_used"],
+        0
+    );
+    assert_eq!(
+        c.call(Command::GetShelf, json!({"path": "/big"})).unwrap()["size_bytes"],
         0
     );
     // Far more than the pool (2^40 books): the same ENOSPC, and the Librarian keeps serving.
@@ -520,11 +582,11 @@ fn errors_are_meaningful_and_change_nothing() {
     resize(&mut c, "/big", id, 0)
         .map(|z| {
             let zp = z["z_shelf_path"].as_str().unwrap().to_string();
-            let zid = c.call("get_shelf", json!({"path": zp})).unwrap()["id"]
+            let zid = c.call(Command::GetShelf, json!({"path": zp})).unwrap()["id"]
                 .as_i64()
                 .unwrap();
             resize(&mut c, &zp, zid, 0).unwrap();
-            c.call("destroy_shelf", json!({"path": zp})).unwrap();
+            c.call(Command::DestroyShelf, json!({"path": zp})).unwrap();
         })
         .unwrap();
     resize(&mut c, "/t", t["id"].as_i64().unwrap(), 1).unwrap();
@@ -536,36 +598,38 @@ fn errors_are_meaningful_and_change_nothing() {
     );
     // Shrinking a file another process has open: EMFILE, as the original.
     let mut other = srv.client(2);
-    other.call("open_shelf", json!({"path": "/t"})).unwrap();
+    other
+        .call(Command::OpenShelf, json!({"path": "/t"}))
+        .unwrap();
     expect_err(
         resize(&mut c, "/t", t["id"].as_i64().unwrap(), 0),
         libc::EMFILE,
     );
 
-    expect_err(c.call("nosuch", json!({})), libc::ENOSYS);
-    let msg = expect_err(c.call("get_shelf", json!({})), libc::EINVAL);
+    expect_err(c.call_named("nosuch", json!({})), libc::ENOSYS);
+    let msg = expect_err(c.call(Command::GetShelf, json!({})), libc::EINVAL);
     assert!(msg.contains("'path'"), "{msg}");
-    let msg = expect_err(c.call("get_shelf", json!({"path": 5})), libc::EINVAL);
+    let msg = expect_err(c.call(Command::GetShelf, json!({"path": 5})), libc::EINVAL);
     assert!(msg.contains("string"), "{msg}");
     expect_err(
         c.call(
-            "resize_shelf",
+            Command::ResizeShelf,
             json!({"path": "/t", "id": "x", "size_bytes": 0, "zero_enabled": true}),
         ),
         libc::EINVAL,
     );
     // Numeric strings are accepted where the original int()-converted.
     c.call(
-        "resize_shelf",
+        Command::ResizeShelf,
         json!({"path": "/t", "id": t["id"], "size_bytes": "16777216", "zero_enabled": false}),
     )
     .map(|_| ())
     .unwrap();
 
     let mut stranger = srv.client(9);
-    expect_err(stranger.call("get_fs_stats", json!({})), libc::EINVAL);
+    expect_err(stranger.call(Command::GetFsStats, json!({})), libc::EINVAL);
     let mut bad = srv.client(81);
-    expect_err(bad.call("get_fs_stats", json!({})), libc::EINVAL);
+    expect_err(bad.call(Command::GetFsStats, json!({})), libc::EINVAL);
     // A node id sent as a string works (the original's repl client did this and always failed).
     let mut raw = Raw::new(&srv);
     raw.write_all(br#"{"command":"version","context":{"node_id":"3","seq":7}}"#)
@@ -626,7 +690,7 @@ fn bad_input_gets_errors_and_never_stalls_others() {
             "after {input:?}"
         );
         assert_eq!(
-            healthy.call("version", json!({})).unwrap(),
+            healthy.call(Command::Version, json!({})).unwrap(),
             "LIBRARIAN 0.997"
         );
     }
@@ -642,7 +706,7 @@ fn bad_input_gets_errors_and_never_stalls_others() {
     half.write_all(br#"{"command":"version","context":{"node_"#)
         .unwrap();
     assert_eq!(
-        healthy.call("version", json!({})).unwrap(),
+        healthy.call(Command::Version, json!({})).unwrap(),
         "LIBRARIAN 0.997"
     );
     drop(half);
@@ -656,7 +720,7 @@ fn bad_input_gets_errors_and_never_stalls_others() {
     assert_eq!(v["errno"], libc::EMSGSIZE);
     let mut rest = vec![];
     let _ = big.read_to_end(&mut rest);
-    assert!(healthy.call("version", json!({})).is_ok());
+    assert!(healthy.call(Command::Version, json!({})).is_ok());
 
     // Deeply nested JSON is refused, not a stack overflow.
     let mut deep = Raw::new(&srv);
@@ -667,7 +731,7 @@ fn bad_input_gets_errors_and_never_stalls_others() {
     deep.write_all(&nested).unwrap();
     assert!(read_object(&mut deep)["errmsg"].is_string());
     assert_eq!(
-        healthy.call("version", json!({})).unwrap(),
+        healthy.call(Command::Version, json!({})).unwrap(),
         "LIBRARIAN 0.997"
     );
 }
@@ -705,11 +769,11 @@ fn oob_messages_reach_every_other_client() {
     let mut raw = Raw::new(&srv);
     raw.write_all(&request("version", 1, json!({}))).unwrap();
     read_object(&mut raw);
-    b.call("version", json!({})).unwrap();
-    let v = a.call("send_OOB", json!({"msg": "hello"})).unwrap();
+    b.call(Command::Version, json!({})).unwrap();
+    let v = a.call(Command::SendOob, json!({"msg": "hello"})).unwrap();
     assert_eq!(v, json!({"value": 1}));
     assert_eq!(read_object(&mut raw), json!({"OOBmsg": "hello"}));
-    b.call("version", json!({})).unwrap();
+    b.call(Command::Version, json!({})).unwrap();
     assert_eq!(b.oob, vec![json!("hello")]);
     assert!(a.oob.is_empty());
 }
@@ -724,16 +788,20 @@ fn stale_opens_are_released_on_remount_and_silence() {
     // A reconnect alone keeps the opens.
     drop(n1);
     let mut n1 = srv.client(1);
-    expect_err(n1.call("destroy_shelf", json!({"path": "/f"})), libc::EBUSY);
+    expect_err(
+        n1.call(Command::DestroyShelf, json!({"path": "/f"})),
+        libc::EBUSY,
+    );
     // Node 1 mounts again: its old opens go.
-    n1.call("update_node_mc_status", json!({"status": 1}))
+    n1.call(Command::UpdateNodeMcStatus, json!({"status": 1}))
         .unwrap();
-    n1.call("destroy_shelf", json!({"path": "/f"})).unwrap();
+    n1.call(Command::DestroyShelf, json!({"path": "/f"}))
+        .unwrap();
     let _ = f;
     // Node 2 stays silent past the timeout: its opens go too.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let opens = n1.call("list_open_shelves", json!({})).unwrap();
+        let opens = n1.call(Command::ListOpenShelves, json!({})).unwrap();
         if opens.as_array().unwrap().is_empty() {
             break;
         }
@@ -743,7 +811,8 @@ fn stale_opens_are_released_on_remount_and_silence() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    n1.call("destroy_shelf", json!({"path": "/g"})).unwrap();
+    n1.call(Command::DestroyShelf, json!({"path": "/g"}))
+        .unwrap();
     drop(n2);
 }
 
@@ -755,23 +824,30 @@ fn zombie_books_are_reclaimed() {
     let id = s["id"].as_i64().unwrap();
     resize(&mut c, "/z", id, 5 * BOOK).unwrap();
     c.call(
-        "close_shelf",
+        Command::CloseShelf,
         json!({"id": id, "open_handle": s["open_handle"]}),
     )
     .unwrap();
     // Destroying a file that still has books (as a client without zeroing does) leaves zombies.
-    c.call("destroy_shelf", json!({"path": "/z"})).unwrap();
-    assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 5);
-    let z = c.call("kill_zombie_books", json!({})).unwrap();
+    c.call(Command::DestroyShelf, json!({"path": "/z"}))
+        .unwrap();
+    assert_eq!(
+        c.call(Command::GetFsStats, json!({})).unwrap()["books_used"],
+        5
+    );
+    let z = c.call(Command::KillZombieBooks, json!({})).unwrap();
     let zp = z["z_shelf_path"].as_str().unwrap().to_string();
     assert!(zp.starts_with("/.lfs_pending_zero_zombies_"), "{zp}");
-    let zs = c.call("get_shelf", json!({"path": zp})).unwrap();
+    let zs = c.call(Command::GetShelf, json!({"path": zp})).unwrap();
     assert_eq!(zs["book_count"], 5);
     resize(&mut c, &zp, zs["id"].as_i64().unwrap(), 0).unwrap();
-    c.call("destroy_shelf", json!({"path": zp})).unwrap();
-    assert_eq!(c.call("get_fs_stats", json!({})).unwrap()["books_used"], 0);
+    c.call(Command::DestroyShelf, json!({"path": zp})).unwrap();
     assert_eq!(
-        c.call("kill_zombie_books", json!({})).unwrap(),
+        c.call(Command::GetFsStats, json!({})).unwrap()["books_used"],
+        0
+    );
+    assert_eq!(
+        c.call(Command::KillZombieBooks, json!({})).unwrap(),
         json!({"z_shelf_path": null})
     );
 }
@@ -780,16 +856,19 @@ fn zombie_books_are_reclaimed() {
 fn book_queries() {
     let srv = Server::start(FOUR_NODES);
     let mut c = srv.client(1);
-    let all = c.call("get_book_all", json!({})).unwrap();
+    let all = c.call(Command::GetBookAll, json!({})).unwrap();
     assert_eq!(all.as_array().unwrap().len(), 256);
-    let b = c.call("get_book", json!({"id": 1i64 << 46})).unwrap();
+    let b = c.call(Command::GetBook, json!({"id": 1i64 << 46})).unwrap();
     assert_eq!(
         b,
         json!({"id": 1i64 << 46, "intlv_group": 1, "book_num": 0, "allocated": 0, "attributes": 0})
     );
-    assert_eq!(c.call("get_book", json!({"id": 3})).unwrap(), Value::Null);
     assert_eq!(
-        c.call("get_book_ig", json!({"intlv_group": [2, 3]}))
+        c.call(Command::GetBook, json!({"id": 3})).unwrap(),
+        Value::Null
+    );
+    assert_eq!(
+        c.call(Command::GetBookIg, json!({"intlv_group": [2, 3]}))
             .unwrap()
             .as_array()
             .unwrap()
@@ -797,7 +876,7 @@ fn book_queries() {
         128
     );
     assert_eq!(
-        c.call("get_book_ig", json!({"intlv_group": 2}))
+        c.call(Command::GetBookIg, json!({"intlv_group": 2}))
             .unwrap()
             .as_array()
             .unwrap()
@@ -806,13 +885,13 @@ fn book_queries() {
     );
     let s = create(&mut c, "/i");
     c.call(
-        "set_xattr",
+        Command::SetXattr,
         json!({"path": "/i", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
     )
     .unwrap();
     resize(&mut c, "/i", s["id"].as_i64().unwrap(), BOOK).unwrap();
     let info = c
-        .call("get_book_info_all", json!({"intlv_group": 0}))
+        .call(Command::GetBookInfoAll, json!({"intlv_group": 0}))
         .unwrap();
     let owned: Vec<&Value> = info
         .as_array()
@@ -824,7 +903,7 @@ fn book_queries() {
     assert_eq!(owned[0]["name"], "i");
     assert_eq!(owned[0]["seq_num"], 1);
     assert!(matches!(
-        c.call("get_book", json!({})),
+        c.call(Command::GetBook, json!({})),
         Err(ClientError::Remote {
             errno: libc::EINVAL,
             ..
@@ -837,7 +916,7 @@ fn physaddr_databases_are_served() {
     let ini = "[global]\nnode_count = 2\nbook_size_bytes = 2M\n\n[node01]\nnode_id = 1\nnvm_size = 4B @ 0x40000000\n\n[node02]\nnode_id = 2\nnvm_size = 4B @ 0x80000000\n";
     let srv = Server::start(ini);
     let mut c = srv.client(2);
-    let st = c.call("get_fs_stats", json!({})).unwrap();
+    let st = c.call(Command::GetFsStats, json!({})).unwrap();
     assert_eq!(st["BIImode"], 1);
     assert_eq!(
         st["books_per_IG"],
@@ -845,12 +924,14 @@ fn physaddr_databases_are_served() {
     );
     let s = create(&mut c, "/p");
     c.call(
-        "set_xattr",
+        Command::SetXattr,
         json!({"path": "/p", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
     )
     .unwrap();
     resize(&mut c, "/p", s["id"].as_i64().unwrap(), 3 << 21).unwrap();
-    let books = c.call("list_shelf_books", json!({"path": "/p"})).unwrap();
+    let books = c
+        .call(Command::ListShelfBooks, json!({"path": "/p"}))
+        .unwrap();
     let ids: Vec<i64> = books
         .as_array()
         .unwrap()
@@ -901,8 +982,11 @@ fn daemon_mode_detaches_and_serves() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    let mut c = librarian::client::Client::connect(("127.0.0.1", port), 1).unwrap();
-    assert_eq!(c.call("version", json!({})).unwrap(), "LIBRARIAN 0.997");
+    let mut c = lfs_proto::client::Client::connect(("127.0.0.1", port), 1).unwrap();
+    assert_eq!(
+        c.call(Command::Version, json!({})).unwrap(),
+        "LIBRARIAN 0.997"
+    );
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // Gone, or a zombie waiting for a parent that may never reap it (pid 1 here may not).
@@ -927,9 +1011,9 @@ fn resize_grow_only_and_with_books() {
     let srv = Server::start(FOUR_NODES);
     let mut c = srv.client(1);
     let id = create(&mut c, "/g")["id"].as_i64().unwrap();
-    let grow = |c: &mut librarian::client::Client, size: i64| {
+    let grow = |c: &mut lfs_proto::client::Client, size: i64| {
         c.call(
-            "resize_shelf",
+            Command::ResizeShelf,
             json!({"path": "/g", "id": id, "size_bytes": size, "zero_enabled": true,
                    "grow_only": true, "with_books": true}),
         )
@@ -938,7 +1022,9 @@ fn resize_grow_only_and_with_books() {
     let r = grow(&mut c, 3 * BOOK);
     assert_eq!(r["size_bytes"], 3 * BOOK);
     assert_eq!(r["book_count"], 3);
-    let listed = c.call("list_shelf_books", json!({"path": "/g"})).unwrap();
+    let listed = c
+        .call(Command::ListShelfBooks, json!({"path": "/g"}))
+        .unwrap();
     assert_eq!(r["books"], listed);
     // Smaller than the current size: nothing changes, and the reply says what the size is.
     let r = grow(&mut c, BOOK);
@@ -950,11 +1036,11 @@ fn resize_grow_only_and_with_books() {
     assert_eq!(r.as_object().unwrap().len(), 1, "{r}");
     assert!(r["z_shelf_path"].is_string());
     assert_eq!(
-        c.call("get_shelf", json!({"path": "/g"})).unwrap()["book_count"],
+        c.call(Command::GetShelf, json!({"path": "/g"})).unwrap()["book_count"],
         1
     );
     let bad = c.call(
-        "resize_shelf",
+        Command::ResizeShelf,
         json!({"path": "/g", "id": id, "size_bytes": 1, "zero_enabled": true, "grow_only": "yes"}),
     );
     assert!(bad.is_err());
@@ -996,7 +1082,7 @@ fn sigterm_right_after_start_is_a_clean_stop() {
 fn requests_that_would_leave_the_database_inconsistent_are_refused() {
     let mut srv = Server::start(FOUR_NODES);
     let mut c = srv.client(1);
-    c.call("mkdir", json!({"path": "/d", "mode": 0o755}))
+    c.call(Command::Mkdir, json!({"path": "/d", "mode": 0o755}))
         .unwrap();
     // create_shelf makes files only: a "directory" of link count 1 that its parent does not count,
     // or a symlink with no target.
@@ -1010,7 +1096,7 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
         (0o1000000, "at most 0o177777"),
     ] {
         let msg = expect_err(
-            c.call("create_shelf", json!({"path": "/x", "mode": mode})),
+            c.call(Command::CreateShelf, json!({"path": "/x", "mode": mode})),
             libc::EINVAL,
         );
         assert!(
@@ -1018,7 +1104,10 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
             "{mode:o}: {msg}"
         );
     }
-    expect_err(c.call("get_shelf", json!({"path": "/x"})), libc::ENOENT);
+    expect_err(
+        c.call(Command::GetShelf, json!({"path": "/x"})),
+        libc::ENOENT,
+    );
     // What the FUSE clients send still works: permission bits alone, 0, S_IFREG, and the
     // original's mknod shelves (S_IFBLK).
     for (path, mode, want) in [
@@ -1028,29 +1117,29 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
         ("/blk", 0o60644, 0o60644),
     ] {
         let s = c
-            .call("create_shelf", json!({"path": path, "mode": mode}))
+            .call(Command::CreateShelf, json!({"path": path, "mode": mode}))
             .unwrap();
         assert_eq!(s["mode"], want, "{path}");
     }
     // Creating over a directory opens nothing: EISDIR, as open(O_CREAT) answers.
     expect_err(
-        c.call("create_shelf", json!({"path": "/d", "mode": 0o644})),
+        c.call(Command::CreateShelf, json!({"path": "/d", "mode": 0o644})),
         libc::EISDIR,
     );
     // Only files have books: a directory or symlink that got some would leave them behind.
-    let d = c.call("get_shelf", json!({"path": "/d"})).unwrap();
+    let d = c.call(Command::GetShelf, json!({"path": "/d"})).unwrap();
     expect_err(
         resize(&mut c, "/d", d["id"].as_i64().unwrap(), BOOK),
         libc::EISDIR,
     );
-    c.call("symlink", json!({"path": "/l", "target": "/p"}))
+    c.call(Command::Symlink, json!({"path": "/l", "target": "/p"}))
         .unwrap();
-    let l = c.call("get_shelf", json!({"path": "/l"})).unwrap();
+    let l = c.call(Command::GetShelf, json!({"path": "/l"})).unwrap();
     expect_err(
         resize(&mut c, "/l", l["id"].as_i64().unwrap(), BOOK),
         libc::EINVAL,
     );
-    let blk = c.call("get_shelf", json!({"path": "/blk"})).unwrap();
+    let blk = c.call(Command::GetShelf, json!({"path": "/blk"})).unwrap();
     resize(&mut c, "/blk", blk["id"].as_i64().unwrap(), 2 * BOOK).unwrap();
     // "." and ".." are in every directory already.
     for path in ["/d/.", "/d/..", "/."] {
@@ -1064,7 +1153,7 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
                 .as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
-            let r = c.call(cmd, params);
+            let r = c.call_named(cmd, params);
             assert!(
                 matches!(&r, Err(ClientError::Remote { errno, .. }) if [libc::EINVAL, libc::EEXIST, libc::EISDIR].contains(errno)),
                 "{cmd} {path}: {r:?}"
@@ -1072,27 +1161,33 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
         }
     }
     expect_err(
-        c.call("rename_shelf", json!({"path": "/p", "newpath": "/d/.."})),
+        c.call(
+            Command::RenameShelf,
+            json!({"path": "/p", "newpath": "/d/.."}),
+        ),
         libc::EINVAL,
     );
     // A symlink needs a target that can be read back.
     expect_err(
-        c.call("symlink", json!({"path": "/e", "target": ""})),
+        c.call(Command::Symlink, json!({"path": "/e", "target": ""})),
         libc::ENOENT,
     );
     expect_err(
-        c.call("symlink", json!({"path": "/e", "target": "a\u{0}b"})),
+        c.call(Command::Symlink, json!({"path": "/e", "target": "a\u{0}b"})),
         libc::EINVAL,
     );
     // A shelf being zeroed keeps its name: elsewhere its zombie books would be books of an
     // ordinary file that are not in use.
-    let p = c.call("get_shelf", json!({"path": "/p"})).unwrap();
+    let p = c.call(Command::GetShelf, json!({"path": "/p"})).unwrap();
     let pid = p["id"].as_i64().unwrap();
     resize(&mut c, "/p", pid, 3 * BOOK).unwrap();
     let z = resize(&mut c, "/p", pid, 0).unwrap();
     let zp = z["z_shelf_path"].as_str().unwrap().to_string();
     let msg = expect_err(
-        c.call("rename_shelf", json!({"path": zp, "newpath": "/stolen"})),
+        c.call(
+            Command::RenameShelf,
+            json!({"path": zp, "newpath": "/stolen"}),
+        ),
         libc::EBUSY,
     );
     assert!(msg.contains("zeroed"), "{msg}");
@@ -1101,26 +1196,27 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
     let q = create(&mut c, "/q");
     resize(&mut c, "/q", q["id"].as_i64().unwrap(), BOOK).unwrap();
     c.call(
-        "close_shelf",
+        Command::CloseShelf,
         json!({"id": q["id"], "open_handle": q["open_handle"]}),
     )
     .unwrap();
-    c.call("destroy_shelf", json!({"path": "/q"})).unwrap();
+    c.call(Command::DestroyShelf, json!({"path": "/q"}))
+        .unwrap();
     c.set_context("physloc", json!("../x/y\u{0}"));
-    let z = c.call("kill_zombie_books", json!({})).unwrap();
+    let z = c.call(Command::KillZombieBooks, json!({})).unwrap();
     let zp = z["z_shelf_path"].as_str().unwrap();
     assert!(!zp[1..].contains('/'), "{zp}");
     assert_eq!(
-        c.call("get_shelf", json!({"path": zp})).unwrap()["book_count"],
+        c.call(Command::GetShelf, json!({"path": zp})).unwrap()["book_count"],
         1
     );
     // rmdir of a directory some node has open takes the open with it, as the directory goes.
     let e = c
-        .call("mkdir", json!({"path": "/d/e", "mode": 0o755}))
+        .call(Command::Mkdir, json!({"path": "/d/e", "mode": 0o755}))
         .unwrap();
-    c.call("open_shelf", json!({"path": "/d/e"})).unwrap();
-    c.call("rmdir", json!({"path": "/d/e"})).unwrap();
-    let opens = c.call("list_open_shelves", json!({})).unwrap();
+    c.call(Command::OpenShelf, json!({"path": "/d/e"})).unwrap();
+    c.call(Command::Rmdir, json!({"path": "/d/e"})).unwrap();
+    let opens = c.call(Command::ListOpenShelves, json!({})).unwrap();
     let of_e = opens
         .as_array()
         .unwrap()

@@ -3,7 +3,7 @@
 //! to the Librarian counts as a heartbeat of the node it names and would hide a dead node.
 
 use anyhow::{Context, Result};
-use librarian::schema::book_state;
+use lfs_proto::book_state;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
 use std::path::Path;

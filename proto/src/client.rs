@@ -2,6 +2,7 @@
 //! Used by the tests, the load generator and the node daemon.
 
 use crate::frame::{self, Frame, FrameScanner};
+use crate::Command;
 use serde_json::{json, Map, Value};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -88,7 +89,13 @@ impl Client {
     }
 
     /// Sends a command and returns its `value`, or the Librarian's error.
-    pub fn call(&mut self, command: &str, params: Value) -> Result<Value, ClientError> {
+    pub fn call(&mut self, command: Command, params: Value) -> Result<Value, ClientError> {
+        self.call_named(command.name(), params)
+    }
+
+    /// As [`call`](Self::call) with the command given by its wire name, for tests and tools that
+    /// send what the table does not hold (an unknown command, a name from a replay).
+    pub fn call_named(&mut self, command: &str, params: Value) -> Result<Value, ClientError> {
         self.seq += 1;
         self.context.insert("seq".into(), json!(self.seq));
         let mut req = Map::new();

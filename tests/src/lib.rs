@@ -12,6 +12,7 @@
 pub mod chromium;
 pub mod docker;
 
+use lfs_proto::Command as Wire;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -165,8 +166,8 @@ impl Librarian {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn client(&self, node_id: i64) -> librarian::client::Client {
-        let c = librarian::client::Client::connect(("127.0.0.1", self.port), node_id).unwrap();
+    pub fn client(&self, node_id: i64) -> lfs_proto::client::Client {
+        let c = lfs_proto::client::Client::connect(("127.0.0.1", self.port), node_id).unwrap();
         c.set_timeout(Some(Duration::from_secs(30))).unwrap();
         c
     }
@@ -374,7 +375,7 @@ impl Cluster {
         let fam = dir.path().join("fam");
         let f = std::fs::File::create(&fam).unwrap();
         let mut c = lib.client(1);
-        let stats = c.call("get_fs_stats", serde_json::json!({})).unwrap();
+        let stats = c.call(Wire::GetFsStats, serde_json::json!({})).unwrap();
         f.set_len(stats["nvm_bytes_total"].as_u64().unwrap())
             .unwrap();
         let nodes = (1..=n as i64)

@@ -9,6 +9,7 @@ use super::{errno, LfsFs, Res};
 use crate::geometry::{Book, Shelf};
 use crate::zeroing::PENDING_ZERO_PREFIX;
 use fuser::Errno;
+use lfs_proto::Command;
 use serde_json::{json, Value};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ pub struct OpenShelf {
 impl LfsFs {
     /// FAM offsets of a shelf's books.
     fn fetch_books(&self, path: &str) -> Res<Vec<u64>> {
-        let v = self.call("list_shelf_books", json!({ "path": path }))?;
+        let v = self.call(Command::ListShelfBooks, json!({ "path": path }))?;
         self.books_from(path, &v)
     }
 
@@ -60,7 +61,7 @@ impl LfsFs {
                 Err(e) => {
                     let _ = self
                         .link
-                        .call("close_shelf", json!({"id": s.id, "open_handle": fh}));
+                        .call(Command::CloseShelf, json!({"id": s.id, "open_handle": fh}));
                     return Err(e);
                 }
             }
@@ -96,7 +97,7 @@ impl LfsFs {
         };
         if let Err(e) = self
             .link
-            .call("close_shelf", json!({"id": id, "open_handle": fh}))
+            .call(Command::CloseShelf, json!({"id": id, "open_handle": fh}))
         {
             tracing::warn!("close_shelf {id}/{fh} failed: {e}");
         }
@@ -265,7 +266,7 @@ impl LfsFs {
     fn grow(&self, path: &str, o: &mut OpenShelf, size: u64) -> Res<()> {
         self.within_pool(size)?;
         let v = self.call(
-            "resize_shelf",
+            Command::ResizeShelf,
             json!({"path": path, "id": o.id, "size_bytes": size, "zero_enabled": true,
                    "grow_only": true, "with_books": true}),
         )?;
@@ -293,10 +294,12 @@ impl LfsFs {
         // "Cannot shrink multiply-opened shelf" (EMFILE): another node has it open, or has just
         // closed it and its RELEASE is still on the way. EMFILE would read as "too many open
         // files" to a POSIX program; EBUSY says what it is.
-        let v = once_closed(|| match self.link.call("resize_shelf", params.clone()) {
-            Err(e) if e.errno == libc::EMFILE => Ok(None),
-            r => r.map(Some).map_err(errno),
-        })?
+        let v = once_closed(
+            || match self.link.call(Command::ResizeShelf, params.clone()) {
+                Err(e) if e.errno == libc::EMFILE => Ok(None),
+                r => r.map(Some).map_err(errno),
+            },
+        )?
         .ok_or(Errno::EBUSY)?;
         if let Some(z) = v.get("z_shelf_path").and_then(Value::as_str) {
             self.zeroer.queue(z.to_string());
@@ -349,7 +352,7 @@ impl LfsFs {
             if self.local_opens(id) > 0 {
                 return Ok(None);
             }
-            let v = self.call("list_open_shelves", json!({}))?;
+            let v = self.call(Command::ListOpenShelves, json!({}))?;
             let open = v
                 .as_array()
                 .into_iter()
@@ -367,14 +370,17 @@ impl LfsFs {
             return Err(Errno::EBUSY);
         }
         if s.book_count == 0 || s.name.starts_with(PENDING_ZERO_PREFIX) {
-            return match self.link.call("destroy_shelf", json!({ "path": path })) {
+            return match self
+                .link
+                .call(Command::DestroyShelf, json!({ "path": path }))
+            {
                 Err(e) if e.resent && e.errno == libc::ENOENT => Ok(()),
                 r => r.map(|_| ()).map_err(errno),
             };
         }
         let zpath = format!("/{PENDING_ZERO_PREFIX}{}", s.id);
         match self.link.call(
-            "rename_shelf",
+            Command::RenameShelf,
             json!({"path": path, "id": s.id, "newpath": zpath}),
         ) {
             Err(e) if e.resent && e.errno == libc::ENOENT => {}

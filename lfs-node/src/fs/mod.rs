@@ -22,6 +22,7 @@ use crate::zeroing::Zeroer;
 use data::OpenShelf;
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use inodes::Inodes;
+use lfs_proto::Command;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -104,7 +105,7 @@ impl LfsFs {
         }
     }
 
-    fn call(&self, command: &str, params: Value) -> Res<Value> {
+    fn call(&self, command: Command, params: Value) -> Res<Value> {
         self.link.call(command, params).map_err(errno)
     }
 
@@ -112,7 +113,7 @@ impl LfsFs {
     /// first execution whose reply was lost (the Librarian killed after committing it) left an open
     /// record this daemon never learnt about, which would keep the file busy until the node's next
     /// mount: such records of this node on the same file, not held by this daemon, are closed.
-    fn call_opening(&self, command: &str, params: Value) -> Res<Value> {
+    fn call_opening(&self, command: Command, params: Value) -> Res<Value> {
         let (v, resent) = self
             .link
             .call_noting_resend(command, params, self.link.timeout())
@@ -126,7 +127,7 @@ impl LfsFs {
     }
 
     fn close_lost_opens(&self, shelf: i64, mine: i64) {
-        let Ok(opens) = self.link.call("list_open_shelves", json!({})) else {
+        let Ok(opens) = self.link.call(Command::ListOpenShelves, json!({})) else {
             return;
         };
         let held: Vec<u64> = self.handles.lock().unwrap().keys().copied().collect();
@@ -146,7 +147,7 @@ impl LfsFs {
                 tracing::warn!("closing open handle {h} of shelf {s}: its reply was lost when the Librarian went away");
                 let _ = self
                     .link
-                    .call("close_shelf", json!({"id": s, "open_handle": h}));
+                    .call(Command::CloseShelf, json!({"id": s, "open_handle": h}));
             }
         }
     }
@@ -167,7 +168,7 @@ impl LfsFs {
     }
 
     fn get_shelf(&self, path: &str) -> Res<Shelf> {
-        let v = self.call("get_shelf", json!({ "path": path }))?;
+        let v = self.call(Command::GetShelf, json!({ "path": path }))?;
         Shelf::from_json(&v).ok_or(Errno::EIO)
     }
 

@@ -11,6 +11,7 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL,
     TimeOrNow, WriteFlags,
 };
+use lfs_proto::Command;
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::path::Path;
@@ -85,11 +86,14 @@ impl LfsFs {
             self.truncate(&path, &s, size)?;
         }
         if let Some(mode) = mode {
-            self.call("chmod", json!({"path": path, "mode": mode & 0o7777}))?;
+            self.call(Command::Chmod, json!({"path": path, "mode": mode & 0o7777}))?;
         }
         if let Some(t) = mtime {
             let m = secs(t);
-            self.call("set_am_time", json!({"path": path, "atime": m, "mtime": m}))?;
+            self.call(
+                Command::SetAmTime,
+                json!({"path": path, "atime": m, "mtime": m}),
+            )?;
         }
         if size.is_some() || mode.is_some() || mtime.is_some() {
             s = self.get_shelf(&path)?;
@@ -106,10 +110,13 @@ impl LfsFs {
     ) -> Res<(fuser::FileAttr, Generation)> {
         let path = self.child(parent, name)?;
         let mode = S_IFDIR | (mode & !umask & 0o7777);
-        let v = match self.link.call("mkdir", json!({"path": path, "mode": mode})) {
+        let v = match self
+            .link
+            .call(Command::Mkdir, json!({"path": path, "mode": mode}))
+        {
             // A lost reply to a mkdir that did happen: the second one finds it.
             Err(e) if e.resent && e.errno == libc::EEXIST => {
-                self.call("get_shelf", json!({ "path": path }))?
+                self.call(Command::GetShelf, json!({ "path": path }))?
             }
             r => r.map_err(errno)?,
         };
@@ -132,7 +139,7 @@ impl LfsFs {
     }
 
     fn do_rmdir(&self, path: &str) -> Res<()> {
-        match self.link.call("rmdir", json!({ "path": path })) {
+        match self.link.call(Command::Rmdir, json!({ "path": path })) {
             Err(e) if e.resent && e.errno == libc::ENOENT => Ok(()),
             r => r.map(|_| ()).map_err(errno),
         }
@@ -174,7 +181,7 @@ impl LfsFs {
             Err(e) => return Err(e),
         }
         match self.link.call(
-            "rename_shelf",
+            Command::RenameShelf,
             json!({"path": from, "id": src.id, "newpath": to}),
         ) {
             Err(e) if e.resent && e.errno == libc::ENOENT => {}
@@ -207,13 +214,13 @@ impl LfsFs {
             }
         }
         let mode = S_IFREG | (mode & !umask & 0o7777);
-        let v = self.call_opening("create_shelf", json!({"path": path, "mode": mode}))?;
+        let v = self.call_opening(Command::CreateShelf, json!({"path": path, "mode": mode}))?;
         let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
         if s.is_dir() {
             if let Some(h) = s.open_handle {
                 let _ = self
                     .link
-                    .call("close_shelf", json!({"id": s.id, "open_handle": h}));
+                    .call(Command::CloseShelf, json!({"id": s.id, "open_handle": h}));
             }
             return Err(Errno::EISDIR);
         }
@@ -223,13 +230,13 @@ impl LfsFs {
 
     fn do_open(&self, ino: INodeNo) -> Res<u64> {
         let (path, _) = self.shelf_of(ino)?;
-        let v = self.call_opening("open_shelf", json!({ "path": path }))?;
+        let v = self.call_opening(Command::OpenShelf, json!({ "path": path }))?;
         let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
         if s.is_dir() {
             if let Some(h) = s.open_handle {
                 let _ = self
                     .link
-                    .call("close_shelf", json!({"id": s.id, "open_handle": h}));
+                    .call(Command::CloseShelf, json!({"id": s.id, "open_handle": h}));
             }
             return Err(Errno::EISDIR);
         }
@@ -238,7 +245,7 @@ impl LfsFs {
 
     fn do_opendir(&self, ino: INodeNo) -> Res<u64> {
         let path = self.path(ino)?;
-        let v = self.call("list_shelves", json!({ "path": path }))?;
+        let v = self.call(Command::ListShelves, json!({ "path": path }))?;
         let list = v.as_array().ok_or(Errno::EIO)?;
         let mut entries = Vec::with_capacity(list.len());
         for (i, e) in list.iter().enumerate() {
@@ -352,7 +359,7 @@ impl Filesystem for LfsFs {
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let r = self
             .path(ino)
-            .and_then(|p| self.call("readlink", json!({ "path": p })));
+            .and_then(|p| self.call(Command::Readlink, json!({ "path": p })));
         match r {
             Ok(Value::String(t)) => reply.data(t.as_bytes()),
             Ok(_) => reply.error(Errno::EINVAL),
@@ -432,10 +439,10 @@ impl Filesystem for LfsFs {
             let target = target.to_str().ok_or(Errno::EINVAL)?;
             let v = match self
                 .link
-                .call("symlink", json!({"path": path, "target": target}))
+                .call(Command::Symlink, json!({"path": path, "target": target}))
             {
                 Err(e) if e.resent && e.errno == libc::EEXIST => {
-                    self.call("get_shelf", json!({ "path": path }))?
+                    self.call(Command::GetShelf, json!({ "path": path }))?
                 }
                 r => r.map_err(errno)?,
             };
@@ -609,7 +616,7 @@ impl Filesystem for LfsFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.call("get_fs_stats", json!({})) {
+        match self.call(Command::GetFsStats, json!({})) {
             Ok(v) => {
                 let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
                 let per_book = self.geo.book_size / 4096;

@@ -14,6 +14,7 @@ use super::{LfsFs, Res};
 use crate::geometry::Book;
 use fuser::{Errno, INodeNo};
 use lfs_direct::{BookPlace, Layout, LAYOUT_XATTR};
+use lfs_proto::Command;
 use serde_json::{json, Value};
 
 /// Read by name only; never listed, set or removed.
@@ -41,7 +42,7 @@ impl LfsFs {
         if !s.is_file() {
             return Err(Errno::ENODATA);
         }
-        let v = self.call("list_shelf_books", json!({ "path": path }))?;
+        let v = self.call(Command::ListShelfBooks, json!({ "path": path }))?;
         let mut books = vec![];
         for b in v.as_array().map(Vec::as_slice).unwrap_or_default() {
             let b = Book::from_json(b).ok_or(Errno::EIO)?;
@@ -70,7 +71,7 @@ impl LfsFs {
             return Err(Errno::ENODATA);
         }
         let (path, _) = self.shelf_of(ino)?;
-        let v = self.call("get_xattr", json!({"path": path, "xattr": name}))?;
+        let v = self.call(Command::GetXattr, json!({"path": path, "xattr": name}))?;
         match v.get("value") {
             Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
             _ => Err(Errno::ENODATA),
@@ -79,7 +80,7 @@ impl LfsFs {
 
     pub(super) fn list_xattr(&self, ino: INodeNo) -> Res<Vec<u8>> {
         let (path, _) = self.shelf_of(ino)?;
-        let v = self.call("list_xattrs", json!({ "path": path }))?;
+        let v = self.call(Command::ListXattrs, json!({ "path": path }))?;
         let names = v
             .get("value")
             .and_then(Value::as_array)
@@ -117,7 +118,7 @@ impl LfsFs {
         }
         let (path, _) = self.shelf_of(ino)?;
         self.call(
-            "set_xattr",
+            Command::SetXattr,
             json!({"path": path, "xattr": name, "value": to_wire(value)}),
         )?;
         Ok(())
@@ -132,7 +133,7 @@ impl LfsFs {
         let reset = match name {
             POLICY if s.is_file() => {
                 let v = self.call(
-                    "get_xattr",
+                    Command::GetXattr,
                     json!({"path": path, "xattr": "user.LFS.AllocationPolicyDefault"}),
                 )?;
                 v.get("value").and_then(Value::as_str).map(str::to_string)
@@ -143,14 +144,14 @@ impl LfsFs {
         };
         if let Some(value) = reset {
             self.call(
-                "set_xattr",
+                Command::SetXattr,
                 json!({"path": path, "xattr": name, "value": value}),
             )?;
             return Ok(());
         }
         // The Librarian removes missing names silently; POSIX wants ENODATA.
         self.get_xattr(ino, name)?;
-        self.call("remove_xattr", json!({"path": path, "xattr": name}))?;
+        self.call(Command::RemoveXattr, json!({"path": path, "xattr": name}))?;
         Ok(())
     }
 }

@@ -12,7 +12,8 @@
 //! read LMP views; it reports LMP's throughput and p99 and the Librarian's slowdown.
 
 use clap::Parser;
-use librarian::client::Client;
+use lfs_proto::client::Client;
+use lfs_proto::Command as Wire;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -306,18 +307,18 @@ fn http_reader(
 
 fn prefill(addr: &str, n: usize) -> anyhow::Result<()> {
     let mut c = Client::connect(addr, 1)?;
-    let book = c.call("get_fs_stats", json!({}))?["book_size_bytes"]
+    let book = c.call(Wire::GetFsStats, json!({}))?["book_size_bytes"]
         .as_i64()
         .unwrap_or(8 << 20);
     for i in 0..n {
         let path = format!("/prefill_{i}");
-        let s = c.call("create_shelf", json!({"path": path, "mode": 0o100644}))?;
+        let s = c.call(Wire::CreateShelf, json!({"path": path, "mode": 0o100644}))?;
         c.call(
-            "close_shelf",
+            Wire::CloseShelf,
             json!({"id": s["id"], "open_handle": s["open_handle"]}),
         )?;
         c.call(
-            "resize_shelf",
+            Wire::ResizeShelf,
             json!({"path": path, "id": s["id"], "size_bytes": book, "zero_enabled": true}),
         )?;
     }
@@ -336,7 +337,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         None => (None, args.addr.clone(), None),
     };
-    let nodes = Client::connect(&addr, 1)?.call("get_fs_stats", json!({}))?["nodes_total"]
+    let nodes = Client::connect(&addr, 1)?.call(Wire::GetFsStats, json!({}))?["nodes_total"]
         .as_i64()
         .unwrap_or(1);
     prefill(&addr, args.prefill)?;
@@ -424,10 +425,10 @@ fn worker(
     let mut lat = Vec::with_capacity(1 << 20);
     let mut errors = 0;
     let mut n = 0u64;
-    let book_size = c.call("get_fs_stats", json!({}))?["book_size_bytes"]
+    let book_size = c.call(Wire::GetFsStats, json!({}))?["book_size_bytes"]
         .as_i64()
         .unwrap_or(8 << 20);
-    let mut timed = |c: &mut Client, cmd: &str, p: Value| -> Option<Value> {
+    let mut timed = |c: &mut Client, cmd: Wire, p: Value| -> Option<Value> {
         let t = Instant::now();
         let r = c.call(cmd, p);
         lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -445,41 +446,49 @@ fn worker(
         let path = format!("/bench_{index}_{n}");
         let Some(s) = timed(
             &mut c,
-            "create_shelf",
+            Wire::CreateShelf,
             json!({"path": path, "mode": 0o100644}),
         ) else {
             continue;
         };
         let id = s["id"].as_i64().unwrap_or(0);
         let h = s["open_handle"].clone();
-        timed(&mut c, "close_shelf", json!({"id": id, "open_handle": h}));
         timed(
             &mut c,
-            "resize_shelf",
+            Wire::CloseShelf,
+            json!({"id": id, "open_handle": h}),
+        );
+        timed(
+            &mut c,
+            Wire::ResizeShelf,
             json!({"path": path, "id": id, "size_bytes": books * book_size, "zero_enabled": true}),
         );
-        let h = timed(&mut c, "open_shelf", json!({"path": path}))
+        let h = timed(&mut c, Wire::OpenShelf, json!({"path": path}))
             .map(|v| v["open_handle"].clone())
             .unwrap_or(Value::Null);
-        timed(&mut c, "list_shelf_books", json!({"path": path}));
-        timed(&mut c, "close_shelf", json!({"id": id, "open_handle": h}));
+        timed(&mut c, Wire::ListShelfBooks, json!({"path": path}));
+        timed(
+            &mut c,
+            Wire::CloseShelf,
+            json!({"id": id, "open_handle": h}),
+        );
         let z = timed(
             &mut c,
-            "resize_shelf",
+            Wire::ResizeShelf,
             json!({"path": path, "id": id, "size_bytes": 0, "zero_enabled": true}),
         );
-        timed(&mut c, "destroy_shelf", json!({"path": path}));
+        timed(&mut c, Wire::DestroyShelf, json!({"path": path}));
         if let Some(zpath) = z.and_then(|z| z["z_shelf_path"].as_str().map(String::from)) {
             // The zeroing step itself is a node's FAM write, not a metadata op; as with --fakezero
             // the node then frees the books and removes the zeroing shelf.
-            if let Some(zs) = timed(&mut c, "get_shelf", json!({"path": zpath})) {
+            if let Some(zs) = timed(&mut c, Wire::GetShelf, json!({"path": zpath})) {
                 let zid = zs["id"].as_i64().unwrap_or(0);
                 timed(
                     &mut c,
-                    "resize_shelf",
+                    Wire::ResizeShelf,
                     json!({"path": zpath, "id": zid, "size_bytes": 0, "zero_enabled": true}),
                 );
-                timed(&mut c, "destroy_shelf", json!({"path": zpath}));
+                timed(&mut c, Wire::DestroyShelf, json!({"path": zpath}));
             }
         }
     }

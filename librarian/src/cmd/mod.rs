@@ -10,90 +10,52 @@ pub mod xattrs;
 use crate::engine::state::State;
 use crate::engine::{CmdError, Engine, Outcome, Reply, Request};
 use crate::schema::ROOT_SHELF_ID;
+use lfs_proto::Command;
 use serde_json::Value;
 
-/// Every command the original engine exposes, plus `chmod` (ours: the original could not change
-/// a mode at all).
-pub const COMMANDS: &[&str] = &[
-    "version",
-    "get_fs_stats",
-    "get_shelf",
-    "create_shelf",
-    "open_shelf",
-    "close_shelf",
-    "list_shelf_books",
-    "list_shelves",
-    "list_open_shelves",
-    "resize_shelf",
-    "rename_shelf",
-    "destroy_shelf",
-    "get_book",
-    "get_xattr",
-    "list_xattrs",
-    "set_xattr",
-    "remove_xattr",
-    "set_am_time",
-    "send_OOB",
-    "get_book_all",
-    "mkdir",
-    "rmdir",
-    "get_shelf_path",
-    "symlink",
-    "readlink",
-    "update_node_soc_status",
-    "update_node_mc_status",
-    "kill_zombie_books",
-    "get_book_ig",
-    "get_book_info_all",
-    "get_shelf_zaddr",
-    "chmod",
-];
-
+/// Runs one request. The match is exhaustive over the command table ([`Command`]), so a command
+/// cannot be added to the wire without a handler.
 pub fn dispatch(e: &mut Engine, req: &Request) -> Reply {
-    let value = match req.command.as_str() {
-        "version" => nodes::version(e),
-        "get_fs_stats" => nodes::get_fs_stats(e),
-        "update_node_soc_status" => nodes::update_soc_status(e, req),
-        "update_node_mc_status" => nodes::update_mc_status(e, req),
-        "send_OOB" => {
+    let value = match req.command {
+        Command::Version => nodes::version(e),
+        Command::GetFsStats => nodes::get_fs_stats(e),
+        Command::UpdateNodeSocStatus => nodes::update_soc_status(e, req),
+        Command::UpdateNodeMcStatus => nodes::update_mc_status(e, req),
+        Command::SendOob => {
             let msg = req.params.get("msg").cloned().unwrap_or(Value::Null);
             return Ok(Outcome {
                 value: serde_json::json!({ "value": req.node_id }),
                 oob: Some(msg),
             });
         }
-        "get_shelf" => shelves::get_shelf(e, req),
-        "create_shelf" => shelves::create_shelf(e, req),
-        "open_shelf" => shelves::open_shelf(e, req),
-        "close_shelf" => shelves::close_shelf(e, req),
-        "list_shelf_books" => shelves::list_shelf_books(e, req),
-        "list_open_shelves" => shelves::list_open_shelves(e),
-        "resize_shelf" => shelves::resize_shelf(e, req),
-        "destroy_shelf" => shelves::destroy_shelf(e, req),
-        "get_shelf_path" => shelves::get_shelf_path(e, req),
-        "list_shelves" => namespace::list_shelves(e, req),
-        "rename_shelf" => namespace::rename_shelf(e, req),
-        "mkdir" => namespace::mkdir(e, req),
-        "rmdir" => namespace::rmdir(e, req),
-        "symlink" => namespace::symlink(e, req),
-        "readlink" => namespace::readlink(e, req),
-        "set_am_time" => namespace::set_am_time(e, req),
-        "chmod" => namespace::chmod(e, req),
-        "get_xattr" => xattrs::get_xattr(e, req),
-        "list_xattrs" => xattrs::list_xattrs(e, req),
-        "set_xattr" => xattrs::set_xattr(e, req),
-        "remove_xattr" => xattrs::remove_xattr(e, req),
-        "get_book" => books::get_book(e, req),
-        "get_book_all" => books::get_book_all(e),
-        "get_book_ig" => books::get_book_ig(e, req),
-        "get_book_info_all" => books::get_book_info_all(e, req),
-        "kill_zombie_books" => books::kill_zombie_books(e, req),
+        Command::GetShelf => shelves::get_shelf(e, req),
+        Command::CreateShelf => shelves::create_shelf(e, req),
+        Command::OpenShelf => shelves::open_shelf(e, req),
+        Command::CloseShelf => shelves::close_shelf(e, req),
+        Command::ListShelfBooks => shelves::list_shelf_books(e, req),
+        Command::ListOpenShelves => shelves::list_open_shelves(e),
+        Command::ResizeShelf => shelves::resize_shelf(e, req),
+        Command::DestroyShelf => shelves::destroy_shelf(e, req),
+        Command::GetShelfPath => shelves::get_shelf_path(e, req),
+        Command::ListShelves => namespace::list_shelves(e, req),
+        Command::RenameShelf => namespace::rename_shelf(e, req),
+        Command::Mkdir => namespace::mkdir(e, req),
+        Command::Rmdir => namespace::rmdir(e, req),
+        Command::Symlink => namespace::symlink(e, req),
+        Command::Readlink => namespace::readlink(e, req),
+        Command::SetAmTime => namespace::set_am_time(e, req),
+        Command::Chmod => namespace::chmod(e, req),
+        Command::GetXattr => xattrs::get_xattr(e, req),
+        Command::ListXattrs => xattrs::list_xattrs(e, req),
+        Command::SetXattr => xattrs::set_xattr(e, req),
+        Command::RemoveXattr => xattrs::remove_xattr(e, req),
+        Command::GetBook => books::get_book(e, req),
+        Command::GetBookAll => books::get_book_all(e),
+        Command::GetBookIg => books::get_book_ig(e, req),
+        Command::GetBookInfoAll => books::get_book_info_all(e, req),
+        Command::KillZombieBooks => books::kill_zombie_books(e, req),
         // The original raises NotImplementedError here, which its engine turns into a null success.
-        "get_shelf_zaddr" => Ok(Value::Null),
-        other => Err(CmdError::new(
-            libc::ENOSYS,
-            format!("engine failed lookup on \"'{other}'\": unknown command"),
-        )),
+        Command::GetShelfZaddr => Ok(Value::Null),
     }?;
     Ok(Outcome { value, oob: None })
 }

@@ -21,6 +21,7 @@ pub mod state;
 
 use crate::cmd;
 use crate::connection::ReplyTo;
+use lfs_proto::command::{Command, Effect};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rusqlite::Connection;
@@ -58,7 +59,7 @@ pub type CmdResult = Result<Value, CmdError>;
 /// A parsed request: the envelope fields the engine uses and the command's parameters.
 #[derive(Debug)]
 pub struct Request {
-    pub command: String,
+    pub command: Command,
     pub node_id: i64,
     pub pid: i64,
     pub physloc: Option<String>,
@@ -118,33 +119,10 @@ pub struct Engine {
 /// Batches of at most this many replies are written to the sockets by the engine thread itself.
 const DIRECT_REPLIES: usize = 4;
 
-/// Commands that only read: a connection may run one itself while the engine is idle, even with
-/// requests queued for the engine thread.
-const READ_ONLY: &[&str] = &[
-    "get_shelf",
-    "get_shelf_path",
-    "list_shelves",
-    "list_shelf_books",
-    "list_open_shelves",
-    "get_xattr",
-    "list_xattrs",
-    "readlink",
-    "get_fs_stats",
-    "version",
-];
-
 /// Locks the engine; a panic while it was held was already turned into an error reply.
 fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
     engine.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-/// Commands whose changes are soft state: a stale open record or an old status after a power cut
-/// is released or refreshed by the node's next mount or heartbeat.
-const SOFT: &[&str] = &[
-    "close_shelf",
-    "update_node_soc_status",
-    "update_node_mc_status",
-];
 
 /// Seconds since the epoch, as the original stores times.
 pub fn now_secs() -> i64 {
@@ -279,7 +257,7 @@ impl Engine {
         req: Request,
         to: ReplyTo,
     ) -> Result<(), (Request, ReplyTo)> {
-        if !READ_ONLY.contains(&req.command.as_str()) && queued.load(Ordering::SeqCst) > 0 {
+        if req.command.effect() != Effect::ReadOnly && queued.load(Ordering::SeqCst) > 0 {
             return Err((req, to));
         }
         // A poisoned engine is used as the engine thread uses it (see `lock`), not taken as busy
@@ -381,7 +359,7 @@ impl Engine {
                 ))
             });
         let failed_after_write = result.is_err() && self.st.dirty;
-        if result.is_ok() && self.st.dirty && !SOFT.contains(&req.command.as_str()) {
+        if result.is_ok() && self.st.dirty && req.command.effect() != Effect::Soft {
             self.durable = true;
         }
         if failed_after_write {

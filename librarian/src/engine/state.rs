@@ -28,11 +28,7 @@ pub struct Shelf {
     pub link_count: i64,
 }
 
-pub const S_IFMT: i64 = 0o170000;
-pub const S_IFDIR: i64 = 0o040000;
-pub const S_IFREG: i64 = 0o100000;
-pub const S_IFLNK: i64 = 0o120000;
-pub const S_IFBLK: i64 = 0o060000;
+pub use lfs_proto::mode::{S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 
 impl Shelf {
     /// A shelf about to be inserted: empty, created now (its id is assigned by `insert_shelf`).

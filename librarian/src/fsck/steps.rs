@@ -17,9 +17,7 @@ type Result<T> = std::result::Result<T, FsckError>;
 /// shelves and FUSE's hidden files.
 pub(crate) const PARTIAL_UNLINK_PREFIXES: [&str; 2] = [".lfs_pending_zero_", ".tmfs_hidden"];
 
-const S_IFMT: i64 = 0o170000;
-const S_IFDIR: i64 = 0o040000;
-const S_IFLNK: i64 = 0o120000;
+use lfs_proto::mode::{S_IFDIR, S_IFLNK, S_IFMT};
 
 pub(crate) fn is_dir(mode: Option<i64>) -> bool {
     mode.is_some_and(|m| m & S_IFMT == S_IFDIR)

@@ -2,7 +2,8 @@
 //! the real `librarian` binary serving it on a free loopback port.
 #![allow(dead_code)]
 
-use librarian::client::{Client, ClientError};
+use lfs_proto::client::{Client, ClientError};
+use lfs_proto::Command as Wire;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -172,13 +173,13 @@ pub fn expect_err(r: Result<Value, ClientError>, errno: i32) -> String {
 }
 
 pub fn create(c: &mut Client, path: &str) -> Value {
-    c.call("create_shelf", json!({"path": path, "mode": 0o100644}))
+    c.call(Wire::CreateShelf, json!({"path": path, "mode": 0o100644}))
         .unwrap()
 }
 
 pub fn resize(c: &mut Client, path: &str, id: i64, size: i64) -> Result<Value, ClientError> {
     c.call(
-        "resize_shelf",
+        Wire::ResizeShelf,
         json!({"path": path, "id": id, "size_bytes": size, "zero_enabled": true}),
     )
 }

@@ -168,12 +168,12 @@ impl Cluster {
     pub fn ask(
         &self,
         as_node: u32,
-        command: &str,
+        command: lfs_proto::Command,
         params: serde_json::Value,
     ) -> Result<serde_json::Value> {
         let st = self.state()?;
         let addr = self.backend.librarian_addr(&self.paths.dir);
-        let mut c = librarian::client::Client::connect((addr, st.port), i64::from(as_node))
+        let mut c = lfs_proto::client::Client::connect((addr, st.port), i64::from(as_node))
             .context("cannot reach the Librarian")?;
         c.set_timeout(Some(Duration::from_secs(10)))?;
         c.call(command, params)

@@ -840,16 +840,20 @@ impl Ctx<'_> {
         let Ok(asker) = self.asker(cl) else {
             return false;
         };
-        cl.ask(asker, "list_shelves", serde_json::json!({ "path": "/" }))
-            .ok()
-            .and_then(|v| v.as_array().cloned())
-            .is_some_and(|a| {
-                a.iter().any(|s| {
-                    s["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with(".lfs_pending_zero_"))
-                })
+        cl.ask(
+            asker,
+            lfs_proto::Command::ListShelves,
+            serde_json::json!({ "path": "/" }),
+        )
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .is_some_and(|a| {
+            a.iter().any(|s| {
+                s["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(".lfs_pending_zero_"))
             })
+        })
     }
 
     fn check_once(
@@ -865,7 +869,7 @@ impl Ctx<'_> {
         let asker = self.asker(cl)?;
         let mut bad = vec![];
         if let Some(c) = books_used {
-            let v = cl.ask(asker, "get_fs_stats", serde_json::json!({}))?;
+            let v = cl.ask(asker, lfs_proto::Command::GetFsStats, serde_json::json!({}))?;
             let used = v["books_used"]
                 .as_i64()
                 .ok_or_else(|| anyhow!("get_fs_stats has no books_used: {v}"))?;
@@ -874,7 +878,11 @@ impl Ctx<'_> {
             }
         }
         if let Some(c) = opens {
-            let v = cl.ask(asker, "list_open_shelves", serde_json::json!({}))?;
+            let v = cl.ask(
+                asker,
+                lfs_proto::Command::ListOpenShelves,
+                serde_json::json!({}),
+            )?;
             let ids: Option<Vec<i64>> = opens_on.map(|o| {
                 o.iter()
                     .filter_map(|n| st.node(n).map(|x| i64::from(x.id)))
@@ -902,7 +910,11 @@ impl Ctx<'_> {
             }
         }
         if let Some(c) = shelves {
-            let v = cl.ask(asker, "list_shelves", serde_json::json!({ "path": path }))?;
+            let v = cl.ask(
+                asker,
+                lfs_proto::Command::ListShelves,
+                serde_json::json!({ "path": path }),
+            )?;
             let n = v
                 .as_array()
                 .map(|a| {
