@@ -88,6 +88,8 @@ impl Fam {
     /// Copies FAM bytes at `offset` into `out`.
     pub fn read(&self, offset: u64, out: &mut [u8]) {
         self.check(offset, out.len());
+        // SAFETY: check() proved [offset, offset + out.len()) lies inside the FAM map, and
+        // `out` is our own buffer, so the ranges are valid and cannot overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.map.as_ptr().add(offset as usize),
@@ -100,6 +102,9 @@ impl Fam {
     /// Stores `data` into FAM at `offset`.
     pub fn write(&self, offset: u64, data: &[u8]) {
         self.check(offset, data.len());
+        // SAFETY: check() proved [offset, offset + data.len()) lies inside the FAM map; `data`
+        // is a separate buffer. Other nodes may store to the same bytes: FAM is shared memory,
+        // as documented.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 data.as_ptr(),
@@ -126,6 +131,7 @@ impl Fam {
     /// Zeroes `len` bytes of FAM at `offset`.
     pub fn zero(&self, offset: u64, len: u64) {
         self.check(offset, len as usize);
+        // SAFETY: check() proved [offset, offset + len) lies inside the FAM map.
         unsafe {
             std::ptr::write_bytes(self.map.as_mut_ptr().add(offset as usize), 0, len as usize)
         }

@@ -49,6 +49,7 @@ fn cpath(p: &Path) -> Result<CString> {
 fn get_xattr(p: &Path, name: &str) -> Result<String> {
     let (cp, cn) = (cpath(p)?, CString::new(name)?);
     let mut buf = vec![0u8; 4096];
+    // SAFETY: cp and cn are NUL-terminated C strings and buf is writable for buf.len() bytes.
     let n = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         let e = std::io::Error::last_os_error();
@@ -111,6 +112,8 @@ fn to_stdout(
 fn policy(p: &Path, name: Option<&str>) -> Result<()> {
     if let Some(name) = name {
         let (cp, cn) = (cpath(p)?, CString::new(POLICY_XATTR)?);
+        // SAFETY: cp and cn are NUL-terminated C strings; the value pointer and length describe
+        // `name`'s bytes.
         let r = unsafe {
             libc::setxattr(
                 cp.as_ptr(),
@@ -170,6 +173,8 @@ fn fill(p: &Path, seed: u64, size: u64, direct: bool, mmap: bool) -> Result<()> 
             },
         )
         .map_err(|e| anyhow!("{e}"))?;
+        // SAFETY: the direct map covers at least `size` bytes (the file was sized to it) and
+        // lives until the end of this block; nothing else in this process aliases it.
         let dst = unsafe { std::slice::from_raw_parts_mut(m.as_ptr(), size as usize) };
         for (i, chunk) in dst.chunks_mut(CHUNK).enumerate() {
             pattern::fill(seed, (i * CHUNK) as u64, chunk);
@@ -266,6 +271,8 @@ fn verify(p: &Path, seed: u64, size: Option<u64>, direct: bool, mmap: bool) -> R
             },
         )
         .map_err(|e| anyhow!("{e}"))?;
+        // SAFETY: the direct map covers the file's `size` bytes and lives until the end of this
+        // block; it is read only.
         let data = unsafe { std::slice::from_raw_parts(m.as_ptr(), size as usize) };
         for (i, chunk) in data.chunks(CHUNK).enumerate() {
             let pos = (i * CHUNK) as u64;

@@ -987,6 +987,8 @@ fn daemon_mode_detaches_and_serves() {
         c.call(Command::Version, json!({})).unwrap(),
         "LIBRARIAN 0.997"
     );
+    // SAFETY: kill(2) with a valid signal touches no memory of ours; pid is the daemon this
+    // test started, checked alive just above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // Gone, or a zombie waiting for a parent that may never reap it (pid 1 here may not).

@@ -159,6 +159,8 @@ fn down_cleans_up_after_sigkill_of_a_node_and_the_librarian() {
     let fp = footprint(&dir);
     // fp.procs[0] is the Librarian, [1] the LMP, then the nodes.
     for (pid, _) in [fp.procs[0], fp.procs[2]] {
+        // SAFETY: kill(2) with a valid signal touches no memory of ours; the pids are the
+        // cluster's, just read from its state.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     // Dead once the kernel has finished them, which takes a moment on a busy machine.
@@ -570,10 +572,12 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
     // wait for), and thawed however this test ends.
     let lock = home.path().join(".busy.lock");
     let mut up = up_in_background(&home, "busy", 4, "nodes/node01");
+    // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
     unsafe { libc::kill(up.id() as i32, libc::SIGSTOP) };
     struct Thaw(i32);
     impl Drop for Thaw {
         fn drop(&mut self) {
+            // SAFETY: kill(2) of our own child, reaped only after this guard is dropped.
             unsafe { libc::kill(self.0, libc::SIGCONT) };
         }
     }

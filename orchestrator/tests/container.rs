@@ -422,6 +422,7 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
         .spawn()
         .unwrap();
     assert_eq!(first_line(&mut child), "started\n");
+    // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
     let ps = ct.ok(&["exec", "--name", "ct", "node01", "--", "ps"]);
@@ -593,6 +594,7 @@ fn down_after_sigkill_of_up_leaves_nothing() {
         "the child is not fame: {}",
         text(&cmdline)
     );
+    // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
     unsafe { libc::kill(up.id() as i32, libc::SIGKILL) };
     up.wait().unwrap();
     // Killed in the middle: something of it is still there.

@@ -175,6 +175,7 @@ impl Drop for TestEngine {
             self.remove_all_containers();
         }
         // SIGTERM, then SIGKILL after 20 s.
+        // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
         unsafe {
             libc::kill(self.dockerd.id() as i32, libc::SIGTERM);
         }

@@ -65,6 +65,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn sigterm_and_reap(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + grace;
     loop {
@@ -416,7 +417,9 @@ impl Cluster {
 /// (free blocks, block size) of a mount.
 pub fn nix_statfs(p: &Path) -> (u64, u64) {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: statvfs is a plain C struct for which all-zero bytes are a valid value.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a NUL-terminated path and s a valid, writable statvfs.
     let r = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
     assert_eq!(
         r,

@@ -81,8 +81,11 @@ fn hello_fabric_in_c() {
 }
 
 fn nix_uname() -> String {
+    // SAFETY: utsname is a plain C struct for which all-zero bytes are a valid value.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: u is a valid, writable utsname.
     assert_eq!(unsafe { libc::uname(&mut u) }, 0);
+    // SAFETY: uname(2) succeeded, so nodename holds a NUL-terminated string inside u.
     unsafe { std::ffi::CStr::from_ptr(u.nodename.as_ptr()) }
         .to_string_lossy()
         .into_owned()

@@ -22,6 +22,7 @@ fn xattr_get(p: &std::path::Path, name: &str) -> Result<Vec<u8>, i32> {
         std::ffi::CString::new(name).unwrap(),
     );
     let mut buf = vec![0u8; 65536];
+    // SAFETY: cp and cn are NUL-terminated C strings and buf is writable for buf.len() bytes.
     let n = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
@@ -35,6 +36,7 @@ fn xattr_set(p: &std::path::Path, name: &str, v: &[u8], flags: i32) -> Result<()
         std::ffi::CString::new(p.to_str().unwrap()).unwrap(),
         std::ffi::CString::new(name).unwrap(),
     );
+    // SAFETY: cp and cn are NUL-terminated C strings; the value pointer and length describe v.
     let r = unsafe { libc::setxattr(cp.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), flags) };
     if r != 0 {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
@@ -45,6 +47,7 @@ fn xattr_set(p: &std::path::Path, name: &str, v: &[u8], flags: i32) -> Result<()
 fn xattr_list(p: &std::path::Path) -> Vec<String> {
     let cp = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     let mut buf = vec![0u8; 65536];
+    // SAFETY: cp is a NUL-terminated C string and buf is writable for buf.len() bytes.
     let n = unsafe { libc::listxattr(cp.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     assert!(n >= 0);
     buf[..n as usize]
@@ -104,11 +107,13 @@ fn files_directories_links_and_attributes() {
     let f = OpenOptions::new().write(true).open(a.path("f")).unwrap();
     use std::os::fd::AsRawFd;
     assert_eq!(
+        // SAFETY: fallocate(2) on an open descriptor of ours; no memory is passed.
         unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, 3 * BOOK as i64) },
         0
     );
     assert_eq!(fs::metadata(b.path("f")).unwrap().len(), 3 * BOOK);
     assert_eq!(
+        // SAFETY: as above: fallocate(2) on an open descriptor of ours.
         unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 4 * BOOK as i64) },
         -1
     );
@@ -224,6 +229,7 @@ fn files_directories_links_and_attributes() {
             std::ffi::CString::new(t.to_str().unwrap()).unwrap(),
             std::ffi::CString::new(n).unwrap(),
         );
+        // SAFETY: cp and cn are NUL-terminated C strings.
         assert_eq!(unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) }, -1);
         assert_eq!(
             errno(&std::io::Error::last_os_error()),
@@ -247,8 +253,10 @@ fn files_directories_links_and_attributes() {
     assert_eq!(xattr_get(&t, "user.nothing"), Err(libc::ENODATA));
     let cp = std::ffi::CString::new(t.to_str().unwrap()).unwrap();
     let cn = std::ffi::CString::new("user.color").unwrap();
+    // SAFETY: cp and cn are NUL-terminated C strings.
     assert_eq!(unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) }, 0);
     assert_eq!(xattr_get(&t, "user.color"), Err(libc::ENODATA));
+    // SAFETY: cp and cn are NUL-terminated C strings.
     assert_eq!(unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) }, -1);
     let layout = String::from_utf8(xattr_get(&b.path("f"), "user.LFS.Layout").unwrap()).unwrap();
     assert!(layout.starts_with("lfs-layout 1\n"), "{layout}");
@@ -327,6 +335,8 @@ fn reuse_after_free(c: &Cluster) -> bool {
             },
         )
         .unwrap();
+        // SAFETY: the direct map covers at least `size` bytes (min_size) and lives to the end
+        // of this block.
         unsafe { std::ptr::write_bytes(m.as_ptr(), 0xEE, size as usize) };
     }
     fs::remove_file(a.path("dirty")).unwrap();
@@ -340,6 +350,7 @@ fn reuse_after_free(c: &Cluster) -> bool {
         },
     )
     .unwrap();
+    // SAFETY: the map lives for this statement and nothing in this process writes it meanwhile.
     let all_zero = unsafe { m.as_slice() }
         .chunks(1 << 20)
         .all(|c| c.iter().all(|&b| b == 0));
@@ -375,6 +386,7 @@ fn freed_books_are_zeroed_before_reuse() {
         },
     )
     .unwrap();
+    // SAFETY: the map lives for this statement and nothing in this process writes it meanwhile.
     assert!(unsafe { m.as_slice() }.iter().all(|&b| b == 0));
 }
 
@@ -488,6 +500,7 @@ fn daemon_life_cycle_and_bad_input() {
         let n = std::io::BufRead::read_line(&mut err, &mut stderr).unwrap();
         assert!(n > 0, "lfs-node ended without waiting: {stderr}");
     }
+    // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     err.read_to_string(&mut stderr).unwrap();
     let status = child.wait().unwrap();
@@ -574,8 +587,11 @@ fn sigterm_during_startup_ends_the_daemon_and_leaves_no_mount() {
                 .unwrap();
             std::thread::sleep(Duration::from_millis(delay_ms));
             if freeze {
+                // SAFETY: kill(2) with a valid signal touches no memory of ours; lib_pid is the
+                // test's own Librarian, alive until the test stops it.
                 unsafe { libc::kill(lib_pid, libc::SIGSTOP) };
             }
+            // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             let exited = loop {
@@ -605,6 +621,7 @@ fn sigterm_during_startup_ends_the_daemon_and_leaves_no_mount() {
                 failures.push(format!("{what}: mount left behind"));
             }
             if freeze {
+                // SAFETY: as above: the test's own Librarian, resumed.
                 unsafe { libc::kill(lib_pid, libc::SIGCONT) };
             }
             force_unmount(&mnt);

@@ -56,6 +56,8 @@ fn direct_map_across_nodes() {
     assert_eq!(m.len(), len);
     assert_eq!(m.mapped_len() as u64, 3 * BOOK);
     let src = pattern(2, 0, len);
+    // SAFETY: m maps len bytes and lives to the end of the test; no other slice of it exists in
+    // this process.
     unsafe { m.as_mut_slice().copy_from_slice(&src) };
 
     // The other node reads it through FUSE read(2) and through its own direct map.
@@ -68,11 +70,16 @@ fn direct_map_across_nodes() {
         },
     )
     .unwrap();
+    // SAFETY: mb maps the file's bytes and lives to the end of the test; stores to it go
+    // through m only, not meanwhile.
     assert_eq!(unsafe { mb.as_slice() }, &src[..]);
 
     // Stores are seen at once by the other mapping, with no daemon in the path.
+    // SAFETY: BOOK + 7 lies inside m's three mapped books.
     unsafe { *m.as_ptr().add(BOOK as usize + 7) = 0xAB };
     assert_eq!(
+        // SAFETY: BOOK + 7 lies inside mb's mapped books; a volatile read, as another mapping
+        // stores there.
         unsafe { std::ptr::read_volatile(mb.as_ptr().add(BOOK as usize + 7)) },
         0xAB
     );
@@ -237,10 +244,13 @@ fn a_file_closed_on_one_node_is_free_at_once_on_the_other() {
         std::fs::write(a.path("g"), b"g").unwrap();
         let mut f = std::fs::File::create(a.path("f")).unwrap();
         f.write_all(&pattern(1, 0, 10_000)).unwrap();
+        // SAFETY: kill(2) with a valid signal touches no memory of ours; a_pid is this test's
+        // own daemon, alive here.
         unsafe { libc::kill(a_pid, libc::SIGSTOP) };
         drop(f);
         let thaw = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(150));
+            // SAFETY: as above: the test's own daemon, resumed.
             unsafe { libc::kill(a_pid, libc::SIGCONT) };
         });
         let r = change(b);

@@ -17,6 +17,7 @@ thread_local! {
 fn fail(e: MapError) {
     let msg = CString::new(e.msg.replace('\0', "?")).unwrap_or_default();
     LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    // SAFETY: __errno_location returns this thread's errno, always a valid, aligned int.
     unsafe { *libc::__errno_location() = e.errno };
 }
 

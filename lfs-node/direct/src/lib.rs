@@ -68,9 +68,12 @@ pub struct DirectMap {
     _fam: File,
 }
 
-// The mapping is plain shared memory; synchronising access to it is the caller's business, as with
-// any shared mapping.
+// SAFETY: the mapping is plain shared memory that lives as long as the DirectMap; moving the
+// handle to another thread changes nothing about it, and synchronising access is the caller's
+// business, as with any shared mapping.
 unsafe impl Send for DirectMap {}
+// SAFETY: see Send above: &DirectMap only hands out the base pointer and lengths, no interior
+// state.
 unsafe impl Sync for DirectMap {}
 
 /// Reads a file's layout from its daemon.
@@ -195,6 +198,8 @@ impl DirectMap {
             });
         }
         // Reserve the whole range first so the books land next to each other.
+        // SAFETY: an anonymous PROT_NONE reservation at an address the kernel picks touches no
+        // existing memory.
         let base = unsafe {
             rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
@@ -221,7 +226,11 @@ impl DirectMap {
             {
                 j += 1;
             }
+            // SAFETY: i < books.len(), so i * bs is within the `total` bytes reserved at base.
             let at = unsafe { (base as *mut u8).add(i * bs) };
+            // SAFETY: MAP_FIXED over [at, at + (j - i) * bs), which lies inside our own
+            // reservation (j <= books.len()), so it replaces only memory this function
+            // reserved.
             let r = unsafe {
                 rustix::mm::mmap(
                     at.cast(),
@@ -233,6 +242,8 @@ impl DirectMap {
                 )
             };
             if let Err(e) = r {
+                // SAFETY: base and total are the reservation made above, which nothing else
+                // refers to yet.
                 unsafe {
                     let _ = rustix::mm::munmap(base, total);
                 }
@@ -294,6 +305,8 @@ impl DirectMap {
 impl Drop for DirectMap {
     fn drop(&mut self) {
         if self.mapped > 0 {
+            // SAFETY: base and mapped are the reservation made by `open`, unmapped only here,
+            // once.
             unsafe {
                 let _ = rustix::mm::munmap(self.base.cast(), self.mapped);
             }

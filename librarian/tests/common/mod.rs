@@ -128,6 +128,7 @@ impl Server {
     /// SIGTERM, and wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let status = c.wait().unwrap();
             assert!(status.success(), "librarian exited with {status}");

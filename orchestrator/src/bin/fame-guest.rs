@@ -79,10 +79,13 @@ fn serve(mut conn: TcpStream) -> std::io::Result<()> {
         }
         SHUTDOWN => {
             stop_lfs_node(Duration::from_secs(5));
+            // SAFETY: sync(2) takes no arguments and cannot fail.
             unsafe { libc::sync() };
             let _ = write_frame(&mut conn, EXIT, &0i32.to_be_bytes());
             drop(conn);
             std::thread::sleep(Duration::from_millis(50));
+            // SAFETY: reboot(2) with a valid command; the agent is PID 1's helper in a VM that
+            // is meant to power off here.
             unsafe { libc::reboot(libc::RB_POWER_OFF) };
             Ok(())
         }
@@ -118,6 +121,8 @@ fn lfs_node_pids() -> Vec<i32> {
 fn stop_lfs_node(grace: Duration) {
     let pids = lfs_node_pids();
     for &p in &pids {
+        // SAFETY: kill(2) with a pid read from /proc and a valid signal; a pid gone meanwhile
+        // only gives ESRCH.
         unsafe { libc::kill(p, libc::SIGTERM) };
     }
     let deadline = Instant::now() + grace;
@@ -125,6 +130,7 @@ fn stop_lfs_node(grace: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
     for p in lfs_node_pids() {
+        // SAFETY: as above: kill(2) of a pid from /proc with a valid signal.
         unsafe { libc::kill(p, libc::SIGKILL) };
     }
 }
@@ -173,6 +179,9 @@ fn exec(conn: TcpStream, argv: Vec<Vec<u8>>) -> std::io::Result<()> {
         let done = Arc::clone(&done);
         move || {
             if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                // SAFETY: kill(2) with a valid signal touches no memory of ours. The pid is our
+                // child's until it is reaped; `done` is set right after, so a reused pid is not
+                // signalled (but for the moment between the two, as with any pid-based kill).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }

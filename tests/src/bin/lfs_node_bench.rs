@@ -122,6 +122,8 @@ fn main() {
     });
 
     // memcpy: plain mmap of the FAM file vs the direct map of the LFS file.
+    // SAFETY: a shared map of `mib` MiB of the FAM file at `base`, a book-aligned offset inside
+    // it; it is unmapped only when the process ends.
     let map = unsafe { memmap(&fam, base, mib * MIB) };
     let dm = DirectMap::open(
         &path,
@@ -134,11 +136,15 @@ fn main() {
     let mut memcpy = |dst: *mut u8| {
         let w = rate(mib, reps, || {
             for i in 0..mib {
+                // SAFETY: dst is a map of at least `mib` MiB (both callers pass one) and buf
+                // holds MIB bytes of our own.
                 unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), dst.add(i * MIB), MIB) };
             }
         });
         let r = rate(mib, reps, || {
             for i in 0..mib {
+                // SAFETY: as above, reading: dst maps `mib` MiB and rbuf holds MIB bytes of our
+                // own.
                 unsafe { std::ptr::copy_nonoverlapping(dst.add(i * MIB), rbuf.as_mut_ptr(), MIB) };
             }
         });
@@ -237,6 +243,8 @@ unsafe fn memmap(f: &File, off: u64, len: usize) -> *mut u8 {
 fn set_policy(path: &std::path::Path, policy: &str) {
     let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     let n = std::ffi::CString::new("user.LFS.AllocationPolicy").unwrap();
+    // SAFETY: p and n are NUL-terminated C strings; the value pointer and length describe
+    // `policy`'s bytes.
     let r = unsafe {
         libc::setxattr(
             p.as_ptr(),
