@@ -128,27 +128,9 @@ pub enum Tool {
     },
 }
 
-/// `4096`, `64K`, `8M`, `1G` (powers of 1024; an optional trailing `B`/`iB`).
+/// `4096`, `64K`, `8M`, `1GiB`: the one size parser (`lfs_proto::size`), in bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| {
-            format!("{s:?} is not a size: use bytes with an optional K, M, G or T suffix (e.g. 8M)")
-        })
+    lfs_proto::size::parse_size(s, None).map_err(|e| format!("{s:?} is not a size: {e}"))
 }
 
 #[cfg(test)]

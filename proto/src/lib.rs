@@ -5,12 +5,14 @@
 //!   from which the server's dispatch, read-only and soft-state checks are derived.
 //! * [`client`]: a small blocking client.
 //! * [`errno`] and [`mode`]: the numbers both sides must agree on.
+//! * [`size`]: the one size parser (`8M`, `512B` for books) of the configs, flags and tools.
 //!
 //! It depends on no database and no web stack, so the node daemon builds without them.
 
 pub mod client;
 pub mod command;
 pub mod frame;
+pub mod size;
 
 pub use command::Command;
 
