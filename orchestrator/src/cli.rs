@@ -153,8 +153,8 @@ pub struct UpArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Node backend [default: process].
-    #[arg(long)]
-    pub backend: Option<String>,
+    #[arg(long, value_enum)]
+    pub backend: Option<crate::backend::BackendKind>,
     /// Librarian port [default: 9093 if free, else the next free one].
     #[arg(long)]
     pub port: Option<u16>,
@@ -223,8 +223,8 @@ pub struct ScenarioRunArgs {
     /// Scenario files, or directories of them (every `*.toml` inside) [default: scenarios].
     pub paths: Vec<PathBuf>,
     /// Node backend of every scenario (overrides each file's `backend`).
-    #[arg(long)]
-    pub backend: Option<String>,
+    #[arg(long, value_enum)]
+    pub backend: Option<crate::backend::BackendKind>,
     /// Write a JUnit XML report here (a test suite per scenario, a test case per step).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,

@@ -26,7 +26,17 @@ use cli::{Cli, Cmd};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match invalid_value(&e) {
+            // Bad values get fame's one line naming the input, the rule and the fix.
+            Some(line) => {
+                eprintln!("fame: {line}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     if let Cmd::NodeInit {
         hostname,
         root,
@@ -110,4 +120,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--backend vmware: no such value; use one of: process, libvirt, container` for a value clap
+/// refused from a fixed set (a `ValueEnum`), or None for every other clap error.
+fn invalid_value(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let text = |k| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let arg = text(ContextKind::InvalidArg)?;
+    let flag = arg.split_whitespace().next().unwrap_or(&arg).to_string();
+    let value = text(ContextKind::InvalidValue)?;
+    let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) else {
+        return None;
+    };
+    Some(format!(
+        "{flag} {value}: no such value; use one of: {}",
+        valid.join(", ")
+    ))
 }

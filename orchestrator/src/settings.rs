@@ -31,7 +31,7 @@ pub struct FileConfig {
     pub fam: Option<String>,
     #[serde(alias = "book_size")]
     pub book_size: Option<String>,
-    pub backend: Option<String>,
+    pub backend: Option<crate::backend::BackendKind>,
     pub port: Option<u16>,
     #[serde(alias = "bin_dir")]
     pub bin_dir: Option<PathBuf>,
@@ -134,11 +134,7 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
         nodes: args.nodes.or(file.nodes).unwrap_or(DEFAULT_NODES),
         fam_bytes,
         book_size,
-        backend: args
-            .backend
-            .clone()
-            .or(file.backend)
-            .unwrap_or_else(|| crate::backend::DEFAULT.into()),
+        backend: args.backend.or(file.backend).unwrap_or_default(),
         port: args.port.or(file.port),
         hostbase: file
             .hostbase

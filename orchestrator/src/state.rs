@@ -16,7 +16,7 @@ pub struct Settings {
     pub fam_bytes: u64,
     /// `--book-size` when given; otherwise the configure script's rule decides.
     pub book_size: Option<u64>,
-    pub backend: String,
+    pub backend: crate::backend::BackendKind,
     /// `--port` when given; otherwise a free port is picked at every `up`.
     pub port: Option<u16>,
     /// Hostname prefix of the nodes (`FAME_HOSTBASE`, default `node`).
@@ -165,10 +165,48 @@ pub struct ClusterState {
     pub proxy: Option<ProxyState>,
 }
 
+/// A state file whose cluster was made by a fame with a backend this one lacks: nothing of it may
+/// be touched, since only that backend knows how to stop and remove its nodes.
+#[derive(Debug)]
+pub struct UnknownBackend {
+    pub path: PathBuf,
+    pub name: String,
+}
+
+impl std::fmt::Display for UnknownBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: backend {:?} is not one this fame has ({}); its nodes can only be stopped by the fame that made the cluster, so nothing was touched: use that fame",
+            self.path.display(),
+            self.name,
+            crate::backend::BackendKind::names()
+        )
+    }
+}
+
+impl std::error::Error for UnknownBackend {}
+
+/// The backend named by a state file, if it is a name this fame does not know.
+fn unknown_backend(text: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let name = v.get("settings")?.get("backend")?.as_str()?;
+    crate::backend::BackendKind::from_name(name)
+        .is_none()
+        .then(|| name.to_string())
+}
+
 impl ClusterState {
     pub fn load(path: &Path) -> Result<ClusterState> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
+        if let Some(name) = unknown_backend(&text) {
+            return Err(UnknownBackend {
+                path: path.to_path_buf(),
+                name,
+            }
+            .into());
+        }
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not a fame state file (it may be damaged; `fame down` still cleans up by scanning /proc)",
@@ -213,7 +251,7 @@ mod tests {
                 nodes: 2,
                 fam_bytes: 1 << 30,
                 book_size: None,
-                backend: "process".into(),
+                backend: crate::backend::BackendKind::Process,
                 port: Some(9999),
                 hostbase: "node".into(),
                 fam_file: None,

@@ -736,6 +736,35 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
     assert!(out.contains("removed"), "{out}");
     assert!(!dir.exists());
     assert!(home.entries().is_empty(), "{:?}", home.entries());
+    // A cluster of a backend this fame lacks (made by another fame): only that backend can stop
+    // its nodes, so down refuses and touches nothing.
+    up(&home, "alien", 1, free_port());
+    let dir = home.cluster_dir("alien");
+    let fp = footprint(&dir);
+    let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    let alien = text.replace("\"backend\": \"process\"", "\"backend\": \"vmware\"");
+    assert_ne!(alien, text, "no backend in {text}");
+    std::fs::write(dir.join("state.json"), &alien).unwrap();
+    let err = home.fails(&["down", "alien"]);
+    assert!(
+        err.contains("backend \"vmware\" is not one this fame has")
+            && err.contains("nothing was touched"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("state.json")).unwrap(),
+        alien
+    );
+    for &(pid, start) in &fp.procs {
+        assert!(
+            alive(pid, start),
+            "fame down stopped process {pid} of an alien cluster"
+        );
+    }
+    std::fs::write(dir.join("state.json"), &text).unwrap();
+    home.ok(&["down", "alien"]);
+    assert_gone(&fp);
+    assert!(home.entries().is_empty(), "{:?}", home.entries());
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Node backends, in the manner of kind's node providers: one small trait, one module per
-//! backend. The cluster logic (in `ops`) only talks to [`Backend`]; [`by_name`] is the one
+//! backend. The cluster logic (in `ops`) only talks to [`Backend`]; [`BackendKind`] is the one
 //! place that knows which backends exist.
 //!
 //! A node, to the cluster logic, has a name (`node02`, also its hostname), an LFS node id, a
@@ -14,24 +14,67 @@ pub mod rootfs;
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The backends `--backend` accepts.
-pub const NAMES: &[&str] = &["process", "libvirt", "container"];
+/// The backends: what `--backend`, `fame.toml`, scenario files and `state.json` name. The one
+/// place that knows which backends exist.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Nodes as processes in namespaces of their own (the default).
+    #[default]
+    Process,
+    /// Nodes as QEMU VMs through libvirt, FAM on ivshmem (FAME proper).
+    Libvirt,
+    /// Nodes as Docker containers.
+    Container,
+}
 
-/// The backend of a cluster when neither `--backend`, `fame.toml` nor a scenario names one.
-pub const DEFAULT: &str = "process";
+impl BackendKind {
+    /// Every backend, in the order help texts list them.
+    pub const ALL: [BackendKind; 3] = [
+        BackendKind::Process,
+        BackendKind::Libvirt,
+        BackendKind::Container,
+    ];
 
-/// The backend called `name`, or `None` if there is no such backend.
-pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
-    match name {
-        "process" => Some(Box::new(process::ProcessBackend)),
-        "libvirt" => Some(Box::new(libvirt::LibvirtBackend::new())),
-        "container" => Some(Box::new(container::ContainerBackend::default())),
-        _ => None,
+    /// The backend itself.
+    pub fn open(self) -> Box<dyn Backend> {
+        match self {
+            BackendKind::Process => Box::new(process::ProcessBackend),
+            BackendKind::Libvirt => Box::new(libvirt::LibvirtBackend::new()),
+            BackendKind::Container => Box::new(container::ContainerBackend::default()),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Process => "process",
+            BackendKind::Libvirt => "libvirt",
+            BackendKind::Container => "container",
+        }
+    }
+
+    /// The backend of a name (as `--backend` spells it).
+    pub fn from_name(name: &str) -> Option<BackendKind> {
+        BackendKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// "process, libvirt, container", for messages.
+    pub fn names() -> String {
+        BackendKind::ALL.map(BackendKind::name).join(", ")
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

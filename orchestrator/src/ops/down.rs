@@ -4,7 +4,6 @@
 //! the cluster directory, so it works after `fame`, a node or the Librarian were killed with
 //! SIGKILL, with a damaged state file, and when run twice.
 
-use crate::backend;
 use crate::cli::DEFAULT_NAME;
 use crate::cluster::{self, ClusterPaths};
 use crate::output::outln;
@@ -96,6 +95,9 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
     tracing::info!("fame down {name} (keep_fam: {keep_fam})");
     let state = ClusterState::load(&paths.state());
     if let Err(e) = &state {
+        if e.is::<crate::state::UnknownBackend>() {
+            bail!("{e}");
+        }
         only_fame_files(&paths)?;
         tracing::warn!("{e:#}; cleaning up by scanning /proc");
     }
@@ -106,7 +108,8 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
     let mut nodes_error = None;
 
     if let Some(st) = &state {
-        if let Some(b) = backend::by_name(&st.settings.backend) {
+        {
+            let b = st.settings.backend.open();
             let nodes: Vec<_> = st.nodes.iter().collect();
             // A daemon says goodbye to the Librarian as it unmounts; without a Librarian that
             // only waits for a timeout, so do not wait long for it.
@@ -174,8 +177,11 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
     }
 
     if let Some(st) = &state {
-        if let Some(b) = backend::by_name(&st.settings.backend) {
-            b.destroy(&st.nodes.iter().collect::<Vec<_>>())?;
+        {
+            st.settings
+                .backend
+                .open()
+                .destroy(&st.nodes.iter().collect::<Vec<_>>())?;
         }
     }
     crate::logging::close();

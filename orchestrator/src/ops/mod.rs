@@ -11,11 +11,11 @@ pub mod reload;
 pub mod status;
 pub mod up;
 
-use crate::backend::{self, Backend};
+use crate::backend::Backend;
 use crate::cli::DEFAULT_NAME;
 use crate::cluster::{self, ClusterPaths};
 use crate::state::ClusterState;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 
 /// A registered cluster, loaded.
 pub struct Loaded {
@@ -44,12 +44,7 @@ pub fn load(name: Option<&str>) -> Result<Loaded> {
     };
     let paths = ClusterPaths::new(dir);
     let state = ClusterState::load(&paths.state())?;
-    let backend = backend::by_name(&state.settings.backend).ok_or_else(|| {
-        anyhow!(
-            "cluster {name} uses backend {}, which this fame does not have; use the fame that created it",
-            state.settings.backend
-        )
-    })?;
+    let backend = state.settings.backend.open();
     crate::logging::open(&paths.fame_log());
     Ok(Loaded {
         name: name.to_string(),

@@ -1,7 +1,7 @@
 //! Step 1 of `fame up`: every check that can be made before anything is created, each failing
 //! with one line naming the value, the rule and the fix.
 
-use crate::backend::{self, Backend};
+use crate::backend::Backend;
 use crate::bins::{self, Bins};
 use crate::cluster;
 use crate::geometry::Geometry;
@@ -34,13 +34,7 @@ pub struct Plan {
 }
 
 pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
-    let Some(backend) = backend::by_name(&s.backend) else {
-        bail!(
-            "--backend {}: no such backend; the backends are: {}",
-            s.backend,
-            backend::NAMES.join(", ")
-        );
-    };
+    let backend = s.backend.open();
     check_nodes(s.nodes)?;
     check_fam_size(s.fam_bytes)?;
     if let Some(f) = &s.fam_file {

@@ -197,13 +197,10 @@ pub fn ls() -> Result<()> {
         let paths = ClusterPaths::new(&dir);
         match ClusterState::load(&paths.state()) {
             Ok(st) => {
-                let running = match crate::backend::by_name(&st.settings.backend) {
-                    Some(b) => probe_all(b.as_ref(), &st.nodes)
-                        .iter()
-                        .filter(|p| p.running)
-                        .count(),
-                    None => 0,
-                };
+                let running = probe_all(st.settings.backend.open().as_ref(), &st.nodes)
+                    .iter()
+                    .filter(|p| p.running)
+                    .count();
                 outln!(
                     "{:<16} {:<40} {:>5} {:>6} {:>6}  {:<8} {}",
                     name,

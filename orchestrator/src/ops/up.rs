@@ -17,7 +17,7 @@ pub fn up(settings: Settings) -> Result<()> {
     crate::progress::catch_interrupts();
     let t0 = Instant::now();
     // Backends with shared parts (see below) prepare them in a step of its own.
-    let shared = crate::backend::by_name(&settings.backend).is_some_and(|b| b.has_shared_parts());
+    let shared = settings.backend.open().has_shared_parts();
     let mut steps = Steps::new(7 + usize::from(shared) + usize::from(!settings.no_lmp));
     let mut plan = steps.run("validate", |s| preflight::validate(&settings, s))?;
     let paths = ClusterPaths::new(&settings.dir);

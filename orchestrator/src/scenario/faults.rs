@@ -3,7 +3,7 @@
 //! questions to the Librarian. Each works on the cluster's `state.json`, read fresh and saved
 //! after every change, so `fame status`, `fame down` and the next step see what happened.
 
-use crate::backend::{self, Backend};
+use crate::backend::Backend;
 use crate::bins::{self, Bins};
 use crate::cluster::{self, ClusterPaths};
 use crate::procs::{self, ProcRef};
@@ -25,8 +25,7 @@ impl Cluster {
             cluster::resolve(name).ok_or_else(|| anyhow!("cluster {name} is not registered"))?;
         let paths = ClusterPaths::new(dir);
         let state = ClusterState::load(&paths.state())?;
-        let backend = backend::by_name(&state.settings.backend)
-            .ok_or_else(|| anyhow!("unknown backend {}", state.settings.backend))?;
+        let backend = state.settings.backend.open();
         Ok(Cluster {
             name: name.to_string(),
             paths,

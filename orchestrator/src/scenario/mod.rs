@@ -63,15 +63,6 @@ pub fn run(args: ScenarioRunArgs) -> u8 {
             return EXIT_BAD_INPUT;
         }
     };
-    if let Some(b) = &args.backend {
-        if !crate::backend::NAMES.contains(&b.as_str()) {
-            eprintln!(
-                "fame scenario: --backend {b}: no such backend; use one of: {}",
-                crate::backend::NAMES.join(", ")
-            );
-            return EXIT_BAD_INPUT;
-        }
-    }
     let mut scenarios = vec![];
     let mut errors = vec![];
     for f in &files {
@@ -117,7 +108,7 @@ pub fn run(args: ScenarioRunArgs) -> u8 {
         return EXIT_BAD_INPUT;
     }
     let opts = run::Options {
-        backend: args.backend.clone(),
+        backend: args.backend,
         retain: args.retain,
         seed: args.seed,
         report_dir: report_dir.clone(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// How a run was asked for (the flags of `fame scenario run`).
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub backend: Option<String>,
+    pub backend: Option<crate::backend::BackendKind>,
     pub retain: bool,
     pub seed: u64,
     pub report_dir: PathBuf,
@@ -78,7 +78,7 @@ struct Ctx<'a> {
     fame: PathBuf,
     bin_dir: PathBuf,
     /// The cluster's backend, which knows how commands in its nodes name fame's binaries.
-    backend: Option<Box<dyn crate::backend::Backend>>,
+    backend: Box<dyn crate::backend::Backend>,
     background: HashMap<String, Background>,
     /// Nodes a fault took away (killed, paused, cut): never used to ask the Librarian.
     faulted: BTreeSet<String>,
@@ -207,11 +207,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
     };
     let lbl = label(sc);
     let c = &sc.cluster;
-    let backend = opts
-        .backend
-        .clone()
-        .or(c.backend.clone())
-        .unwrap_or_else(|| crate::backend::DEFAULT.into());
+    let backend = opts.backend.or(c.backend).unwrap_or_default();
     let mut up = vec![
         "up".to_string(),
         "--name".into(),
@@ -221,7 +217,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
         "--fam".into(),
         c.fam.clone(),
         "--backend".into(),
-        backend.clone(),
+        backend.to_string(),
         "--timeout".into(),
         c.up_timeout.as_secs().max(1).to_string(),
     ];
@@ -262,7 +258,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
         dir: dir.clone(),
         fame: fame_exe.clone(),
         bin_dir: PathBuf::new(),
-        backend: crate::backend::by_name(&backend),
+        backend: backend.open(),
         background: HashMap::new(),
         faulted: BTreeSet::new(),
         paused: BTreeSet::new(),
@@ -735,10 +731,7 @@ impl Ctx<'_> {
 
     fn lfs_node(&self) -> String {
         let host = self.bin_dir.join(crate::bins::LFS_NODE);
-        match &self.backend {
-            Some(b) => b.binary_in_node(&host),
-            None => host.display().to_string(),
-        }
+        self.backend.binary_in_node(&host)
     }
 
     /// Starts `cmd` under `sh -c` in every node of `on` at once.

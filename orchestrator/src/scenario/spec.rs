@@ -110,7 +110,7 @@ pub struct ClusterSpec {
     pub nodes: u32,
     pub fam: String,
     pub book_size: Option<String>,
-    pub backend: Option<String>,
+    pub backend: Option<crate::backend::BackendKind>,
     pub librarian_timeout: Option<u64>,
     pub fault_proxy: bool,
     pub up_timeout: Duration,
@@ -516,13 +516,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
         cx.size("book-size", b);
     }
     if let Some(b) = &rc.backend {
-        if !crate::backend::NAMES.contains(&b.get_ref().as_str()) {
+        if crate::backend::BackendKind::from_name(b.get_ref()).is_none() {
             cx.err(
                 b.span().start,
                 format!(
                     "backend = {:?} is not a backend; use one of: {}",
                     b.get_ref(),
-                    crate::backend::NAMES.join(", ")
+                    crate::backend::BackendKind::names()
                 ),
             );
         }
@@ -933,7 +933,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
                 .map(|f| f.into_inner())
                 .unwrap_or_else(|| "1G".into()),
             book_size: rc.book_size.map(|b| b.into_inner()),
-            backend: rc.backend.map(|b| b.into_inner()),
+            backend: rc
+                .backend
+                .and_then(|b| crate::backend::BackendKind::from_name(b.get_ref())),
             librarian_timeout,
             fault_proxy: rc.fault_proxy.unwrap_or(uses_cut),
             up_timeout,
