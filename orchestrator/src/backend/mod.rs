@@ -152,7 +152,39 @@ pub struct Probe {
     pub lfs: LfsState,
 }
 
+/// What a backend is and can do, as data (kind's `ProviderInfo`): the cluster logic reads it
+/// instead of asking the backend a question per capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The nodes share parts that [`Backend::prepare`] makes (a VM network, a guest image, a
+    /// container network): `fame up` then shows preparing them as a step of its own.
+    pub shared_parts: bool,
+    /// The nodes are VMs sized by `--vcpus` and `--memory` (`FAME_VCPUS`, `FAME_VDRAM`); other
+    /// backends ignore those settings.
+    pub sizes_nodes: bool,
+    /// How many nodes [`Backend::start`] may be starting at once (from as many threads).
+    pub start_concurrency: usize,
+    /// The backend cuts a node off from the Librarian by its own means ([`Backend::cut`]);
+    /// otherwise the fault proxy does.
+    pub cuts_network: bool,
+}
+
+impl Default for Capabilities {
+    /// Nodes with nothing shared, not VMs, started one at a time, partitioned by the proxy.
+    fn default() -> Capabilities {
+        Capabilities {
+            shared_parts: false,
+            sizes_nodes: false,
+            start_concurrency: 1,
+            cuts_network: false,
+        }
+    }
+}
+
 pub trait Backend: Send + Sync {
+    /// What this backend is and can do.
+    fn capabilities(&self) -> Capabilities;
+
     /// Prepares what the node needs before it can start (directories, images, definitions).
     fn create(&self, node: &Node) -> Result<()>;
 
@@ -188,23 +220,11 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Whether the nodes share parts that [`prepare`](Self::prepare) makes (a VM network, a guest
-    /// image): `fame up` then shows preparing them as a step of its own.
-    fn has_shared_parts(&self) -> bool {
-        false
-    }
-
     /// How a command run inside a node names one of fame's binaries (the node-side tools of
     /// `lfs-node`): process nodes see the host's files, so the host path; VM nodes carry the
     /// binaries on their image's `PATH`.
     fn binary_in_node(&self, host_path: &Path) -> String {
         host_path.display().to_string()
-    }
-
-    /// Whether the nodes are VMs sized by `--vcpus` and `--memory` (`FAME_VCPUS`, `FAME_VDRAM`);
-    /// other backends ignore those settings.
-    fn sizes_nodes(&self) -> bool {
-        false
     }
 
     /// Makes what the nodes share before the Librarian starts (a VM network, a guest image) and
@@ -233,14 +253,12 @@ pub trait Backend: Send + Sync {
         bail!("{}: this backend cannot resume nodes", node.name)
     }
 
-    /// How many nodes [`start`](Self::start) may be starting at once (from as many threads).
-    fn start_concurrency(&self) -> usize {
-        1
-    }
-
     /// Cuts a node off from the Librarian (a partition; `cut` false heals it) by the backend's
-    /// own means, returning false when it has none and the fault proxy must do it.
-    fn cut(&self, _node: &Node, _cut: bool) -> Result<bool> {
-        Ok(false)
+    /// own means; called only where [`Capabilities::cuts_network`] says it has them.
+    fn cut(&self, node: &Node, _cut: bool) -> Result<()> {
+        bail!(
+            "{}: this backend cannot cut nodes off (the fault proxy does)",
+            node.name
+        )
     }
 }

@@ -76,7 +76,7 @@ pub fn start_some_and_wait(
         .filter(|&i| which.contains(&state.nodes[i].name))
         .collect();
     // In groups of as many as the backend starts at once (one by one for most).
-    for group in chosen.chunks(backend.start_concurrency().max(1)) {
+    for group in chosen.chunks(backend.capabilities().start_concurrency.max(1)) {
         let started: Vec<(usize, Result<serde_json::Value>)> = std::thread::scope(|s| {
             let running: Vec<_> = group
                 .iter()

@@ -17,7 +17,7 @@ pub fn up(settings: Settings) -> Result<()> {
     crate::progress::catch_interrupts();
     let t0 = Instant::now();
     // Backends with shared parts (see below) prepare them in a step of its own.
-    let shared = settings.backend.open().has_shared_parts();
+    let shared = settings.backend.open().capabilities().shared_parts;
     let mut steps = Steps::new(7 + usize::from(shared) + usize::from(!settings.no_lmp));
     let mut plan = steps.run("validate", |s| preflight::validate(&settings, s))?;
     let paths = ClusterPaths::new(&settings.dir);
@@ -69,7 +69,7 @@ fn bring_up(
     check_interrupt()?;
     // Backends with shared parts (the VM network and guest image) make them first: the
     // Librarian listens where the nodes reach it.
-    let bind = if plan.backend.has_shared_parts() {
+    let bind = if plan.backend.capabilities().shared_parts {
         steps.run(&format!("prepare the {} backend", settings.backend), |s| {
             plan.backend.prepare(&state, s)
         })?

@@ -134,8 +134,8 @@ impl Cluster {
     pub fn set_cut(&self, name: &str, cut: bool) -> Result<()> {
         let st = self.state()?;
         let node = self.node(&st, name)?;
-        if self.backend.cut(&node, cut)? {
-            return Ok(());
+        if self.backend.capabilities().cuts_network {
+            return self.backend.cut(&node, cut);
         }
         crate::proxy::set_cut(&self.paths.dir, name, cut, Duration::from_secs(10))
     }

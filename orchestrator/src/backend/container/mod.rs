@@ -27,7 +27,9 @@
 pub mod engine;
 pub mod image;
 
-use super::{console_log, daemon_log, lfs_link, Backend, DaemonSpec, LfsState, Probe};
+use super::{
+    console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, LfsState, Probe,
+};
 use crate::backend::process::{answers_as_fuse, fuse_on_lfs, PROBE_LIMIT};
 use crate::procs::ProcRef;
 use crate::progress::Step;
@@ -416,13 +418,16 @@ impl ContainerBackend {
 }
 
 impl Backend for ContainerBackend {
-    fn has_shared_parts(&self) -> bool {
-        true
-    }
-
-    /// The engine does the work of a start (runc, mounts, network), several at a time.
-    fn start_concurrency(&self) -> usize {
-        4
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // The cluster's network and the node image.
+            shared_parts: true,
+            sizes_nodes: false,
+            // The engine does the work of a start (runc, mounts, network), several at a time.
+            start_concurrency: 4,
+            // Disconnecting the container from the cluster network.
+            cuts_network: true,
+        }
     }
 
     /// The binaries are on the image's `PATH`.
@@ -774,7 +779,7 @@ impl Backend for ContainerBackend {
 
     /// A partition: the node's container leaves the cluster network (its connections to the
     /// Librarian go dead), and joins it again with its MAC to heal.
-    fn cut(&self, node: &Node, cut: bool) -> Result<bool> {
+    fn cut(&self, node: &Node, cut: bool) -> Result<()> {
         let dir = cluster_dir_of(node);
         let cfg = load_config(&dir)?;
         let engine = self.engine()?;
@@ -808,7 +813,7 @@ impl Backend for ContainerBackend {
                 message(&e)
             )
         })?;
-        Ok(true)
+        Ok(())
     }
 }
 

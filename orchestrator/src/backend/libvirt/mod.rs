@@ -26,7 +26,7 @@ pub mod image;
 pub mod proto;
 pub mod virtiofs;
 
-use super::{console_log, Backend, DaemonSpec, LfsState, Probe};
+use super::{console_log, Backend, Capabilities, DaemonSpec, LfsState, Probe};
 use crate::procs::ProcRef;
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
@@ -416,12 +416,14 @@ fn destroy_domain(d: &Domain) -> Result<()> {
 }
 
 impl Backend for LibvirtBackend {
-    fn has_shared_parts(&self) -> bool {
-        true
-    }
-
-    fn sizes_nodes(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // The cluster's network and the guest image.
+            shared_parts: true,
+            sizes_nodes: true,
+            start_concurrency: 1,
+            cuts_network: false,
+        }
     }
 
     fn binary_in_node(&self, host_path: &Path) -> String {

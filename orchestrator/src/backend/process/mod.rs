@@ -32,7 +32,9 @@
 
 pub mod init;
 
-use super::{console_log, daemon_log, lfs_link, Backend, DaemonSpec, LfsState, Probe};
+use super::{
+    console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, LfsState, Probe,
+};
 use crate::procs::{self, ProcRef, MARKER_ENV};
 use crate::state::Node;
 use anyhow::{anyhow, bail, Context, Result};
@@ -162,6 +164,11 @@ fn processes_in_mount_ns(ns: &OsString) -> Vec<ProcRef> {
 }
 
 impl Backend for ProcessBackend {
+    /// Nothing shared, processes not sized, one start at a time, partitions through the proxy.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
     fn create(&self, node: &Node) -> Result<()> {
         std::fs::create_dir_all(root_dir(node))
             .with_context(|| format!("cannot create {}", root_dir(node).display()))
