@@ -25,7 +25,7 @@ for w in $(cat /proc/cmdline); do
     fame.ip=*) IP=${w#*=} ;;
     fame.torms=*) TORMS=${w#*=} ;;
     fame.port=*) PORT=${w#*=} ;;
-    fame.timeout=*) TIMEOUT=${w#*=} ;;
+    fame.lfs-args=*) LFS_ARGS=$(echo "${w#*=}" | tr , ' ') ;;
     fame.mmap=*) MMAP=${w#*=} ;;
     fame.bin=*) BIN=${w#*=} ;;
     fame.share=*) SHARES="$SHARES ${w#*=}" ;;
@@ -111,7 +111,7 @@ export PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" 
 # The LFS daemon finds its node id from the FAME MAC (48:50:42:NN:NN:NN) and the ivshmem BAR
 # (PCI 1af4:1110 resource2) by itself, as on FAME proper.
 (
-  LFS_MMAP=page-cache "$BIN/lfs-node" --mountpoint /lfs --hostname torms --port "$PORT"${TIMEOUT:+ --librarian-timeout $TIMEOUT}
+  LFS_MMAP=page-cache "$BIN/lfs-node" $LFS_ARGS
   echo "fame-init: lfs-node exited with status \$?"
 ) &
 echo "fame-init: started in \$(cut -d' ' -f1 /proc/uptime) s"

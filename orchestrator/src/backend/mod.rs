@@ -99,6 +99,49 @@ pub struct DaemonSpec {
     pub mmap: crate::state::MmapMode,
 }
 
+/// Where a node's daemon finds its parts, as the node sees them: what differs between backends
+/// in [`DaemonSpec::args`].
+#[derive(Debug, Clone)]
+pub struct DaemonView {
+    /// The Librarian's host name or address as the node reaches it.
+    pub librarian_host: String,
+    /// `--node-id`; None where the daemon finds it itself (a VM's FAME MAC).
+    pub node_id: Option<u32>,
+    /// `--fam`, the FAM file in the node; None where the daemon finds the device itself (a VM's
+    /// ivshmem BAR).
+    pub fam: Option<PathBuf>,
+    /// `--log-file`; None to log to standard error (a VM's console).
+    pub log_file: Option<PathBuf>,
+}
+
+impl DaemonSpec {
+    /// The node daemon's arguments (after the program name): the one place they are written,
+    /// for every backend.
+    pub fn args(&self, view: &DaemonView) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--mountpoint".into(),
+            "/lfs".into(),
+            "--hostname".into(),
+            view.librarian_host.clone(),
+            "--port".into(),
+            self.librarian_port.to_string(),
+        ];
+        if let Some(id) = view.node_id {
+            args.extend(["--node-id".into(), id.to_string()]);
+        }
+        if let Some(fam) = &view.fam {
+            args.extend(["--fam".into(), fam.display().to_string()]);
+        }
+        if let Some(log) = &view.log_file {
+            args.extend(["--log-file".into(), log.display().to_string()]);
+        }
+        if let Some(t) = self.librarian_timeout {
+            args.extend(["--librarian-timeout".into(), t.to_string()]);
+        }
+        args
+    }
+}
+
 /// A node's console log (what its start printed), in its directory: the same file on every
 /// backend, so `fame logs` and the people reading them find it in one place.
 pub fn console_log(node: &Node) -> PathBuf {
@@ -260,5 +303,58 @@ pub trait Backend: Send + Sync {
             "{}: this backend cannot cut nodes off (the fault proxy does)",
             node.name
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(timeout: Option<u64>) -> DaemonSpec {
+        DaemonSpec {
+            lfs_node: "/bin/lfs-node".into(),
+            librarian_port: 9093,
+            fam: "/c/fam".into(),
+            cluster_dir: "/c".into(),
+            librarian_timeout: timeout,
+            shared: vec![],
+            mmap: crate::state::MmapMode::Fam,
+        }
+    }
+
+    #[test]
+    fn daemon_args_are_those_of_the_view() {
+        let host = DaemonView {
+            librarian_host: "127.0.0.1".into(),
+            node_id: Some(3),
+            fam: Some("/c/fam".into()),
+            log_file: Some("/c/nodes/node03/lfs-node.log".into()),
+        };
+        assert_eq!(
+            spec(Some(30)).args(&host).join(" "),
+            "--mountpoint /lfs --hostname 127.0.0.1 --port 9093 --node-id 3 --fam /c/fam \
+             --log-file /c/nodes/node03/lfs-node.log --librarian-timeout 30"
+        );
+        let vm = DaemonView {
+            librarian_host: "torms".into(),
+            node_id: None,
+            fam: None,
+            log_file: None,
+        };
+        assert_eq!(
+            spec(None).args(&vm).join(" "),
+            "--mountpoint /lfs --hostname torms --port 9093"
+        );
+    }
+
+    #[test]
+    fn every_backend_kind_round_trips_its_name() {
+        for k in BackendKind::ALL {
+            assert_eq!(BackendKind::from_name(k.name()), Some(k));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{k}\""));
+        }
+        assert_eq!(BackendKind::from_name("vmware"), None);
+        assert_eq!(BackendKind::default(), BackendKind::Process);
     }
 }

@@ -28,7 +28,8 @@ pub mod engine;
 pub mod image;
 
 use super::{
-    console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, LfsState, Probe,
+    console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, DaemonView, LfsState,
+    Probe,
 };
 use crate::backend::process::{answers_as_fuse, fuse_on_lfs, PROBE_LIMIT};
 use crate::procs::ProcRef;
@@ -331,24 +332,13 @@ impl ContainerBackend {
         cfg: &ClusterNet,
         cluster_dir: &Path,
     ) -> ContainerCreateBody {
-        let mut args = vec![
-            image::ENTRYPOINT.to_string(),
-            "--mountpoint".into(),
-            "/lfs".into(),
-            "--hostname".into(),
-            cfg.gateway.to_string(),
-            "--port".into(),
-            daemon.librarian_port.to_string(),
-            "--node-id".into(),
-            node.id.to_string(),
-            "--fam".into(),
-            FAM_IN_NODE.into(),
-            "--log-file".into(),
-            format!("{LOG_DIR_IN_NODE}/lfs-node.log"),
-        ];
-        if let Some(t) = daemon.librarian_timeout {
-            args.extend(["--librarian-timeout".to_string(), t.to_string()]);
-        }
+        let mut args = vec![image::ENTRYPOINT.to_string()];
+        args.extend(daemon.args(&DaemonView {
+            librarian_host: cfg.gateway.to_string(),
+            node_id: Some(node.id),
+            fam: Some(FAM_IN_NODE.into()),
+            log_file: Some(Path::new(LOG_DIR_IN_NODE).join("lfs-node.log")),
+        }));
         let mut labels = HashMap::new();
         labels.insert(CLUSTER_LABEL.to_string(), cluster_dir.display().to_string());
         labels.insert(NODE_LABEL.to_string(), node.name.clone());

@@ -26,7 +26,7 @@ pub mod image;
 pub mod proto;
 pub mod virtiofs;
 
-use super::{console_log, Backend, Capabilities, DaemonSpec, LfsState, Probe};
+use super::{console_log, Backend, Capabilities, DaemonSpec, DaemonView, LfsState, Probe};
 use crate::procs::ProcRef;
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
@@ -666,18 +666,23 @@ impl Backend for LibvirtBackend {
         // no_timer_check: a TCG guest on a loaded host (32 of them on 2 cores) can fail the
         // kernel's early check of the IO-APIC timer and panic at boot; virtme-ng skips it too.
         let cmdline = format!(
-            "console=ttyS0 quiet panic=-1 no_timer_check fame.node={} fame.name={} fame.ip={ip}/{} fame.torms={} fame.port={} fame.mmap={}{}{}{}",
+            "console=ttyS0 quiet panic=-1 no_timer_check fame.node={} fame.name={} fame.ip={ip}/{} fame.torms={} fame.port={} fame.mmap={} fame.lfs-args={}{}{}",
             node.id,
             node.name,
             cfg.prefix,
             cfg.torms,
             daemon.librarian_port,
             daemon.mmap.name(),
-            // The scenario faults' --librarian-timeout (VM nodes ignored it before).
+            // The daemon finds its node id (FAME MAC) and FAM (the ivshmem BAR) by itself and
+            // logs to the console; the words go comma-joined (the command line splits on spaces).
             daemon
-                .librarian_timeout
-                .map(|t| format!(" fame.timeout={t}"))
-                .unwrap_or_default(),
+                .args(&DaemonView {
+                    librarian_host: "torms".into(),
+                    node_id: None,
+                    fam: None,
+                    log_file: None,
+                })
+                .join(","),
             match cfg.guest_root {
                 GuestRoot::Host => format!(" fame.bin={}", bin_dir.display()),
                 GuestRoot::Initramfs => String::new(),

@@ -33,7 +33,8 @@
 pub mod init;
 
 use super::{
-    console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, LfsState, Probe,
+    console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, DaemonView, LfsState,
+    Probe,
 };
 use crate::procs::{self, ProcRef, MARKER_ENV};
 use crate::state::Node;
@@ -189,21 +190,12 @@ impl Backend for ProcessBackend {
             .arg(root_dir(node))
             .arg("--")
             .arg(&daemon.lfs_node)
-            .args(["--mountpoint", "/lfs", "--hostname", "127.0.0.1", "--port"])
-            .arg(daemon.librarian_port.to_string())
-            .arg("--node-id")
-            .arg(node.id.to_string())
-            .arg("--fam")
-            .arg(&daemon.fam)
-            .arg("--log-file")
-            .arg(daemon_log(node))
-            .args(
-                daemon
-                    .librarian_timeout
-                    .map(|t| ["--librarian-timeout".to_string(), t.to_string()])
-                    .into_iter()
-                    .flatten(),
-            )
+            .args(daemon.args(&DaemonView {
+                librarian_host: "127.0.0.1".into(),
+                node_id: Some(node.id),
+                fam: Some(daemon.fam.clone()),
+                log_file: Some(daemon_log(node)),
+            }))
             .env(MARKER_ENV, &daemon.cluster_dir)
             .env(NODE_ENV, &node.name)
             .stdin(Stdio::null())
