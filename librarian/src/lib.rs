@@ -1,21 +1,17 @@
-//! The Librarian File System (LFS) metadata server and its tools.
+//! The Librarian File System (LFS) metadata server.
 //!
-//! * [`schema`]: the SQLite schema shared with the original tools.
 //! * [`connection`], [`server`]: the tokio server (the wire protocol itself, framing, command table
-//!   and client, is the `lfs-proto` crate).
+//!   and client, is the `lfs-proto` crate; the SQLite schema is `lfs-db`).
 //! * [`engine`]: the single writer that owns the database and the in-memory index, with group commit.
 //! * [`cmd`]: the command handlers, one module per family; [`policy`]: book allocation policies.
-//! * [`lmp`]: the Librarian Monitoring Protocol (ReST views, dashboard, metrics).
-//! * [`topology`]: topology configs (INI and TMCF JSON) and database population (`book-register`).
-//! * [`fsck`]: consistency checks and repairs (`fsck-lfs`).
+//! * [`stats`]: per-command request counts and latencies (the `--metrics-port`).
+//!
+//! Its tools are crates of their own: `lfs-topology` (`book-register`), `lfs-fsck` (`fsck-lfs`)
+//! and `lfs-lmp` (`lmp`).
 
 pub mod cmd;
 pub mod connection;
 pub mod engine;
-pub mod fsck;
-pub mod lmp;
 pub mod policy;
-pub mod schema;
 pub mod server;
 pub mod stats;
-pub mod topology;

@@ -75,7 +75,7 @@ pub fn allocate(
     let same_enc = groups_where(&|_, e| Some(e) == enc);
     let other_encs = groups_where(&|_, e| Some(e) != enc);
     // In PHYSADDR mode all partitions count as one enclosure, as in the original.
-    let physaddr = st.geo.bii_mode == crate::schema::bii::MODE_PHYSADDR;
+    let physaddr = st.geo.bii_mode == lfs_db::bii::MODE_PHYSADDR;
 
     let mut out = Vec::with_capacity(n);
     let pool = &mut st.pool;
@@ -133,7 +133,7 @@ pub fn allocate(
                     "RequestIG policy requires prior user.LFS.InterleaveRequest",
                 ));
             };
-            let mode_tag = st.geo.bii_mode << crate::schema::bii::MODE_SHIFT;
+            let mode_tag = st.geo.bii_mode << lfs_db::bii::MODE_SHIFT;
             for i in 0..n {
                 let want = req.groups[(req.pos + i) % req.groups.len()];
                 let g = pool.group_index(mode_tag | want);

@@ -13,11 +13,9 @@
 //! - `concurrent_clients`: one thread per client, each its own stream from `seed + i`. The server
 //!   sees real concurrency; a seed replays each client's stream, the interleaving is the server's.
 
-mod common;
-
-use common::*;
+use lfs_fsck::{self as fsck, Problem};
 use lfs_proto::client::Client;
-use librarian::fsck::{self, Problem};
+use lfs_test_support::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};

@@ -1,9 +1,7 @@
 //! Many clients at once, and a server killed in the middle of a write load.
 
-mod common;
-
-use common::*;
 use lfs_proto::Command;
+use lfs_test_support::*;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,10 +1,8 @@
 //! The wire protocol and every command, against a real `librarian` process on a real socket.
 
-mod common;
-
-use common::*;
 use lfs_proto::client::ClientError;
 use lfs_proto::Command;
+use lfs_test_support::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 
@@ -1227,15 +1225,15 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
     assert_eq!(of_e.count(), 0, "{opens}");
     drop(c);
     srv.stop();
-    let report = librarian::fsck::check_file(&srv.db, false).unwrap();
+    let report = lfs_fsck::check_file(&srv.db, false).unwrap();
     let hard: Vec<_> = report
         .findings()
         .filter(|f| {
             !matches!(
                 f.problem,
-                librarian::fsck::Problem::StaleOpen
-                    | librarian::fsck::Problem::PartialUnlink
-                    | librarian::fsck::Problem::ZombieBooks
+                lfs_fsck::Problem::StaleOpen
+                    | lfs_fsck::Problem::PartialUnlink
+                    | lfs_fsck::Problem::ZombieBooks
             )
         })
         .collect();

@@ -6,7 +6,7 @@
 //! (`target/debug/deps/..`). Build them first:
 //!
 //! ```text
-//! cargo build -p librarian -p lfs-node --bins && cargo test -p fame-tests
+//! cargo build --workspace --bins && cargo test -p fame-tests
 //! ```
 
 pub mod chromium;
@@ -22,47 +22,7 @@ pub const TWO_NODES: &str =
     "[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 32B\n";
 pub const BOOK: u64 = 8 << 20;
 
-/// Directory holding the workspace binaries.
-pub fn bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("FAME_BIN_DIR") {
-        return PathBuf::from(d);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().expect("exe has a directory");
-    // target/debug/deps/<test> -> target/debug; target/debug/<bench binary> -> target/debug
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.parent().expect("deps has a parent").to_path_buf()
-    } else {
-        dir.to_path_buf()
-    }
-}
-
-/// A workspace binary, with a clear message when it has not been built.
-pub fn bin(name: &str) -> PathBuf {
-    let p = bin_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the binaries first with `cargo build -p librarian -p lfs-node --bins` (same target dir), or set FAME_BIN_DIR",
-        p.display()
-    );
-    p
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use lfs_test_support::{bin, bin_dir, free_port, wait_for};
 
 fn sigterm_and_reap(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
     // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.

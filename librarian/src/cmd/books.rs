@@ -3,7 +3,7 @@
 use super::{as_int, int_param};
 use crate::engine::state::{Shelf, S_IFREG};
 use crate::engine::{CmdError, CmdResult, Engine, Request};
-use crate::schema::{book_state, ROOT_SHELF_ID};
+use lfs_db::{book_state, ROOT_SHELF_ID};
 use serde_json::{json, Value};
 
 pub fn get_book(e: &mut Engine, req: &Request) -> CmdResult {

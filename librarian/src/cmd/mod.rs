@@ -9,7 +9,7 @@ pub mod xattrs;
 
 use crate::engine::state::State;
 use crate::engine::{CmdError, Engine, Outcome, Reply, Request};
-use crate::schema::ROOT_SHELF_ID;
+use lfs_db::ROOT_SHELF_ID;
 use lfs_proto::Command;
 use serde_json::Value;
 

@@ -8,7 +8,7 @@ use super::shelves::PENDING_ZERO_PREFIX;
 use super::{int_param, resolve, resolve_parent, str_param};
 use crate::engine::state::{Shelf, S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::engine::{now_secs, CmdError, CmdResult, Engine, Request};
-use crate::schema::{book_state, GARBAGE_SHELF_ID, LOST_FOUND_SHELF_ID, ROOT_SHELF_ID};
+use lfs_db::{book_state, GARBAGE_SHELF_ID, LOST_FOUND_SHELF_ID, ROOT_SHELF_ID};
 use serde_json::{json, Value};
 
 /// `.`, `..`, then the children in id order.

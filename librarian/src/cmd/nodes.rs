@@ -2,7 +2,7 @@
 
 use super::{as_int, int_param};
 use crate::engine::{CmdError, CmdResult, Engine, Request};
-use crate::schema::{self, book_state};
+use lfs_db::{self as schema, book_state};
 use serde_json::{json, Map, Value};
 
 pub fn version(e: &mut Engine) -> CmdResult {

@@ -4,7 +4,7 @@ use super::{bool_param, int_param, resolve, resolve_parent, str_param};
 use crate::engine::state::{Open, Shelf, S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::engine::{now_float, now_secs, CmdError, CmdResult, Engine, Request};
 use crate::policy::{self, InterleaveRequest};
-use crate::schema::{book_state, ROOT_SHELF_ID};
+use lfs_db::{book_state, ROOT_SHELF_ID};
 use serde_json::{json, Value};
 
 /// Name prefix of shelves whose books are waiting to be zeroed by a node.

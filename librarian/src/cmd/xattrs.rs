@@ -4,7 +4,7 @@
 use super::{resolve, str_param};
 use crate::engine::{now_secs, CmdError, CmdResult, Engine, Request};
 use crate::policy::{self, POLICIES};
-use crate::schema;
+use lfs_db as schema;
 use serde_json::{json, Value};
 
 const PREFIX_HELP: &str = "LFS xattrs are of form \"user.LFS.xxx\"";

@@ -124,13 +124,7 @@ fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
     engine.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Seconds since the epoch, as the original stores times.
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use lfs_db::now_secs;
 
 /// Seconds since the epoch with a fraction, as in zeroing-shelf names (`time.time()` in Python).
 pub fn now_float() -> f64 {

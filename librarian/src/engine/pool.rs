@@ -125,12 +125,12 @@ impl BookPool {
             if pos as usize / 64 >= group.free_bits.len() {
                 group.free_bits.push(0);
             }
-            if state == crate::schema::book_state::FREE {
+            if state == lfs_db::book_state::FREE {
                 group.set_free(pos, true);
             } else {
                 used += 1;
             }
-            if state == crate::schema::book_state::ZOMBIE {
+            if state == lfs_db::book_state::ZOMBIE {
                 zombies += 1;
             }
             books.push(Book {
@@ -198,10 +198,10 @@ impl BookPool {
     pub fn set_state(&mut self, idx: BookIdx, state: i64) {
         let b = &mut self.books[idx as usize];
         let old = b.state as i64;
-        let zombie = crate::schema::book_state::ZOMBIE;
+        let zombie = lfs_db::book_state::ZOMBIE;
         self.zombies += (state == zombie) as i64 - (old == zombie) as i64;
-        let was_free = old == crate::schema::book_state::FREE;
-        let is_free = state == crate::schema::book_state::FREE;
+        let was_free = old == lfs_db::book_state::FREE;
+        let is_free = state == lfs_db::book_state::FREE;
         b.state = state as u8;
         let (g, pos) = (b.group as usize, b.pos);
         if was_free != is_free {
@@ -220,7 +220,7 @@ impl BookPool {
     pub fn unreserve(&mut self, picked: &[BookIdx]) {
         for &idx in picked {
             let b = self.books[idx as usize];
-            if b.state as i64 == crate::schema::book_state::FREE {
+            if b.state as i64 == lfs_db::book_state::FREE {
                 self.groups[b.group as usize].set_free(b.pos, true);
             }
         }
@@ -351,11 +351,11 @@ mod tests {
     #[test]
     fn state_changes_keep_counts() {
         let mut p = pool(1, 10);
-        p.set_state(3, crate::schema::book_state::INUSE);
+        p.set_state(3, lfs_db::book_state::INUSE);
         assert_eq!((p.used, p.groups[0].free), (1, 9));
-        p.set_state(3, crate::schema::book_state::ZOMBIE);
+        p.set_state(3, lfs_db::book_state::ZOMBIE);
         assert_eq!((p.used, p.groups[0].free), (1, 9));
-        p.set_state(3, crate::schema::book_state::FREE);
+        p.set_state(3, lfs_db::book_state::FREE);
         assert_eq!((p.used, p.groups[0].free), (0, 10));
         assert_eq!(p.find(3 << 33), Some(3));
     }

@@ -7,7 +7,7 @@
 //! start-up and after any failed write, so the two never drift apart.
 
 use super::pool::{BookIdx, BookPool};
-use crate::schema::{self, book_state};
+use lfs_db::{self as schema, book_state};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

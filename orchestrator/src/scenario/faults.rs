@@ -146,7 +146,7 @@ impl Cluster {
     /// and the names of the problems found.
     pub fn fsck(&self, limit: Duration) -> Result<(String, Vec<String>, usize)> {
         self.stop_librarian()?;
-        let result = librarian::fsck::check_file(&self.paths.db(), true);
+        let result = lfs_fsck::check_file(&self.paths.db(), true);
         let start = self.start_librarian(limit);
         let report = result.map_err(|e| anyhow!("fsck-lfs could not check the database: {e}"))?;
         start?;

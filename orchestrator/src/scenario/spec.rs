@@ -268,7 +268,7 @@ pub const ERRNOS: &[(&str, i32)] = &[
     ("EXDEV", libc::EXDEV),
 ];
 
-/// fsck-lfs problems a `repairs` list may name (`librarian::fsck::Problem`).
+/// fsck-lfs problems a `repairs` list may name (`lfs_fsck::Problem`).
 pub const PROBLEMS: &[&str] = &[
     "StaleOpen",
     "DanglingOpen",

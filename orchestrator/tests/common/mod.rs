@@ -30,7 +30,7 @@ impl Home {
         for b in ["librarian", "book-register", "lfs-node"] {
             assert!(
                 bin_dir.join(b).exists(),
-                "{b} is missing from {}: build the workspace binaries first (cargo build -p librarian --bins -p lfs-node)",
+                "{b} is missing from {}: build the workspace binaries first (cargo build --workspace --bins)",
                 bin_dir.display()
             );
         }

@@ -64,7 +64,7 @@ pub fn books_by_state(db: &Connection) -> Result<BTreeMap<i64, i64>, ViewError> 
 }
 
 fn now() -> i64 {
-    crate::engine::now_secs()
+    lfs_db::now_secs()
 }
 
 pub fn global(db: &Connection) -> ViewResult {

@@ -1,6 +1,7 @@
-//! A real Librarian for tests: a database made by the real `book-register` in a temp directory, and
-//! the real `librarian` binary serving it on a free loopback port.
-#![allow(dead_code)]
+//! What the workspace's tests share (a dev-dependency only): the workspace's binaries found in
+//! the target directory, a real Librarian (a database made by the real `book-register` in a temp
+//! directory, served by the real `librarian` binary on loopback), the real `fsck-lfs`, and
+//! waiting for an event instead of sleeping.
 
 use lfs_proto::client::{Client, ClientError};
 use lfs_proto::Command as Wire;
@@ -12,12 +13,48 @@ use std::time::{Duration, Instant};
 pub const FOUR_NODES: &str =
     "[global]\nnode_count = 4\nbook_size_bytes = 8M\nnvm_size_per_node = 64B\n";
 
+/// The directory of the workspace's binaries: the target directory this test runs from
+/// (`FAME_BIN_DIR` overrides it).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FAME_BIN_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().expect("exe has a directory");
+    // target/debug/deps/<test> -> target/debug; target/debug/<bench binary> -> target/debug
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// A workspace binary, with a clear message when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace's binaries first with `cargo build --workspace --bins` (same target dir), or set FAME_BIN_DIR",
+        p.display()
+    );
+    p
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Waits until `ok` holds, checking every 20 ms, for at most `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub struct Server {
@@ -33,7 +70,7 @@ pub fn register(dir: &Path, ini: &str) -> PathBuf {
     let cfg = dir.join("topology.ini");
     std::fs::write(&cfg, ini).unwrap();
     let db = dir.join("librarian.db");
-    let out = Command::new(env!("CARGO_BIN_EXE_book-register"))
+    let out = Command::new(bin("book-register"))
         .arg("-d")
         .arg(&db)
         .arg(&cfg)
@@ -73,7 +110,7 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("librarian.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_librarian"))
+        let child = Command::new(bin("librarian"))
             .arg("--db-file")
             .arg(&self.db)
             .arg("--bind")
@@ -137,7 +174,7 @@ impl Server {
 
     /// Runs the real `fsck-lfs` in report mode and returns (exit code, output).
     pub fn fsck(&self) -> (i32, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_fsck-lfs"))
+        let out = Command::new(bin("fsck-lfs"))
             .arg(&self.db)
             .output()
             .unwrap();

@@ -62,8 +62,8 @@ impl Mode {
     /// The BII mode number stored in bits 16-19 of `books.intlv_group`.
     pub fn bii(self) -> i64 {
         match self {
-            Mode::Lza => crate::schema::bii::MODE_LZA,
-            Mode::PhysAddr => crate::schema::bii::MODE_PHYSADDR,
+            Mode::Lza => lfs_db::bii::MODE_LZA,
+            Mode::PhysAddr => lfs_db::bii::MODE_PHYSADDR,
         }
     }
 }
@@ -334,7 +334,7 @@ impl Topology {
     }
 
     /// Creates a new Librarian database at `path` for this topology: all tables
-    /// ([`schema::create_empty_db`](crate::schema::create_empty_db)), the `globals` row,
+    /// ([`schema::create_empty_db`](lfs_db::create_empty_db)), the `globals` row,
     /// `FRDnodes`, `SOCs`, `FAModules`, every book, and the three initial shelves, in one
     /// transaction. The result is committed, fsynced and left in WAL journal mode.
     ///

@@ -38,7 +38,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-use crate::schema;
+use lfs_db as schema;
 
 /// Exit codes of `fsck-lfs`, in the spirit of `fsck(8)`.
 pub mod exit {

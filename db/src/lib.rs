@@ -189,6 +189,14 @@ pub fn schema_version(conn: &Connection) -> rusqlite::Result<String> {
     conn.query_row("SELECT schema_version FROM globals", [], |r| r.get(0))
 }
 
+/// Seconds since the epoch, as the original stores times.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

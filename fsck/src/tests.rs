@@ -4,7 +4,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection};
 
 use super::*;
-use crate::schema::{LOST_FOUND_SHELF_ID, ROOT_SHELF_ID};
+use lfs_db::{LOST_FOUND_SHELF_ID, ROOT_SHELF_ID};
 
 const BOOK_SIZE: i64 = 8 << 20;
 const FILE_MODE: i64 = 0o100666;

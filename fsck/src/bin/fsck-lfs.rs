@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use librarian::fsck::{self, exit};
+use lfs_fsck::{self as fsck, exit};
 
 const EXIT_CODES: &str = "\
 Exit codes:

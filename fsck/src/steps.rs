@@ -7,9 +7,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, Row};
 
 use super::{Finding, FsckError, Globals, Problem, Step, StepReport};
-use crate::schema::{
-    book_state, GARBAGE_SHELF_ID, LOST_FOUND_SHELF_ID, MODE_DEFAULT_DIR, ROOT_SHELF_ID,
-};
+use lfs_db::{book_state, GARBAGE_SHELF_ID, LOST_FOUND_SHELF_ID, MODE_DEFAULT_DIR, ROOT_SHELF_ID};
 
 type Result<T> = std::result::Result<T, FsckError>;
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use librarian::schema;
+use lfs_db as schema;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection};
 

@@ -42,45 +42,30 @@ pub struct Lmp {
 pub const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 const PAGES: &[(&str, &str)] = &[
-    (
-        "base.html",
-        include_str!("../../../templates/lmp/base.html"),
-    ),
-    (
-        "views.html",
-        include_str!("../../../templates/lmp/views.html"),
-    ),
+    ("base.html", include_str!("../../templates/lmp/base.html")),
+    ("views.html", include_str!("../../templates/lmp/views.html")),
     (
         "global.html",
-        include_str!("../../../templates/lmp/global.html"),
+        include_str!("../../templates/lmp/global.html"),
     ),
-    (
-        "nodes.html",
-        include_str!("../../../templates/lmp/nodes.html"),
-    ),
+    ("nodes.html", include_str!("../../templates/lmp/nodes.html")),
     (
         "interleave_groups.html",
-        include_str!("../../../templates/lmp/interleave_groups.html"),
+        include_str!("../../templates/lmp/interleave_groups.html"),
     ),
     (
         "memory.html",
-        include_str!("../../../templates/lmp/memory.html"),
+        include_str!("../../templates/lmp/memory.html"),
     ),
     (
         "directory.html",
-        include_str!("../../../templates/lmp/directory.html"),
+        include_str!("../../templates/lmp/directory.html"),
     ),
-    (
-        "shelf.html",
-        include_str!("../../../templates/lmp/shelf.html"),
-    ),
-    (
-        "books.html",
-        include_str!("../../../templates/lmp/books.html"),
-    ),
+    ("shelf.html", include_str!("../../templates/lmp/shelf.html")),
+    ("books.html", include_str!("../../templates/lmp/books.html")),
     (
         "dashboard.html",
-        include_str!("../../../templates/lmp/dashboard.html"),
+        include_str!("../../templates/lmp/dashboard.html"),
     ),
 ];
 

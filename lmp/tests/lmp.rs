@@ -2,10 +2,9 @@
 
 #[path = "../../tests/src/chromium.rs"]
 mod chromium;
-mod common;
 
-use common::*;
 use lfs_proto::Command as Wire;
+use lfs_test_support::*;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -242,11 +241,11 @@ fn allocated_follows_absolute_coordinates_of_json_topologies() {
     // books of 8M each.
     let json_cfg = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/topology/tmcf-management-server.json"
+        "/../topology/tests/data/topology/tmcf-management-server.json"
     );
     let mut srv = Server::start(FOUR_NODES);
     srv.kill();
-    let out = Command::new(env!("CARGO_BIN_EXE_book-register"))
+    let out = Command::new(bin("book-register"))
         .args(["-f", "-d"])
         .arg(&srv.db)
         .arg(json_cfg)

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use librarian::topology::{Error, SourceFormat, Topology};
+use lfs_topology::{Error, SourceFormat, Topology};
 
 #[derive(Parser, Debug)]
 #[command(

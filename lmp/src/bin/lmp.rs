@@ -16,7 +16,7 @@ struct Args {
     )]
     db_file: PathBuf,
     /// TCP port.
-    #[arg(long, default_value_t = librarian::lmp::DEFAULT_PORT)]
+    #[arg(long, default_value_t = lfs_lmp::DEFAULT_PORT)]
     port: u16,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
@@ -62,7 +62,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .init(),
         None => builder.with_writer(std::io::stderr).init(),
     }
-    let lmp = librarian::lmp::Lmp::new(
+    let lmp = lfs_lmp::Lmp::new(
         args.db_file.clone(),
         args.fifo.clone(),
         args.librarian_metrics.clone(),
@@ -92,7 +92,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            axum::serve(listener, librarian::lmp::router(lmp))
+            axum::serve(listener, lfs_lmp::router(lmp))
                 .with_graceful_shutdown(async move {
                     tokio::select! {
                         _ = tokio::signal::ctrl_c() => {},

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection};
 
 use super::{Error, Mode, Topology};
-use crate::schema;
+use lfs_db as schema;
 
 /// What [`Topology::create_db`] did, with the time of each phase.
 #[derive(Debug, Clone, Default)]
@@ -323,7 +323,7 @@ fn populate(topo: &Topology, conn: &mut Connection, report: &mut DbReport) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::InterleaveGroup;
+    use crate::InterleaveGroup;
 
     const FAME4: &str = "[global]\nnode_count = 4\nbook_size_bytes = 8M\nnvm_size_per_node = 64B\n";
 

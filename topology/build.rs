@@ -10,7 +10,7 @@
 //! absent: cargo treats a watched path that does not exist as always changed, which would re-run
 //! this script and rebuild the whole crate on every build. A corpus that appears later is
 //! noticed by the test `original_corpus_gate_matches_the_disk`, which then fails and says to
-//! `touch librarian/build.rs`.
+//! `touch topology/build.rs`.
 
 use std::path::Path;
 

@@ -807,7 +807,7 @@ fn original_corpus_gate_matches_the_disk() {
     assert_eq!(
         cfg!(original_corpus),
         original_dir().is_dir(),
-        "build.rs saw the original corpus {} at {} but it is {} now; run `touch librarian/build.rs` so it looks again",
+        "build.rs saw the original corpus {} at {} but it is {} now; run `touch topology/build.rs` so it looks again",
         if cfg!(original_corpus) { "present" } else { "absent" },
         original_dir().display(),
         if original_dir().is_dir() { "present" } else { "absent" },
@@ -1242,7 +1242,7 @@ fn line_at(b: &[u8], pos: usize) -> Range<usize> {
 /// Mutated versions of every config of `dir` must give a result or an error, never a panic, and
 /// whatever is accepted must also build a database.
 fn no_panics_on_mutations_of(dir: &Path) {
-    use librarian::topology::Topology;
+    use lfs_topology::Topology;
 
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
