@@ -151,6 +151,43 @@ pub enum Problem {
     DuplicateName,
 }
 
+impl Problem {
+    /// Every problem, in the order of the steps that find them.
+    pub const ALL: &'static [Problem] = &[
+        Problem::StaleOpen,
+        Problem::DanglingOpen,
+        Problem::PartialUnlink,
+        Problem::ZombieBooks,
+        Problem::BosMissingShelf,
+        Problem::BosMissingBook,
+        Problem::BookTwiceOnShelf,
+        Problem::BookOnSeveralShelves,
+        Problem::BadSeqNums,
+        Problem::BookNotInUse,
+        Problem::WrongBookCount,
+        Problem::WrongSize,
+        Problem::ShelflessBooks,
+        Problem::OrphanXattrs,
+        Problem::MissingLostFound,
+        Problem::OrphanShelf,
+        Problem::WrongLinkCount,
+        Problem::OrphanLink,
+        Problem::DuplicateLink,
+        Problem::SymlinkWithoutTarget,
+        Problem::DuplicateName,
+    ];
+
+    /// The problem's name as reports, scenario files and JUnit show it (`StaleOpen`).
+    pub fn name(self) -> String {
+        format!("{self:?}")
+    }
+
+    /// The problem of a name.
+    pub fn from_name(name: &str) -> Option<Problem> {
+        Problem::ALL.iter().copied().find(|p| p.name() == name)
+    }
+}
+
 /// One problem found by a step, with what was (or would be) done about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {

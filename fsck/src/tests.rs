@@ -806,3 +806,38 @@ fn render_looks_like_the_original() {
     );
     assert_eq!(report.exit_code(), exit::UNREPAIRED);
 }
+
+#[test]
+fn every_problem_is_listed_once_and_named_by_its_variant() {
+    // Exhaustive: a new variant does not compile until it has a place here, and then in ALL.
+    let position = |p: Problem| match p {
+        Problem::StaleOpen
+        | Problem::DanglingOpen
+        | Problem::PartialUnlink
+        | Problem::ZombieBooks
+        | Problem::BosMissingShelf
+        | Problem::BosMissingBook
+        | Problem::BookTwiceOnShelf
+        | Problem::BookOnSeveralShelves
+        | Problem::BadSeqNums
+        | Problem::BookNotInUse
+        | Problem::WrongBookCount
+        | Problem::WrongSize
+        | Problem::ShelflessBooks
+        | Problem::OrphanXattrs
+        | Problem::MissingLostFound
+        | Problem::OrphanShelf
+        | Problem::WrongLinkCount
+        | Problem::OrphanLink
+        | Problem::DuplicateLink
+        | Problem::SymlinkWithoutTarget
+        | Problem::DuplicateName => Problem::ALL.iter().position(|q| *q == p),
+    };
+    assert_eq!(Problem::ALL.len(), 21);
+    for (i, p) in Problem::ALL.iter().enumerate() {
+        assert_eq!(position(*p), Some(i), "{p:?} twice in Problem::ALL");
+        assert_eq!(Problem::from_name(&p.name()), Some(*p));
+    }
+    assert_eq!(Problem::StaleOpen.name(), "StaleOpen");
+    assert_eq!(Problem::from_name("Stale"), None);
+}

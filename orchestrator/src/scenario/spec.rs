@@ -268,31 +268,6 @@ pub const ERRNOS: &[(&str, i32)] = &[
     ("EXDEV", libc::EXDEV),
 ];
 
-/// fsck-lfs problems a `repairs` list may name (`lfs_fsck::Problem`).
-pub const PROBLEMS: &[&str] = &[
-    "StaleOpen",
-    "DanglingOpen",
-    "PartialUnlink",
-    "ZombieBooks",
-    "BosMissingShelf",
-    "BosMissingBook",
-    "BookTwiceOnShelf",
-    "BookOnSeveralShelves",
-    "BadSeqNums",
-    "BookNotInUse",
-    "WrongBookCount",
-    "WrongSize",
-    "ShelflessBooks",
-    "OrphanXattrs",
-    "MissingLostFound",
-    "OrphanShelf",
-    "WrongLinkCount",
-    "OrphanLink",
-    "DuplicateLink",
-    "SymlinkWithoutTarget",
-    "DuplicateName",
-];
-
 // ---------------------------------------------------------------- parsing
 
 /// Line (1-based) of byte offset `at` in `text`.
@@ -804,14 +779,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
                     Some(("repaired", p)) => match &s.repairs {
                         Some(r) if !r.get_ref().is_empty() => {
                             for x in r.get_ref() {
-                                if PROBLEMS.contains(&x.as_str()) {
+                                if lfs_fsck::Problem::from_name(x).is_some() {
                                     repairs.push(x.clone());
                                 } else {
                                     cx.err(
                                         r.span().start,
                                         format!(
                                             "repairs: {x:?} is not an fsck-lfs problem; use some of: {}",
-                                            PROBLEMS.join(", ")
+                                            lfs_fsck::Problem::ALL
+                                                .iter()
+                                                .map(|p| p.name())
+                                                .collect::<Vec<_>>()
+                                                .join(", ")
                                         ),
                                     );
                                 }
