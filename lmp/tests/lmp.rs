@@ -395,7 +395,7 @@ fn a_missing_database_is_an_error_not_a_crash() {
 
     let srv = Server::start(FOUR_NODES);
     let lmp = Lmp::start(&srv);
-    std::fs::rename(&srv.db, srv.dir.path().join("moved.db")).unwrap();
+    std::fs::rename(&srv.db, srv.dir.join("moved.db")).unwrap();
     // Pooled connections keep reading the open file; a fresh one reports the loss.
     let (status, _, body) = lmp.get("/lmp/global/", Some(JSON_V1));
     assert!(status == 200 || status == 503, "{status} {body}");

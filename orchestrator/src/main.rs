@@ -30,9 +30,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => match invalid_value(&e) {
             // Bad values get fame's one line naming the input, the rule and the fix.
+            // Exit codes as for any other bad input: 1, and 2 for `fame scenario` (its "bad
+            // input", apart from a failed scenario).
             Some(line) => {
                 eprintln!("fame: {line}");
-                return ExitCode::from(2);
+                let scenario = std::env::args().nth(1).is_some_and(|a| a == "scenario");
+                return ExitCode::from(if scenario { 2 } else { 1 });
             }
             None => e.exit(),
         },

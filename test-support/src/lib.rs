@@ -60,7 +60,10 @@ pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 pub struct Server {
     pub child: Option<Child>,
     pub port: u16,
-    pub dir: tempfile::TempDir,
+    /// Where the database, the log and the port file are.
+    pub dir: PathBuf,
+    /// The temporary directory `dir` is, when the server made it.
+    _tmp: Option<tempfile::TempDir>,
     pub db: PathBuf,
     pub extra_args: Vec<String>,
 }
@@ -90,12 +93,21 @@ impl Server {
     }
 
     pub fn start_with(ini: &str, args: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let db = register(dir.path(), ini);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server::start_in(tmp.path(), ini, args);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// As [`start_with`](Self::start_with), with the database, log and port file in `dir`,
+    /// which the caller keeps.
+    pub fn start_in(dir: &Path, ini: &str, args: &[&str]) -> Server {
+        let db = register(dir, ini);
         let mut s = Server {
             child: None,
-            port: free_port(),
-            dir,
+            port: 0,
+            dir: dir.to_path_buf(),
+            _tmp: None,
             db,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
         };
@@ -108,8 +120,12 @@ impl Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("librarian.log"))
+            .open(self.dir.join("librarian.log"))
             .unwrap();
+        // The first start lets the server pick a free port and report it (no race with other
+        // tests for a port); a restart takes the same port again, for the clients to reconnect.
+        let port_file = self.dir.join("librarian.port");
+        let _ = std::fs::remove_file(&port_file);
         let child = Command::new(bin("librarian"))
             .arg("--db-file")
             .arg(&self.db)
@@ -117,6 +133,8 @@ impl Server {
             .arg("127.0.0.1")
             .arg("--port")
             .arg(self.port.to_string())
+            .arg("--port-file")
+            .arg(&port_file)
             .arg("--verbose")
             .arg("1")
             .args(&self.extra_args)
@@ -126,7 +144,16 @@ impl Server {
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let listening = |port_file: &Path| {
+            std::fs::read_to_string(port_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u16>().ok())
+        };
+        loop {
+            if let Some(port) = listening(&port_file) {
+                self.port = port;
+                break;
+            }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("librarian exited early ({status}): {}", self.log());
             }
@@ -140,7 +167,12 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("librarian.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("librarian.log")).unwrap_or_default()
+    }
+
+    /// The server process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn client(&self, node_id: i64) -> Client {

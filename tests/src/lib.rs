@@ -42,106 +42,7 @@ fn sigterm_and_reap(child: &mut Child, grace: Duration) -> Option<std::process::
 }
 
 /// The real Librarian serving a database made by the real `book-register`.
-pub struct Librarian {
-    child: Option<Child>,
-    pub port: u16,
-    pub db: PathBuf,
-    log: PathBuf,
-}
-
-impl Librarian {
-    pub fn start(dir: &Path, ini: &str) -> Librarian {
-        let cfg = dir.join("topology.ini");
-        std::fs::write(&cfg, ini).unwrap();
-        let db = dir.join("librarian.db");
-        let out = Command::new(bin("book-register"))
-            .arg("-d")
-            .arg(&db)
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "book-register failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut l = Librarian {
-            child: None,
-            port: free_port(),
-            db,
-            log: dir.join("librarian.log"),
-        };
-        l.launch();
-        l
-    }
-
-    /// Starts (or restarts) the process and waits until it accepts connections.
-    pub fn launch(&mut self) {
-        assert!(self.child.is_none(), "librarian already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(bin("librarian"))
-            .arg("--db-file")
-            .arg(&self.db)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let port = self.port;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("librarian exited early ({s}): {}", self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "librarian did not start: {}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// SIGTERM and wait.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            sigterm_and_reap(&mut c, Duration::from_secs(20));
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn client(&self, node_id: i64) -> lfs_proto::client::Client {
-        let c = lfs_proto::client::Client::connect(("127.0.0.1", self.port), node_id).unwrap();
-        c.set_timeout(Some(Duration::from_secs(30))).unwrap();
-        c
-    }
-}
-
-impl Drop for Librarian {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+pub use lfs_test_support::Server as Librarian;
 
 pub fn is_mounted(mnt: &Path) -> bool {
     let want = mnt.to_str().unwrap().replace(' ', "\\040");
@@ -332,7 +233,7 @@ impl Cluster {
             dir.disable_cleanup(true);
             eprintln!("keeping {}", dir.path().display());
         }
-        let lib = Librarian::start(dir.path(), ini);
+        let lib = Librarian::start_in(dir.path(), ini, &[]);
         let fam = dir.path().join("fam");
         let f = std::fs::File::create(&fam).unwrap();
         let mut c = lib.client(1);

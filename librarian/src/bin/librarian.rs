@@ -16,9 +16,14 @@ struct Args {
         default_value = "/var/hpetm/librarian.db"
     )]
     db_file: PathBuf,
-    /// TCP port to listen on (all IPv4 interfaces unless --bind says otherwise).
+    /// TCP port to listen on (all IPv4 interfaces unless --bind says otherwise); 0 lets the
+    /// system pick a free one (see --port-file).
     #[arg(long, default_value_t = 9093)]
     port: u16,
+    /// Write the port listened on here once the server listens (written whole, by a rename), so
+    /// that a caller of `--port 0` learns it without racing for a free port.
+    #[arg(long)]
+    port_file: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
@@ -109,12 +114,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(p) = &args.pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
-    tracing::info!(
-        "serving {} on {}:{}",
-        args.db_file.display(),
-        args.bind,
-        args.port
-    );
+    let port = std_listener.local_addr()?.port();
+    if let Some(p) = &args.port_file {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, format!("{port}\n"))
+            .and_then(|()| std::fs::rename(&tmp, p))
+            .map_err(|e| anyhow::anyhow!("cannot write --port-file {}: {e}", p.display()))?;
+    }
+    tracing::info!("serving {} on {}:{port}", args.db_file.display(), args.bind);
     std_listener.set_nonblocking(true)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
