@@ -136,8 +136,20 @@ fn four_nodes_share_one_fam_then_down_leaves_nothing() {
         .command(&["exec", "node01", "--", "sleep", "600"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let fp = footprint(&dir);
+    // node01's mount namespace is the first the footprint lists.
+    let node01_mnt = fp.namespaces[0].clone();
+    fame_tests::wait_for(
+        "the exec'd sleep to run inside node01",
+        std::time::Duration::from_secs(30),
+        || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                let p = e.path();
+                std::fs::read(p.join("cmdline")).is_ok_and(|c| c == b"sleep\x00600\x00")
+                    && std::fs::read_link(p.join("ns/mnt")).is_ok_and(|ns| ns == node01_mnt)
+            })
+        },
+    );
     // The Librarian, the LMP and four nodes.
     assert_eq!(fp.procs.len(), 6);
     assert_eq!(fp.namespaces.len(), 8);

@@ -158,16 +158,22 @@ fn calls_fail_with_eio_after_the_timeout_and_recover() {
 #[test]
 fn heartbeats_report_real_figures() {
     let c = Cluster::two(&[]);
-    // One heartbeat period (10 s) after mount, the node's SOC row holds real figures.
-    std::thread::sleep(Duration::from_secs(11));
+    // The first periodic heartbeat (10 s after mount) fills in the node's SOC row.
     let db = rusqlite::Connection::open(&c.lib.db).unwrap();
-    let (status, mem, rootfs, hb): (i64, i64, i64, i64) = db
-        .query_row(
+    let row = || -> (i64, i64, i64, i64) {
+        db.query_row(
             "SELECT status, mem_percent, rootfs_percent, heartbeat FROM SOCs WHERE node_id = 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
-        .unwrap();
+        .unwrap()
+    };
+    wait_for(
+        "the first periodic heartbeat",
+        Duration::from_secs(30),
+        || row().1 > 0,
+    );
+    let (status, mem, rootfs, hb) = row();
     assert_eq!(status, 1);
     assert!(mem > 0 && mem <= 100, "mem_percent {mem}");
     assert!(rootfs > 0 && rootfs <= 100, "rootfs_percent {rootfs}");
