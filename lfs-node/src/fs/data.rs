@@ -5,7 +5,7 @@
 //! valid: reads and writes inside the cached size go straight to FAM with no Librarian round trip,
 //! and only reads past it or writes that grow the file ask the Librarian again.
 
-use super::{errno, LfsFs, Res};
+use super::{bad_reply, errno, LfsFs, Res};
 use crate::geometry::{Book, Shelf};
 use crate::zeroing::PENDING_ZERO_PREFIX;
 use fuser::Errno;
@@ -34,7 +34,7 @@ impl LfsFs {
     fn books_from(&self, path: &str, v: &Value) -> Res<Vec<u64>> {
         let mut out = vec![];
         for b in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let book = Book::from_json(b).ok_or(Errno::EIO)?;
+            let book = Book::from_json(b).ok_or_else(|| bad_reply(path, "book", b))?;
             let off = self.geo.fam_offset(&book).map_err(|m| {
                 tracing::error!("{path}: {m}");
                 Errno::EIO
@@ -54,7 +54,9 @@ impl LfsFs {
 
     /// Records an open handle (the Librarian's) on a shelf, loading its books.
     pub(super) fn register_open(&self, path: &str, s: &Shelf) -> Res<u64> {
-        let fh = s.open_handle.ok_or(Errno::EIO)?;
+        let fh = s.open_handle.ok_or_else(|| {
+            bad_reply(path, "open_handle", &format!("shelf {} without one", s.id))
+        })?;
         let books = if s.book_count > 0 {
             match self.fetch_books(path) {
                 Ok(b) => b,
@@ -273,8 +275,11 @@ impl LfsFs {
         let new_size = v
             .get("size_bytes")
             .and_then(Value::as_u64)
-            .ok_or(Errno::EIO)?;
-        let books = self.books_from(path, v.get("books").ok_or(Errno::EIO)?)?;
+            .ok_or_else(|| bad_reply(path, "size_bytes", &v))?;
+        let books = self.books_from(
+            path,
+            v.get("books").ok_or_else(|| bad_reply(path, "books", &v))?,
+        )?;
         if new_size < size || (books.len() as u64) < new_size.div_ceil(self.geo.book_size) {
             tracing::error!(
                 "{path}: grown to {size} bytes, the Librarian says {new_size} bytes in {} books",

@@ -72,6 +72,19 @@ pub struct LfsFs {
     next_dir_fh: AtomicU64,
 }
 
+/// A reply of the Librarian this daemon cannot use (a protocol mismatch, e.g. a peer of another
+/// version): logged, with what was missing and what came, and EIO for the caller, which would
+/// otherwise get a bare EIO that nothing explains.
+fn bad_reply(path: &str, what: &str, got: &dyn std::fmt::Display) -> Errno {
+    let mut got = got.to_string();
+    if got.len() > 300 {
+        got.truncate(got.floor_char_boundary(300));
+        got.push_str("...");
+    }
+    tracing::error!("{path}: the Librarian's reply holds no valid {what}: {got}");
+    Errno::EIO
+}
+
 /// The errno a Librarian failure becomes for the FUSE caller.
 fn errno(e: LinkError) -> Errno {
     tracing::debug!("librarian: {e}");
@@ -169,7 +182,7 @@ impl LfsFs {
 
     fn get_shelf(&self, path: &str) -> Res<Shelf> {
         let v = self.call(Command::GetShelf, json!({ "path": path }))?;
-        Shelf::from_json(&v).ok_or(Errno::EIO)
+        Shelf::from_json(&v).ok_or_else(|| bad_reply(path, "shelf", &v))
     }
 
     /// The shelf an inode names, checking that the path still leads to that inode.

@@ -2,7 +2,7 @@
 //! program expects.
 
 use super::inodes::{self, ino_of, ROOT_INO};
-use super::{errno, ttl_of, LfsFs, Res, TTL};
+use super::{bad_reply, errno, ttl_of, LfsFs, Res, TTL};
 use crate::geometry::{Shelf, S_IFDIR, S_IFREG};
 use crate::zeroing::PENDING_ZERO_PREFIX;
 use fuser::{
@@ -120,7 +120,7 @@ impl LfsFs {
             }
             r => r.map_err(errno)?,
         };
-        let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
+        let s = Shelf::from_json(&v).ok_or_else(|| bad_reply(&path, "shelf", &v))?;
         Ok((self.entry(path, &s), generation(&s)))
     }
 
@@ -215,7 +215,7 @@ impl LfsFs {
         }
         let mode = S_IFREG | (mode & !umask & 0o7777);
         let v = self.call_opening(Command::CreateShelf, json!({"path": path, "mode": mode}))?;
-        let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
+        let s = Shelf::from_json(&v).ok_or_else(|| bad_reply(&path, "shelf", &v))?;
         if s.is_dir() {
             if let Some(h) = s.open_handle {
                 let _ = self
@@ -231,7 +231,7 @@ impl LfsFs {
     fn do_open(&self, ino: INodeNo) -> Res<u64> {
         let (path, _) = self.shelf_of(ino)?;
         let v = self.call_opening(Command::OpenShelf, json!({ "path": path }))?;
-        let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
+        let s = Shelf::from_json(&v).ok_or_else(|| bad_reply(&path, "shelf", &v))?;
         if s.is_dir() {
             if let Some(h) = s.open_handle {
                 let _ = self
@@ -246,7 +246,9 @@ impl LfsFs {
     fn do_opendir(&self, ino: INodeNo) -> Res<u64> {
         let path = self.path(ino)?;
         let v = self.call(Command::ListShelves, json!({ "path": path }))?;
-        let list = v.as_array().ok_or(Errno::EIO)?;
+        let list = v
+            .as_array()
+            .ok_or_else(|| bad_reply(&path, "list of names", &v))?;
         let mut entries = Vec::with_capacity(list.len());
         for (i, e) in list.iter().enumerate() {
             let Some(s) = Shelf::from_json(e) else {
@@ -446,7 +448,7 @@ impl Filesystem for LfsFs {
                 }
                 r => r.map_err(errno)?,
             };
-            let s = Shelf::from_json(&v).ok_or(Errno::EIO)?;
+            let s = Shelf::from_json(&v).ok_or_else(|| bad_reply(&path, "shelf", &v))?;
             Ok((self.entry(path, &s), generation(&s)))
         });
         match r {
@@ -726,5 +728,12 @@ mod tests {
         assert!(hidden("/.lfs_pending_zero_12"));
         assert!(!hidden("/d/.lfs_pending_zero_12"));
         assert!(!hidden("/file"));
+    }
+
+    #[test]
+    fn a_reply_that_cannot_be_used_is_eio_whatever_its_size() {
+        let long = serde_json::json!({ "name": "é".repeat(400) });
+        assert_eq!(bad_reply("/f", "shelf", &long), Errno::EIO);
+        assert_eq!(bad_reply("/f", "books", &serde_json::json!(null)), Errno::EIO);
     }
 }

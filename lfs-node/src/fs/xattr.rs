@@ -10,7 +10,7 @@
 //! (AllocationPolicy, InterleaveRequest) puts back what a new file gets, so that `rsync -X` from
 //! a file system without them is silent too.
 
-use super::{LfsFs, Res};
+use super::{bad_reply, LfsFs, Res};
 use crate::geometry::Book;
 use fuser::{Errno, INodeNo};
 use lfs_direct::{BookPlace, Layout, LAYOUT_XATTR};
@@ -45,7 +45,7 @@ impl LfsFs {
         let v = self.call(Command::ListShelfBooks, json!({ "path": path }))?;
         let mut books = vec![];
         for b in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let b = Book::from_json(b).ok_or(Errno::EIO)?;
+            let b = Book::from_json(b).ok_or_else(|| bad_reply(&path, "book", b))?;
             let fam_offset = self.geo.fam_offset(&b).map_err(|_| Errno::EIO)?;
             books.push(BookPlace {
                 lza: b.lza,
