@@ -10,51 +10,10 @@ const BOOK_SIZE: i64 = 8 << 20;
 const FILE_MODE: i64 = 0o100666;
 const SYMLINK_MODE: i64 = 0o120777;
 
-/// A fresh database: globals, 2 nodes, 8 media controllers, 2 IGs of 32 LZA books, the reserved
-/// shelves.
+/// A fresh database (lfs_test_support::fsck_fixture), in memory.
 fn fixture() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    schema::create_empty_db(&conn).unwrap();
-    conn.execute(
-        "INSERT INTO globals VALUES (?, ?, ?, ?, ?)",
-        params![schema::SCHEMA_VERSION, BOOK_SIZE, 64 * BOOK_SIZE, 64, 2],
-    )
-    .unwrap();
-    for node in 1..=2i64 {
-        conn.execute(
-            "INSERT INTO FRDnodes VALUES (?, 1, 1, ?, ?, ?)",
-            params![node, node, format!("Node/{node}"), format!("1:1:{node}")],
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO SOCs VALUES (?, ?, 0, 'SocBoard/1/Soc/1', 'NotToday', 0, 0, 0, 0, 0, 0)",
-            params![node, format!("52:54:42:{node:02}:{node:02}:{node:02}")],
-        )
-        .unwrap();
-        for mc in 0..4i64 {
-            conn.execute(
-                "INSERT INTO FAModules VALUES (?, ?, 8, ?, 1, ?, ?)",
-                params![
-                    node,
-                    node - 1,
-                    node * 16 + mc,
-                    format!("MemoryBoard/1/MediaController/{}", mc + 1),
-                    8 * BOOK_SIZE
-                ],
-            )
-            .unwrap();
-        }
-    }
-    for ig in 0..2i64 {
-        for k in 0..32i64 {
-            conn.execute(
-                "INSERT INTO books VALUES (?, ?, ?, 0, 0)",
-                params![(ig << 46) | (k << 33), ig, k],
-            )
-            .unwrap();
-        }
-    }
-    schema::insert_initial_shelves(&conn, 1_700_000_000).unwrap();
+    lfs_test_support::fsck_fixture(&conn);
     conn
 }
 

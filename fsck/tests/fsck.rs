@@ -14,51 +14,11 @@ const FILE_MODE: i64 = 0o100666;
 const SYMLINK_MODE: i64 = 0o120777;
 const ROOT: i64 = schema::ROOT_SHELF_ID;
 
-/// A Librarian database like `book_register.py` makes for two nodes: globals, FRDnodes, SOCs,
-/// 8 FAModules, 2 interleave groups of 32 LZA books, and the reserved shelves.
+/// A Librarian database like `book_register.py` makes for two nodes
+/// (lfs_test_support::fsck_fixture), in a file.
 fn create_db(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
-    schema::create_empty_db(&conn).unwrap();
-    conn.execute(
-        "INSERT INTO globals VALUES (?, ?, ?, ?, ?)",
-        params![schema::SCHEMA_VERSION, BOOK_SIZE, 64 * BOOK_SIZE, 64, 2],
-    )
-    .unwrap();
-    for node in 1..=2i64 {
-        conn.execute(
-            "INSERT INTO FRDnodes VALUES (?, 1, 1, ?, ?, ?)",
-            params![node, node, format!("Node/{node}"), format!("1:1:{node}")],
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO SOCs VALUES (?, ?, 0, 'SocBoard/1/Soc/1', 'NotToday', 1700000000, 0, 0, 0, 0, 0)",
-            params![node, format!("52:54:42:{node:02}:{node:02}:{node:02}")],
-        )
-        .unwrap();
-        for mc in 0..4i64 {
-            conn.execute(
-                "INSERT INTO FAModules VALUES (?, ?, 8, ?, 1, ?, ?)",
-                params![
-                    node,
-                    node - 1,
-                    node * 16 + mc,
-                    format!("Node/{node}/MemoryBoard/1/MediaController/{}", mc + 1),
-                    8 * BOOK_SIZE
-                ],
-            )
-            .unwrap();
-        }
-    }
-    for ig in 0..2i64 {
-        for k in 0..32i64 {
-            conn.execute(
-                "INSERT INTO books VALUES (?, ?, ?, 0, 0)",
-                params![(ig << 46) | (k << 33), ig, k],
-            )
-            .unwrap();
-        }
-    }
-    schema::insert_initial_shelves(&conn, 1_700_000_000).unwrap();
+    lfs_test_support::fsck_fixture(&conn);
     conn
 }
 

@@ -734,6 +734,9 @@ mod tests {
     fn a_reply_that_cannot_be_used_is_eio_whatever_its_size() {
         let long = serde_json::json!({ "name": "é".repeat(400) });
         assert_eq!(bad_reply("/f", "shelf", &long), Errno::EIO);
-        assert_eq!(bad_reply("/f", "books", &serde_json::json!(null)), Errno::EIO);
+        assert_eq!(
+            bad_reply("/f", "books", &serde_json::json!(null)),
+            Errno::EIO
+        );
     }
 }

@@ -99,13 +99,7 @@ impl Drop for Home {
 }
 
 /// A free TCP port on 127.0.0.1 (from the kernel's ephemeral range, away from 9093 and up).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use fame_tests::free_port;
 
 /// `(state, start time)` of a pid, from `/proc/PID/stat`.
 fn stat(pid: i32) -> Option<(char, u64)> {
