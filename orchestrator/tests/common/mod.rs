@@ -99,6 +99,7 @@ impl Drop for Home {
 }
 
 /// A free TCP port on 127.0.0.1 (from the kernel's ephemeral range, away from 9093 and up).
+#[allow(unused_imports)] // not every test binary that includes this module picks ports
 pub use fame_tests::free_port;
 
 /// `(state, start time)` of a pid, from `/proc/PID/stat`.
