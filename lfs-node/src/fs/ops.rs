@@ -110,11 +110,20 @@ impl LfsFs {
     ) -> Res<(fuser::FileAttr, Generation)> {
         let path = self.child(parent, name)?;
         let mode = S_IFDIR | (mode & !umask & 0o7777);
-        let v = match self
-            .link
-            .call(Command::Mkdir, json!({"path": path, "mode": mode}))
-        {
-            // A lost reply to a mkdir that did happen: the second one finds it.
+        self.make_name(path, Command::Mkdir, json!({ "mode": mode }))
+    }
+
+    /// Makes a new name with `command` (`mkdir`, `symlink`; `params` beside the path) and returns
+    /// its entry. A lost reply to a request that did happen makes the resent one answer EEXIST:
+    /// the name is then looked up instead.
+    fn make_name(
+        &self,
+        path: String,
+        command: Command,
+        mut params: Value,
+    ) -> Res<(fuser::FileAttr, Generation)> {
+        params["path"] = json!(path);
+        let v = match self.link.call(command, params) {
             Err(e) if e.resent && e.errno == libc::EEXIST => {
                 self.call(Command::GetShelf, json!({ "path": path }))?
             }
@@ -439,17 +448,7 @@ impl Filesystem for LfsFs {
     ) {
         let r = self.child(parent, link_name).and_then(|path| {
             let target = target.to_str().ok_or(Errno::EINVAL)?;
-            let v = match self
-                .link
-                .call(Command::Symlink, json!({"path": path, "target": target}))
-            {
-                Err(e) if e.resent && e.errno == libc::EEXIST => {
-                    self.call(Command::GetShelf, json!({ "path": path }))?
-                }
-                r => r.map_err(errno)?,
-            };
-            let s = Shelf::from_json(&v).ok_or_else(|| bad_reply(&path, "shelf", &v))?;
-            Ok((self.entry(path, &s), generation(&s)))
+            self.make_name(path, Command::Symlink, json!({ "target": target }))
         });
         match r {
             Ok((attr, g)) => reply.entry(ttl_of(&attr), &attr, g),

@@ -91,6 +91,30 @@ fn label(sc: &Scenario) -> String {
     sc.name.clone()
 }
 
+/// Puts the nodes `on` into (`begin`) or out of a fault that `held` records (cut off, paused)
+/// through `act`. A node counts as faulted from before the fault is applied until it is undone,
+/// so that nothing waits on it meanwhile.
+fn hold(
+    faulted: &mut BTreeSet<String>,
+    held: &mut BTreeSet<String>,
+    on: &[String],
+    begin: bool,
+    mut act: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
+    on.iter().try_for_each(|n| {
+        if begin {
+            faulted.insert(n.clone());
+            held.insert(n.clone());
+            act(n)
+        } else {
+            act(n)?;
+            held.remove(n);
+            faulted.remove(n);
+            Ok(())
+        }
+    })
+}
+
 /// A cluster name unique to this run, at most 12 characters so that every backend can use it
 /// (the libvirt backend's bridge `br_NAME` must fit Linux's 15): `sc<index>-<pid>-<name...>`.
 fn cluster_name(sc: &Scenario, index: usize) -> String {
@@ -564,36 +588,26 @@ impl Ctx<'_> {
                 (format!("start the daemon of {}", on.join(",")), r)
             }
             Action::Cut(on) => {
-                let r = on.iter().try_for_each(|n| {
-                    self.faulted.insert(n.clone());
-                    self.cut.insert(n.clone());
+                let r = hold(&mut self.faulted, &mut self.cut, on, true, |n| {
                     cl.set_cut(n, true)
                 });
                 (format!("cut {} off from the Librarian", on.join(",")), r)
             }
             Action::Heal(on) => {
-                let r = on.iter().try_for_each(|n| {
-                    cl.set_cut(n, false)?;
-                    self.cut.remove(n);
-                    self.faulted.remove(n);
-                    Ok(())
+                let r = hold(&mut self.faulted, &mut self.cut, on, false, |n| {
+                    cl.set_cut(n, false)
                 });
                 (format!("heal {}", on.join(",")), r)
             }
             Action::Pause(on) => {
-                let r = on.iter().try_for_each(|n| {
-                    self.faulted.insert(n.clone());
-                    self.paused.insert(n.clone());
+                let r = hold(&mut self.faulted, &mut self.paused, on, true, |n| {
                     cl.pause_node(n, true)
                 });
                 (format!("pause {}", on.join(",")), r)
             }
             Action::Resume(on) => {
-                let r = on.iter().try_for_each(|n| {
-                    cl.pause_node(n, false)?;
-                    self.paused.remove(n);
-                    self.faulted.remove(n);
-                    Ok(())
+                let r = hold(&mut self.faulted, &mut self.paused, on, false, |n| {
+                    cl.pause_node(n, false)
                 });
                 (format!("resume {}", on.join(",")), r)
             }
