@@ -111,10 +111,9 @@ pub struct Node {
     pub id: u32,
     /// The node's own directory (its logs and whatever the backend keeps).
     pub dir: PathBuf,
-    /// The backend's record of the running node (for the process backend: pid, start time and
-    /// namespace inodes); `null` while the node is not running.
+    /// The backend's record of the running node; `null` while the node is not running.
     #[serde(default)]
-    pub handle: serde_json::Value,
+    pub handle: crate::backend::NodeHandle,
 }
 
 /// What phase the cluster is in, as far as `fame` knows.

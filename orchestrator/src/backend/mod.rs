@@ -78,6 +78,42 @@ impl std::fmt::Display for BackendKind {
     }
 }
 
+/// What a backend remembers of a started node (kept in `state.json`), one variant per backend.
+/// The JSON is what it always was (untagged), so the state files of earlier fames still load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodeHandle {
+    /// Not started, or stopped (`null`).
+    #[default]
+    None,
+    /// A process node: its daemon (`fame __node-init`, which became `lfs-node`).
+    Process(crate::procs::ProcRef),
+    /// A VM node: its libvirt domain, address and the virtiofsds started with it.
+    Vm {
+        domain: String,
+        ip: String,
+        #[serde(default)]
+        virtiofsd: Vec<crate::procs::ProcRef>,
+    },
+    /// A container node: its name, engine id and, while it runs, its init's host pid.
+    Container {
+        container: String,
+        id: String,
+        pid: Option<i32>,
+    },
+}
+
+impl NodeHandle {
+    /// The host pid that stands for the node (`fame status`), where there is one.
+    pub fn pid(&self) -> Option<i32> {
+        match self {
+            NodeHandle::Process(p) => Some(p.pid),
+            NodeHandle::Container { pid, .. } => *pid,
+            NodeHandle::None | NodeHandle::Vm { .. } => None,
+        }
+    }
+}
+
 /// What a node's LFS daemon needs, in host terms; the backend maps it to what its nodes see
 /// (a process sees host paths and 127.0.0.1; a VM would see an ivshmem device and the torms
 /// address).
@@ -234,7 +270,7 @@ pub trait Backend: Send + Sync {
     /// Starts the node with its LFS daemon and returns what must be remembered to find the
     /// running node again (stored in [`Node::handle`]). Returns once the node is launched; the
     /// caller waits for it with [`probe`](Self::probe).
-    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value>;
+    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<NodeHandle>;
 
     /// Looks at a started node. Never blocks for long, even when the node's `/lfs` hangs.
     fn probe(&self, node: &Node) -> Probe;
@@ -345,6 +381,48 @@ mod tests {
             spec(None).args(&vm).join(" "),
             "--mountpoint /lfs --hostname torms --port 9093"
         );
+    }
+
+    #[test]
+    fn node_handles_read_the_state_files_earlier_fames_wrote() {
+        use crate::procs::ProcRef;
+        let cases = [
+            ("null", NodeHandle::None),
+            (
+                r#"{"pid": 42, "start_time": 7}"#,
+                NodeHandle::Process(ProcRef {
+                    pid: 42,
+                    start_time: 7,
+                }),
+            ),
+            (
+                r#"{"domain": "fame-a-node01", "ip": "192.168.42.1", "virtiofsd": [{"pid": 5, "start_time": 6}]}"#,
+                NodeHandle::Vm {
+                    domain: "fame-a-node01".into(),
+                    ip: "192.168.42.1".into(),
+                    virtiofsd: vec![ProcRef {
+                        pid: 5,
+                        start_time: 6,
+                    }],
+                },
+            ),
+            (
+                r#"{"container": "fame-a-node01", "id": "abc", "pid": null}"#,
+                NodeHandle::Container {
+                    container: "fame-a-node01".into(),
+                    id: "abc".into(),
+                    pid: None,
+                },
+            ),
+        ];
+        for (json, want) in cases {
+            let got: NodeHandle = serde_json::from_str(json).unwrap();
+            assert_eq!(got, want, "{json}");
+            let again: NodeHandle =
+                serde_json::from_str(&serde_json::to_string(&got).unwrap()).unwrap();
+            assert_eq!(again, want);
+        }
+        assert_eq!(NodeHandle::None.pid(), None);
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
             st.librarian = None;
             st.lmp = None;
             for n in &mut st.nodes {
-                n.handle = serde_json::Value::Null;
+                n.handle = crate::backend::NodeHandle::None;
             }
             st.save(&paths.state())?;
         }

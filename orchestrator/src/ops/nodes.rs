@@ -20,7 +20,7 @@ pub fn plan(paths: &ClusterPaths, hostbase: &str, n: u32) -> Vec<Node> {
                 dir: paths.nodes().join(&name),
                 name,
                 id,
-                handle: serde_json::Value::Null,
+                handle: crate::backend::NodeHandle::None,
             }
         })
         .collect()
@@ -77,7 +77,7 @@ pub fn start_some_and_wait(
         .collect();
     // In groups of as many as the backend starts at once (one by one for most).
     for group in chosen.chunks(backend.capabilities().start_concurrency.max(1)) {
-        let started: Vec<(usize, Result<serde_json::Value>)> = std::thread::scope(|s| {
+        let started: Vec<(usize, Result<crate::backend::NodeHandle>)> = std::thread::scope(|s| {
             let running: Vec<_> = group
                 .iter()
                 .map(|&i| {

@@ -135,8 +135,7 @@ pub fn status(name: Option<&str>) -> Result<()> {
     for (node, probe) in st.nodes.iter().zip(&probes) {
         let pid = node
             .handle
-            .get("pid")
-            .and_then(|p| p.as_i64())
+            .pid()
             .map(|p| p.to_string())
             .unwrap_or_else(|| "-".into());
         let (process, lfs) = if probe.running {

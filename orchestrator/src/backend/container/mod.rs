@@ -29,7 +29,7 @@ pub mod image;
 
 use super::{
     console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, DaemonView, LfsState,
-    Probe,
+    NodeHandle, Probe,
 };
 use crate::backend::process::{answers_as_fuse, fuse_on_lfs, PROBE_LIMIT};
 use crate::procs::ProcRef;
@@ -558,7 +558,7 @@ impl Backend for ContainerBackend {
             .with_context(|| format!("cannot create {}", node.dir.display()))
     }
 
-    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value> {
+    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<NodeHandle> {
         let dir = &daemon.cluster_dir;
         let engine = self.engine()?;
         let cfg = current_image(&engine, dir, daemon)?;
@@ -596,11 +596,11 @@ impl Backend for ContainerBackend {
             std::os::unix::fs::symlink(p.proc_path("root/lfs"), &link)
                 .with_context(|| format!("cannot create {}", link.display()))?;
         }
-        Ok(serde_json::json!({
-            "container": name,
-            "id": created.id,
-            "pid": pid.map(|p| p.pid),
-        }))
+        Ok(NodeHandle::Container {
+            container: name,
+            id: created.id,
+            pid: pid.map(|p| p.pid),
+        })
     }
 
     fn probe(&self, node: &Node) -> Probe {

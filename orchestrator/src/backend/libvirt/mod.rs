@@ -26,7 +26,9 @@ pub mod image;
 pub mod proto;
 pub mod virtiofs;
 
-use super::{console_log, Backend, Capabilities, DaemonSpec, DaemonView, LfsState, Probe};
+use super::{
+    console_log, Backend, Capabilities, DaemonSpec, DaemonView, LfsState, NodeHandle, Probe,
+};
 use crate::procs::ProcRef;
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
@@ -384,10 +386,10 @@ fn guest_agent_path(bin_dir: &Path) -> PathBuf {
 
 /// The virtiofsds the node's handle records (started with its VM).
 fn virtiofsds(node: &Node) -> Vec<ProcRef> {
-    node.handle
-        .get("virtiofsd")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
+    match &node.handle {
+        NodeHandle::Vm { virtiofsd, .. } => virtiofsd.clone(),
+        _ => vec![],
+    }
 }
 
 /// Waits until none of `doms` is active, up to `limit`.
@@ -648,7 +650,7 @@ impl Backend for LibvirtBackend {
             .with_context(|| format!("cannot create {}", node.dir.display()))
     }
 
-    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value> {
+    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<NodeHandle> {
         let dir = cluster_dir_of(node);
         let cfg = load_config(&dir)?;
         let conn = connect()?;
@@ -741,7 +743,11 @@ impl Backend for LibvirtBackend {
             crate::procs::terminate(&daemons, Duration::from_secs(2));
             return Err(e);
         }
-        Ok(serde_json::json!({ "domain": name, "ip": ip.to_string(), "virtiofsd": daemons }))
+        Ok(NodeHandle::Vm {
+            domain: name,
+            ip: ip.to_string(),
+            virtiofsd: daemons,
+        })
     }
 
     fn probe(&self, node: &Node) -> Probe {

@@ -34,7 +34,7 @@ pub mod init;
 
 use super::{
     console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, DaemonView, LfsState,
-    Probe,
+    NodeHandle, Probe,
 };
 use crate::procs::{self, ProcRef, MARKER_ENV};
 use crate::state::Node;
@@ -107,8 +107,10 @@ fn root_dir(node: &Node) -> PathBuf {
 
 /// The node's daemon, if the handle names one that is still alive.
 fn daemon(node: &Node) -> Option<ProcRef> {
-    let p: ProcRef = serde_json::from_value(node.handle.clone()).ok()?;
-    p.is_alive().then_some(p)
+    match node.handle {
+        NodeHandle::Process(p) => p.is_alive().then_some(p),
+        _ => None,
+    }
 }
 
 /// The namespace a `/proc/PID/ns/*` link points to (`mnt:[4026532285]`).
@@ -175,7 +177,7 @@ impl Backend for ProcessBackend {
             .with_context(|| format!("cannot create {}", root_dir(node).display()))
     }
 
-    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<serde_json::Value> {
+    fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<NodeHandle> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -212,7 +214,7 @@ impl Backend for ProcessBackend {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(proc_ref.proc_path("root/lfs"), &link)
             .with_context(|| format!("cannot create {}", link.display()))?;
-        Ok(serde_json::to_value(proc_ref)?)
+        Ok(NodeHandle::Process(proc_ref))
     }
 
     fn probe(&self, node: &Node) -> Probe {
@@ -401,7 +403,7 @@ mod tests {
             name: "node01".into(),
             id: 1,
             dir: dir.path().join("node01"),
-            handle: serde_json::to_value(p).unwrap(),
+            handle: NodeHandle::Process(p),
         };
         let b = ProcessBackend;
         b.pause(&node).unwrap();
