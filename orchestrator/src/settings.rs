@@ -141,25 +141,28 @@ pub fn resolve(args: &UpArgs) -> Result<Settings> {
             .or_else(|| env("FAME_HOSTBASE"))
             .unwrap_or_else(|| "node".into()),
         fam_file: fam_file.map(|f| absolute(&f)).transpose()?,
-        vcpus: args
-            .vcpus
-            .or(file.vcpus)
-            .map(Ok)
-            .or_else(|| env_number("FAME_VCPUS").transpose())
-            .transpose()?,
-        vdram_kib: match args.memory.clone().or(file.memory) {
-            Some(t) => Some(
-                parse_size(&t).map_err(|e| anyhow::anyhow!("--memory {e}; try --memory 256M"))?
-                    / 1024,
-            ),
-            None => file
-                .vdram
+        vm: crate::state::VmSettings {
+            vcpus: args
+                .vcpus
+                .or(file.vcpus)
                 .map(Ok)
-                .or_else(|| env_number("FAME_VDRAM").transpose())
+                .or_else(|| env_number("FAME_VCPUS").transpose())
                 .transpose()?,
+            vdram_kib: match args.memory.clone().or(file.memory) {
+                Some(t) => Some(
+                    parse_size(&t)
+                        .map_err(|e| anyhow::anyhow!("--memory {e}; try --memory 256M"))?
+                        / 1024,
+                ),
+                None => file
+                    .vdram
+                    .map(Ok)
+                    .or_else(|| env_number("FAME_VDRAM").transpose())
+                    .transpose()?,
+            },
+            accel: args.accel.clone().or(file.accel),
+            guest_root: args.guest_root.clone().or(file.guest_root),
         },
-        accel: args.accel.clone().or(file.accel),
-        guest_root: args.guest_root.clone().or(file.guest_root),
         subnet: args.subnet.clone().or(file.subnet),
         bin_dir: args
             .bin_dir

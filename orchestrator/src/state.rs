@@ -23,15 +23,11 @@ pub struct Settings {
     pub hostbase: String,
     /// An existing FAM file to use (`FAME_FAM`); `fame down` never deletes it.
     pub fam_file: Option<PathBuf>,
-    /// Per-node vCPUs and memory (`FAME_VCPUS`, `FAME_VDRAM`) for VM backends.
-    pub vcpus: Option<u32>,
-    pub vdram_kib: Option<u64>,
-    /// VM backends: `--accel auto|kvm|tcg` and `--subnet A.B.C.0/P` (None: auto / a free one).
-    #[serde(default)]
-    pub accel: Option<String>,
-    /// VM backends: `--guest-root host|initramfs` (None: host).
-    #[serde(default)]
-    pub guest_root: Option<String>,
+    /// What only VM backends read (kept at the top level of `state.json`, as before).
+    #[serde(flatten)]
+    pub vm: VmSettings,
+    /// `--subnet A.B.C.0/P` of the cluster's network, for the backends that make one (None: a
+    /// free one).
     #[serde(default)]
     pub subnet: Option<String>,
     /// Where the binaries came from, if chosen explicitly.
@@ -53,6 +49,20 @@ pub struct Settings {
     /// `--mmap`: what plain mmap of an /lfs file is in the nodes.
     #[serde(default)]
     pub mmap: MmapMode,
+}
+
+/// The settings of VM nodes (`--backend libvirt`); other backends ignore them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSettings {
+    /// Per-node vCPUs and memory (`--vcpus`, `--memory`; `FAME_VCPUS`, `FAME_VDRAM`).
+    pub vcpus: Option<u32>,
+    pub vdram_kib: Option<u64>,
+    /// `--accel auto|kvm|tcg` (None: auto).
+    #[serde(default)]
+    pub accel: Option<String>,
+    /// `--guest-root host|initramfs` (None: host).
+    #[serde(default)]
+    pub guest_root: Option<String>,
 }
 
 /// `--mmap fam|page-cache`: what a plain `mmap` of an /lfs file maps in the nodes.
@@ -254,10 +264,12 @@ mod tests {
                 port: Some(9999),
                 hostbase: "node".into(),
                 fam_file: None,
-                vcpus: None,
-                vdram_kib: None,
-                accel: None,
-                guest_root: None,
+                vm: VmSettings {
+                    vcpus: Some(2),
+                    vdram_kib: None,
+                    accel: Some("tcg".into()),
+                    guest_root: None,
+                },
                 subnet: None,
                 bin_dir: None,
                 timeout_secs: 30,
@@ -293,5 +305,10 @@ mod tests {
         assert_eq!(back.settings, s.settings);
         assert_eq!(back.phase, Phase::Up);
         assert!(!p.with_extension("json.tmp").exists());
+        // The VM settings stay where earlier fames wrote and read them: at the top level.
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        assert_eq!(json["settings"]["vcpus"], 2);
+        assert_eq!(json["settings"]["accel"], "tcg");
     }
 }

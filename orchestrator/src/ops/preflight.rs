@@ -57,7 +57,7 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     backend.check(s)?;
     let port_lock = PortLock::acquire()?;
     let ports = pick_ports(s)?;
-    if !backend.capabilities().sizes_nodes && (s.vcpus.is_some() || s.vdram_kib.is_some()) {
+    if !backend.capabilities().sizes_nodes && (s.vm.vcpus.is_some() || s.vm.vdram_kib.is_some()) {
         step.println(format!(
             "note: FAME_VCPUS/FAME_VDRAM size VMs; the nodes of the {} backend are not VMs and ignore them",
             s.backend

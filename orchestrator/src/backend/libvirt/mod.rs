@@ -377,7 +377,7 @@ fn domain_state(d: &Domain) -> Option<DomainState> {
 }
 
 fn settings_memory_kib(s: &Settings) -> u64 {
-    s.vdram_kib.unwrap_or(DEFAULT_MEMORY_KIB)
+    s.vm.vdram_kib.unwrap_or(DEFAULT_MEMORY_KIB)
 }
 
 fn guest_agent_path(bin_dir: &Path) -> PathBuf {
@@ -444,9 +444,9 @@ impl Backend for LibvirtBackend {
                 s.name
             );
         }
-        let accel = s.accel.as_deref().unwrap_or("auto");
+        let accel = s.vm.accel.as_deref().unwrap_or("auto");
         accel::check_flag(accel)?;
-        let vcpus = s.vcpus.unwrap_or(DEFAULT_VCPUS);
+        let vcpus = s.vm.vcpus.unwrap_or(DEFAULT_VCPUS);
         if !(1..=MAX_VCPUS).contains(&vcpus) {
             bail!("--vcpus {vcpus}: a VM node has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
         }
@@ -461,7 +461,7 @@ impl Backend for LibvirtBackend {
         if let Some(sub) = &s.subnet {
             parse_subnet(sub)?;
         }
-        let root = GuestRoot::parse(s.guest_root.as_deref())?;
+        let root = GuestRoot::parse(s.vm.guest_root.as_deref())?;
         let kernel = image::find_kernel()?;
         for m in root.modules() {
             image::find_module(&kernel, m).map_err(|e| {
@@ -569,7 +569,7 @@ impl Backend for LibvirtBackend {
         };
         step.set_message("guest image");
         let kernel = image::find_kernel()?;
-        let root = GuestRoot::parse(s.guest_root.as_deref())?;
+        let root = GuestRoot::parse(s.vm.guest_root.as_deref())?;
         let img = image::ensure(
             &kernel,
             root,
@@ -582,7 +582,7 @@ impl Backend for LibvirtBackend {
         step.set_message("accelerator");
         let (acc, how) = accel::resolve(
             &conn,
-            s.accel.as_deref().unwrap_or("auto"),
+            s.vm.accel.as_deref().unwrap_or("auto"),
             &img,
             &dir.join("nodes"),
         )?;
@@ -597,7 +597,7 @@ impl Backend for LibvirtBackend {
             torms: torms_of(base),
             accel: acc.name().into(),
             domain_type: acc.domain_type().into(),
-            vcpus: s.vcpus.unwrap_or(DEFAULT_VCPUS),
+            vcpus: s.vm.vcpus.unwrap_or(DEFAULT_VCPUS),
             memory_kib: settings_memory_kib(s),
             kernel: img.kernel.clone(),
             initrd: img.initrd.clone(),
