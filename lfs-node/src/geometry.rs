@@ -89,11 +89,13 @@ pub struct Book {
 }
 
 impl Book {
+    /// The daemon's view of a book reply (`lfs_proto::reply::Book`).
     pub fn from_json(v: &Value) -> Option<Book> {
+        let b = lfs_proto::reply::Book::from_value(v)?;
         Some(Book {
-            lza: v.get("id")?.as_i64()? as u64,
-            ig: (v.get("intlv_group")?.as_i64()? & 0xFFFF) as u32,
-            book_num: v.get("book_num")?.as_i64()? as u64,
+            lza: b.id as u64,
+            ig: (b.intlv_group & 0xFFFF) as u32,
+            book_num: b.book_num as u64,
         })
     }
 }
@@ -120,23 +122,20 @@ pub const S_IFREG: u32 = lfs_proto::mode::S_IFREG as u32;
 pub const S_IFLNK: u32 = lfs_proto::mode::S_IFLNK as u32;
 
 impl Shelf {
+    /// The daemon's view of a shelf reply (`lfs_proto::reply::Shelf`).
     pub fn from_json(v: &Value) -> Option<Shelf> {
-        let int = |k: &str| v.get(k).and_then(Value::as_i64);
+        let s = lfs_proto::reply::Shelf::from_value(v)?;
         Some(Shelf {
-            id: int("id")? as u64,
-            name: v
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            mode: int("mode")? as u32,
-            size: int("size_bytes").unwrap_or(0).max(0) as u64,
-            book_count: int("book_count").unwrap_or(0).max(0) as u64,
-            ctime: int("ctime").unwrap_or(0),
-            mtime: int("mtime").unwrap_or(0),
-            link_count: int("link_count").unwrap_or(1).max(0) as u32,
-            parent_id: int("parent_id").unwrap_or(0) as u64,
-            open_handle: int("open_handle").map(|h| h as u64),
+            id: s.id as u64,
+            name: s.name,
+            mode: s.mode as u32,
+            size: s.size_bytes.max(0) as u64,
+            book_count: s.book_count.max(0) as u64,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            link_count: s.link_count.max(0) as u32,
+            parent_id: s.parent_id as u64,
+            open_handle: s.open_handle.map(|h| h as u64),
         })
     }
 

@@ -3,6 +3,7 @@
 //! * [`frame`]: the framing (JSON objects back to back) and the reply encoders.
 //! * [`command`]: the one table of wire commands (name, and what each does to the database),
 //!   from which the server's dispatch, read-only and soft-state checks are derived.
+//! * [`reply`]: typed replies (shelf, book), written by the server and read by the clients.
 //! * [`client`]: a small blocking client.
 //! * [`errno`] and [`mode`]: the numbers both sides must agree on.
 //! * [`size`]: the one size parser (`8M`, `512B` for books) of the configs, flags and tools.
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod command;
 pub mod frame;
+pub mod reply;
 pub mod size;
 
 pub use command::Command;

@@ -9,7 +9,7 @@
 use super::pool::{BookIdx, BookPool};
 use lfs_db::{self as schema, book_state};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -56,22 +56,23 @@ impl Shelf {
         self.mode & S_IFMT == S_IFLNK
     }
 
-    /// The 12-key object the original sends for a shelf.
+    /// The 12-key object the original sends for a shelf (`lfs_proto::reply::Shelf`).
     pub fn to_json(&self, open_handle: Option<i64>) -> Value {
-        json!({
-            "id": self.id,
-            "creator_id": self.creator_id,
-            "size_bytes": self.size_bytes,
-            "book_count": self.book_count,
-            "ctime": self.ctime,
-            "mtime": self.mtime,
-            "name": self.name,
-            "mode": self.mode,
-            "parent_id": self.parent_id,
-            "link_count": self.link_count,
-            "bos": [],
-            "open_handle": open_handle,
-        })
+        lfs_proto::reply::Shelf {
+            id: self.id,
+            creator_id: self.creator_id,
+            size_bytes: self.size_bytes,
+            book_count: self.book_count,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            name: self.name.clone(),
+            mode: self.mode,
+            parent_id: self.parent_id,
+            link_count: self.link_count,
+            bos: vec![],
+            open_handle,
+        }
+        .to_value()
     }
 }
 
@@ -427,13 +428,14 @@ impl State {
 
     pub fn book_json(&self, idx: BookIdx) -> Value {
         let b = self.pool.book(idx);
-        json!({
-            "id": b.id,
-            "intlv_group": self.pool.intlv_group(idx),
-            "book_num": b.book_num,
-            "allocated": b.state(),
-            "attributes": 0,
-        })
+        lfs_proto::reply::Book {
+            id: b.id,
+            intlv_group: self.pool.intlv_group(idx),
+            book_num: i64::from(b.book_num),
+            allocated: b.state(),
+            attributes: 0,
+        }
+        .to_value()
     }
 
     // ---- mutators: SQL first, then memory ----

@@ -1,0 +1,124 @@
+//! Typed replies: one type per shape the Librarian sends, serialized by the server and read by
+//! the clients, so both sides agree by construction. Field order is the wire's key order (the
+//! original's; `serde_json` keeps it), so the bytes are the same as the original server's.
+//!
+//! Reading is lenient where the original was: only the keys a client cannot do without are
+//! required, the others default.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A shelf (file, directory or symlink): the 12-key object the original sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Shelf {
+    pub id: i64,
+    #[serde(default)]
+    pub creator_id: i64,
+    #[serde(default)]
+    pub size_bytes: i64,
+    #[serde(default)]
+    pub book_count: i64,
+    #[serde(default)]
+    pub ctime: i64,
+    #[serde(default)]
+    pub mtime: i64,
+    #[serde(default)]
+    pub name: String,
+    pub mode: i64,
+    #[serde(default)]
+    pub parent_id: i64,
+    #[serde(default = "one")]
+    pub link_count: i64,
+    /// Always empty: the original sends its book list here, and nobody reads it.
+    #[serde(default)]
+    pub bos: Vec<Value>,
+    /// The handle of the open this reply made (`open_shelf`, `create_shelf`), else null.
+    #[serde(default)]
+    pub open_handle: Option<i64>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// One book of a shelf (`list_shelf_books`, `get_book`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Book {
+    /// The book's LZA id.
+    pub id: i64,
+    /// The interleave group, with the book-id interpretation in bits 16-19.
+    pub intlv_group: i64,
+    pub book_num: i64,
+    /// One of [`crate::book_state`].
+    #[serde(default)]
+    pub allocated: i64,
+    #[serde(default)]
+    pub attributes: i64,
+}
+
+impl Shelf {
+    /// A shelf of a reply, or None if it lacks what a client needs (`id`, `mode`).
+    pub fn from_value(v: &Value) -> Option<Shelf> {
+        Shelf::deserialize(v).ok()
+    }
+
+    /// The reply's JSON.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a shelf always serializes")
+    }
+}
+
+impl Book {
+    /// A book of a reply, or None if it lacks `id`, `intlv_group` or `book_num`.
+    pub fn from_value(v: &Value) -> Option<Book> {
+        Book::deserialize(v).ok()
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a book always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_shelf_has_the_original_keys_in_the_original_order() {
+        let s = Shelf {
+            id: 5,
+            creator_id: 1,
+            size_bytes: 10,
+            book_count: 1,
+            ctime: 2,
+            mtime: 3,
+            name: "f".into(),
+            mode: 0o100644,
+            parent_id: 2,
+            link_count: 1,
+            bos: vec![],
+            open_handle: None,
+        };
+        assert_eq!(
+            s.to_value().to_string(),
+            r#"{"id":5,"creator_id":1,"size_bytes":10,"book_count":1,"ctime":2,"mtime":3,"name":"f","mode":33188,"parent_id":2,"link_count":1,"bos":[],"open_handle":null}"#
+        );
+        assert_eq!(Shelf::from_value(&s.to_value()), Some(s));
+    }
+
+    #[test]
+    fn reading_needs_only_id_and_mode() {
+        let s = Shelf::from_value(&json!({"id": 7, "mode": 16877})).unwrap();
+        assert_eq!((s.link_count, s.size_bytes, s.open_handle), (1, 0, None));
+        assert_eq!(Shelf::from_value(&json!({"mode": 16877})), None);
+        assert_eq!(Shelf::from_value(&json!({"id": "x", "mode": 1})), None);
+        let b = Book::from_value(&json!({"id": 1, "intlv_group": 2, "book_num": 3})).unwrap();
+        assert_eq!((b.allocated, b.attributes), (0, 0));
+        assert_eq!(Book::from_value(&json!({"id": 1, "book_num": 3})), None);
+        assert_eq!(
+            b.to_value().to_string(),
+            r#"{"id":1,"intlv_group":2,"book_num":3,"allocated":0,"attributes":0}"#
+        );
+    }
+}
