@@ -6,7 +6,7 @@ use crate::cli::{UpArgs, DEFAULT_NAME};
 use crate::size::parse_size;
 use crate::state::Settings;
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_NODES: u32 = 4;
@@ -22,7 +22,7 @@ pub const DEFAULT_TIMEOUT: u64 = 60;
 /// book-size = "8M"
 /// port = 9100
 /// ```
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
     pub name: Option<String>,

@@ -4,7 +4,7 @@
 
 use super::faults::Cluster;
 use super::spec::{Action, Scenario, Step};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use regex::Regex;
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::CommandExt;
@@ -232,33 +232,36 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
     let lbl = label(sc);
     let c = &sc.cluster;
     let backend = opts.backend.or(c.backend).unwrap_or_default();
-    let mut up = vec![
-        "up".to_string(),
-        "--name".into(),
-        name.clone(),
-        "--nodes".into(),
-        c.nodes.to_string(),
-        "--fam".into(),
-        c.fam.clone(),
-        "--backend".into(),
-        backend.to_string(),
-        "--timeout".into(),
-        c.up_timeout.as_secs().max(1).to_string(),
-    ];
-    if let Some(b) = &c.book_size {
-        up.extend(["--book-size".into(), b.clone()]);
-    }
-    if let Some(t) = c.librarian_timeout {
-        up.extend(["--librarian-timeout".into(), t.to_string()]);
-    }
-    if c.fault_proxy {
-        up.push("--fault-proxy".into());
-    }
-    // The steps' $SCRATCH, which container nodes see through a bind mount.
+    // The cluster's settings as a fame.toml (the settings type `fame up --config` reads), kept
+    // in the report directory.
     let scratch = dir.join("scratch");
-    if std::fs::create_dir_all(&scratch).is_ok() {
-        up.extend(["--share".into(), scratch.display().to_string()]);
-    }
+    let config = crate::settings::FileConfig {
+        name: Some(name.clone()),
+        nodes: Some(c.nodes),
+        fam: Some(c.fam.clone()),
+        book_size: c.book_size.clone(),
+        backend: Some(backend),
+        timeout: Some(c.up_timeout.as_secs().max(1)),
+        librarian_timeout: c.librarian_timeout,
+        fault_proxy: c.fault_proxy.then_some(true),
+        // The steps' $SCRATCH, which container and VM nodes see through a share.
+        share: std::fs::create_dir_all(&scratch)
+            .is_ok()
+            .then(|| vec![scratch.clone()]),
+        ..Default::default()
+    };
+    let config_file = dir.join("fame.toml");
+    let up = vec![
+        "up".to_string(),
+        "--config".into(),
+        config_file.display().to_string(),
+    ];
+    let written = toml::to_string(&config)
+        .map_err(anyhow::Error::from)
+        .and_then(|t| {
+            std::fs::write(&config_file, t)
+                .with_context(|| format!("cannot write {}", config_file.display()))
+        });
     eprintln!(
         "[{lbl}] up: {} node(s), {} FAM, backend {backend} (cluster {name}, logs in {})",
         c.nodes,
@@ -268,12 +271,14 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
     let tu = Instant::now();
     // `fame up` picks its ports under a lock of its own (see crate::ports), so scenarios with
     // --jobs bring their clusters up at once.
-    let up_result = fame(
-        &fame_exe,
-        &up,
-        &dir.join("up.log"),
-        c.up_timeout + Duration::from_secs(60),
-    );
+    let up_result = written.and_then(|()| {
+        fame(
+            &fame_exe,
+            &up,
+            &dir.join("up.log"),
+            c.up_timeout + Duration::from_secs(60),
+        )
+    });
     result.phases.push(("up".into(), tu.elapsed()));
     let mut ctx = Ctx {
         sc,
