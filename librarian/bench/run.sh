@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Librarian's benchmarks, as recorded in BENCHMARKS.md. Run from the repository root:
-#   cargo build --release -p librarian --bins && bash librarian/bench/run.sh
+#   cargo build --release --workspace --bins && bash librarian/bench/run.sh
 # Each figure is the median of three runs of 5 s; the machine should be otherwise idle.
 set -euo pipefail
 B=${BIN_DIR:-target/release}
