@@ -93,7 +93,7 @@ impl LfsFs {
 
     /// Drops an open handle: on the Librarian first, then here, so that once this node counts
     /// no open the Librarian has none either (unlink checks both).
-    pub(super) fn release_handle(&self, fh: u64) {
+    pub fn release_handle(&self, fh: u64) {
         let Some(id) = self.handles.lock().unwrap().remove(&fh) else {
             return;
         };
@@ -158,13 +158,7 @@ impl LfsFs {
         Ok(())
     }
 
-    pub(super) fn read_data(
-        &self,
-        ino: fuser::INodeNo,
-        fh: u64,
-        pos: u64,
-        size: u32,
-    ) -> Res<Vec<u8>> {
+    pub fn read_data(&self, ino: fuser::INodeNo, fh: u64, pos: u64, size: u32) -> Res<Vec<u8>> {
         let shelf = self.open_shelf(fh)?;
         let mut o = shelf.read().unwrap();
         if pos + size as u64 > o.size {
@@ -184,13 +178,7 @@ impl LfsFs {
         Ok(out)
     }
 
-    pub(super) fn write_data(
-        &self,
-        ino: fuser::INodeNo,
-        fh: u64,
-        pos: u64,
-        data: &[u8],
-    ) -> Res<u32> {
+    pub fn write_data(&self, ino: fuser::INodeNo, fh: u64, pos: u64, data: &[u8]) -> Res<u32> {
         let shelf = self.open_shelf(fh)?;
         let end = pos.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
         {

@@ -2,7 +2,9 @@
 //!
 //! * [`inodes`]: inode number <-> Librarian path.
 //! * [`data`]: open files, their cached book maps, and read/write/truncate in FAM.
-//! * [`ops`]: the FUSE operations.
+//! * [`ops`]: the operations: `do_*` (and `read_data`, `write_data`, `release_handle` in [`data`])
+//!   hold the logic, which tests drive without a mount (`lfs-node/tests/fs_logic.rs`), and the
+//!   `Filesystem` impl is a thin adapter from FUSE requests to them.
 //! * [`xattr`]: extended attributes, including the daemon's own `user.LFS.Layout`.
 //!
 //! Attributes and names of files are never cached by the kernel (TTL 0) and every open file is
@@ -52,7 +54,8 @@ fn ttl_of(attr: &FileAttr) -> &'static Duration {
 /// st_blksize: big, so that tools copy in big chunks (each FUSE request costs a round trip).
 const BLKSIZE: u32 = 1 << 20;
 
-type Res<T> = Result<T, Errno>;
+/// What the file-system logic returns: a value, or the errno for the FUSE caller.
+pub type Res<T> = Result<T, Errno>;
 
 /// A directory entry as listed at opendir: inode, type, name.
 type DirEntry = (u64, FileType, String);

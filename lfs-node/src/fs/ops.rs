@@ -59,7 +59,7 @@ fn secs(t: TimeOrNow) -> i64 {
 }
 
 impl LfsFs {
-    fn do_lookup(&self, parent: INodeNo, name: &OsStr) -> Res<(fuser::FileAttr, Generation)> {
+    pub fn do_lookup(&self, parent: INodeNo, name: &OsStr) -> Res<(fuser::FileAttr, Generation)> {
         let path = self.child(parent, name)?;
         if hidden(&path) {
             return Err(Errno::ENOENT);
@@ -68,7 +68,7 @@ impl LfsFs {
         Ok((self.entry(path, &s), generation(&s)))
     }
 
-    fn do_setattr(
+    pub fn do_setattr(
         &self,
         ino: INodeNo,
         mode: Option<u32>,
@@ -101,7 +101,7 @@ impl LfsFs {
         Ok(self.attr(&s))
     }
 
-    fn do_mkdir(
+    pub fn do_mkdir(
         &self,
         parent: INodeNo,
         name: &OsStr,
@@ -133,7 +133,7 @@ impl LfsFs {
         Ok((self.entry(path, &s), generation(&s)))
     }
 
-    fn do_unlink(&self, parent: INodeNo, name: &OsStr) -> Res<()> {
+    pub fn do_unlink(&self, parent: INodeNo, name: &OsStr) -> Res<()> {
         let path = self.child(parent, name)?;
         if hidden(&path) {
             return Err(Errno::ENOENT);
@@ -147,14 +147,14 @@ impl LfsFs {
         Ok(())
     }
 
-    fn do_rmdir(&self, path: &str) -> Res<()> {
+    pub fn do_rmdir(&self, path: &str) -> Res<()> {
         match self.link.call(Command::Rmdir, json!({ "path": path })) {
             Err(e) if e.resent && e.errno == libc::ENOENT => Ok(()),
             r => r.map(|_| ()).map_err(errno),
         }
     }
 
-    fn do_rename(
+    pub fn do_rename(
         &self,
         parent: INodeNo,
         name: &OsStr,
@@ -202,7 +202,7 @@ impl LfsFs {
         Ok(())
     }
 
-    fn do_create(
+    pub fn do_create(
         &self,
         parent: INodeNo,
         name: &OsStr,
@@ -237,7 +237,7 @@ impl LfsFs {
         Ok((self.entry(path, &s), generation(&s), fh))
     }
 
-    fn do_open(&self, ino: INodeNo) -> Res<u64> {
+    pub fn do_open(&self, ino: INodeNo) -> Res<u64> {
         let (path, _) = self.shelf_of(ino)?;
         let v = self.call_opening(Command::OpenShelf, json!({ "path": path }))?;
         let s = Shelf::from_json(&v).ok_or_else(|| bad_reply(&path, "shelf", &v))?;
@@ -252,7 +252,7 @@ impl LfsFs {
         self.register_open(&path, &s)
     }
 
-    fn do_opendir(&self, ino: INodeNo) -> Res<u64> {
+    pub fn do_opendir(&self, ino: INodeNo) -> Res<u64> {
         let path = self.path(ino)?;
         let v = self.call(Command::ListShelves, json!({ "path": path }))?;
         let list = v
@@ -288,7 +288,7 @@ impl LfsFs {
         Ok(fh)
     }
 
-    fn do_fallocate(&self, ino: INodeNo, offset: u64, length: u64, mode: i32) -> Res<()> {
+    pub fn do_fallocate(&self, ino: INodeNo, offset: u64, length: u64, mode: i32) -> Res<()> {
         if mode != 0 {
             // Books are allocated whole when the size grows; there is nothing to punch or keep.
             return Err(Errno::EOPNOTSUPP);
