@@ -7,16 +7,15 @@ use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// `fame up --name NAME --nodes NODES --fam 1G --port PORT`.
-fn up_command(home: &Home, name: &str, nodes: u32, port: u16) -> std::process::Command {
-    let (nodes, port) = (nodes.to_string(), port.to_string());
-    home.command(&[
-        "up", "--name", name, "--nodes", &nodes, "--fam", "1G", "--port", &port,
-    ])
+/// `fame up --name NAME --nodes NODES --fam 1G`: fame picks the ports itself, under its
+/// machine-wide lock, so concurrent tests never race for one.
+fn up_command(home: &Home, name: &str, nodes: u32) -> std::process::Command {
+    let nodes = nodes.to_string();
+    home.command(&["up", "--name", name, "--nodes", &nodes, "--fam", "1G"])
 }
 
-fn up(home: &Home, name: &str, nodes: u32, port: u16) -> String {
-    let out = up_command(home, name, nodes, port).output().unwrap();
+fn up(home: &Home, name: &str, nodes: u32) -> String {
+    let out = up_command(home, name, nodes).output().unwrap();
     succeeded(out, &["up", "--name", name], "")
 }
 
@@ -166,7 +165,7 @@ fn four_nodes_share_one_fam_then_down_leaves_nothing() {
 #[test]
 fn down_cleans_up_after_sigkill_of_a_node_and_the_librarian() {
     let home = Home::new();
-    up(&home, "k", 3, free_port());
+    up(&home, "k", 3);
     let dir = home.cluster_dir("k");
     let fp = footprint(&dir);
     // fp.procs[0] is the Librarian, [1] the LMP, then the nodes.
@@ -354,7 +353,7 @@ fn two_ups_at_the_same_moment_get_their_own_ports_and_nodes() {
 #[test]
 fn keep_fam_then_reload_keeps_the_files_and_rebuild_starts_afresh() {
     let home = Home::new();
-    up(&home, "dev", 2, free_port());
+    up(&home, "dev", 2);
     home.ok(&[
         "exec",
         "--name",
@@ -420,7 +419,7 @@ fn marked(dir: &std::path::Path, comm: &str) -> Vec<i32> {
 #[test]
 fn each_cluster_has_an_lmp_with_the_librarians_counts_unless_no_lmp() {
     let home = Home::new();
-    let out = up(&home, "web", 3, free_port());
+    let out = up(&home, "web", 3);
     let dir = home.cluster_dir("web");
     let st = state(&dir);
     let port = st["lmp_port"].as_u64().unwrap();
@@ -559,7 +558,7 @@ fn a_busy_port_and_a_name_in_use_are_refused() {
         ],
     );
 
-    up(&home, "taken", 1, free_port());
+    up(&home, "taken", 1);
     let fp = footprint(&home.cluster_dir("taken"));
     let err = home.fails(&["up", "--name", "taken", "--nodes", "1", "--fam", "1G"]);
     assert!(
@@ -630,7 +629,7 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
 /// `fame up --name NAME --nodes NODES` started in the background (stderr piped), once `until`
 /// exists in its cluster directory.
 fn up_in_background(home: &Home, name: &str, nodes: u32, until: &str) -> std::process::Child {
-    let up = up_command(home, name, nodes, free_port());
+    let up = up_command(home, name, nodes);
     up_in_background_with(up, &home.cluster_dir(name).join(until))
 }
 
@@ -695,7 +694,7 @@ fn an_interrupted_up_rolls_back_everything_it_started() {
     ] {
         let _ = std::fs::remove_file(&reached);
         let _ = std::fs::remove_file(&go);
-        let mut up = up_command(&home, "int", 8, free_port());
+        let mut up = up_command(&home, "int", 8);
         up.env("FAME_BIN_DIR", bins.path());
         let up = up_in_background_with(up, &after);
         // SAFETY: kill(2) of our own child, which has not been waited for, so its pid is live.
@@ -741,7 +740,7 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
     );
     std::fs::remove_dir_all(&mine).unwrap();
     // A cluster whose state file is damaged is still one, and goes.
-    up(&home, "damaged", 1, free_port());
+    up(&home, "damaged", 1);
     let dir = home.cluster_dir("damaged");
     std::fs::write(dir.join("state.json"), "{ not json").unwrap();
     let out = home.ok(&["down", "damaged"]);
@@ -750,7 +749,7 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
     assert!(home.entries().is_empty(), "{:?}", home.entries());
     // A cluster of a backend this fame lacks (made by another fame): only that backend can stop
     // its nodes, so down refuses and touches nothing.
-    up(&home, "alien", 1, free_port());
+    up(&home, "alien", 1);
     let dir = home.cluster_dir("alien");
     let fp = footprint(&dir);
     let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
