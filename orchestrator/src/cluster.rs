@@ -56,6 +56,11 @@ impl ClusterPaths {
     pub fn fame_log(&self) -> PathBuf {
         self.logs().join("fame.log")
     }
+    /// Where the Librarian writes its port once it listens (`--port-file`): how fame knows that
+    /// the Librarian listening on the port is the cluster's own.
+    pub fn librarian_port_file(&self) -> PathBuf {
+        self.dir.join("librarian.port")
+    }
     pub fn librarian_log(&self) -> PathBuf {
         self.logs().join("librarian.log")
     }

@@ -92,6 +92,13 @@ pub fn start_librarian_on(
     metrics_port: Option<u16>,
 ) -> Result<ProcRef> {
     let log = paths.librarian_log();
+    let port_file = paths.librarian_port_file();
+    match std::fs::remove_file(&port_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", port_file.display()));
+        }
+        _ => {}
+    }
     let mut cmd = Command::new(bins.path(LIBRARIAN));
     cmd.arg("--db-file")
         .arg(paths.db())
@@ -99,6 +106,8 @@ pub fn start_librarian_on(
         .arg(bind.to_string())
         .arg("--port")
         .arg(port.to_string())
+        .arg("--port-file")
+        .arg(&port_file)
         .arg("--log-file")
         .arg(&log)
         .args(["--verbose", "1"]);
@@ -121,13 +130,13 @@ pub fn run_librarian(
     let p = start_librarian_on(bins, paths, bind, state.port, state.metrics_port)?;
     state.librarian = Some(p);
     state.save(&paths.state())?;
-    wait_listening(
-        p,
-        "Librarian",
-        &paths.librarian_log(),
-        (bind, state.port).into(),
-        limit,
-    )
+    // Its port file, not a connect: another process listening on the port (a cluster that took
+    // it while this one's Librarian was down) must not pass for this cluster's Librarian.
+    let port_file = paths.librarian_port_file();
+    let addr = SocketAddr::from((bind, state.port));
+    wait_until(p, "Librarian", &paths.librarian_log(), addr, limit, || {
+        std::fs::read_to_string(&port_file).is_ok_and(|t| t.trim() == state.port.to_string())
+    })
 }
 
 /// Where the LMP listens: 127.0.0.1 of the host, whatever the nodes are (it only reads the
@@ -184,9 +193,24 @@ fn wait_listening(
     addr: SocketAddr,
     limit: Duration,
 ) -> Result<()> {
+    wait_until(p, what, log, addr, limit, || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    })
+}
+
+/// Waits until `listening` holds for the service `p`, failing when `p` exits first or after
+/// `limit`.
+fn wait_until(
+    p: ProcRef,
+    what: &str,
+    log: &Path,
+    addr: SocketAddr,
+    limit: Duration,
+    mut listening: impl FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if listening() {
             return Ok(());
         }
         if !p.is_alive() {

@@ -351,6 +351,40 @@ fn two_ups_at_the_same_moment_get_their_own_ports_and_nodes() {
 }
 
 #[test]
+fn reload_of_a_stopped_cluster_whose_port_was_taken_moves_to_a_free_one() {
+    let home = Home::new();
+    up(&home, "moved", 1);
+    let dir = home.cluster_dir("moved");
+    home.ok(&[
+        "exec",
+        "--name",
+        "moved",
+        "node01",
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /lfs/k",
+    ]);
+    home.ok(&["down", "moved", "--keep-fam"]);
+    let port = state(&dir)["port"].as_u64().unwrap() as u16;
+    // What a cluster under another FAME_HOME may do while this one is stopped: listen on the
+    // port this one recorded. (If something already does, the situation is the same.)
+    let other = std::net::TcpListener::bind(("127.0.0.1", port)).ok();
+    home.ok(&["reload", "moved"]);
+    let now = state(&dir)["port"].as_u64().unwrap() as u16;
+    assert_ne!(now, port, "reload kept a port that is taken");
+    // The node reached this cluster's Librarian, not whatever listens on the old port.
+    assert_eq!(
+        home.ok(&["exec", "--name", "moved", "node01", "--", "cat", "/lfs/k"]),
+        "kept\n"
+    );
+    drop(other);
+    let fp = footprint(&dir);
+    home.ok(&["down", "moved"]);
+    assert_gone(&fp);
+}
+
+#[test]
 fn keep_fam_then_reload_keeps_the_files_and_rebuild_starts_afresh() {
     let home = Home::new();
     up(&home, "dev", 2);

@@ -228,6 +228,8 @@ const FAME_FILES: &[&str] = &[
     "node_fame.ini",
     "fam",
     "lmp.pid",
+    "librarian.port",
+    "librarian.port.tmp",
     "state.json.tmp",
     "container.json",
 ];
@@ -280,6 +282,8 @@ fn remove_files(paths: &ClusterPaths, state: Option<&ClusterState>) -> Result<()
         rm(Path::new(&p))?;
     }
     rm(&paths.ini())?;
+    rm(&paths.librarian_port_file())?;
+    rm(&paths.librarian_port_file().with_extension("tmp"))?;
     // book-register builds the database in `.librarian.db.tmp-*` and renames it into place; a
     // book-register killed halfway (with a `fame up` killed halfway) leaves that file behind.
     if let Ok(entries) = std::fs::read_dir(&paths.dir) {

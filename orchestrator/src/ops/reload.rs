@@ -30,6 +30,9 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
         bins.check(&[bins::LMP])?;
     }
     let mut steps = Steps::new(3 + usize::from(lmp));
+    // The cluster's ports are free from the stop until its Librarian and LMP listen again: hold
+    // the machine's port lock meanwhile, so that no `fame up` (of any FAME_HOME) takes them.
+    let mut port_lock = Some(crate::ports::PortLock::acquire()?);
     steps.run("stop the nodes, the Librarian and the LMP", |_| {
         let nodes: Vec<_> = c.state.nodes.iter().collect();
         c.backend.stop(&nodes, Duration::from_secs(5))?;
@@ -48,6 +51,25 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
         }
         c.state.save(&c.paths.state())
     })?;
+    // A stopped cluster's ports may have been taken meanwhile (by a cluster under another
+    // FAME_HOME, which cannot see this one's): choose again, as `fame up` would (a port the user
+    // chose is then refused with the fix).
+    let taken = |p: u16| !crate::ports::is_free(p);
+    if taken(c.state.port)
+        || c.state.metrics_port.is_some_and(taken)
+        || c.state.lmp_port.is_some_and(taken)
+    {
+        let fresh = super::preflight::pick_ports(&c.state.settings)?;
+        tracing::info!(
+            "reload {}: its ports were taken meanwhile; Librarian on {} now",
+            c.name,
+            fresh.librarian
+        );
+        c.state.port = fresh.librarian;
+        c.state.metrics_port = Some(fresh.metrics);
+        c.state.lmp_port = fresh.lmp;
+        c.state.save(&c.paths.state())?;
+    }
     let bind = c.backend.librarian_addr(&c.paths.dir);
     let limit = Duration::from_secs(c.state.settings.timeout_secs);
     let result = (|| {
@@ -59,6 +81,7 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
                 services::run_lmp(&bins, &c.paths, &mut c.state, bind, limit)
             })?;
         }
+        drop(port_lock.take());
         // `stop` above ended the fault proxy with the cluster's other processes.
         c.state.proxy = None;
         if c.state.settings.faults.proxy {
