@@ -15,6 +15,7 @@ use crate::lockfile;
 use crate::progress::check_interrupt;
 use anyhow::Result;
 use std::fs::File;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,6 +78,60 @@ pub fn is_free(port: u16) -> bool {
 /// The first port from `from` up that is free and not in `taken`.
 pub fn first_free(from: u16, taken: &[u16]) -> Option<u16> {
     (from..=u16::MAX).find(|p| !taken.contains(p) && is_free(*p))
+}
+
+/// The machine-wide list of clusters (any FAME_HOME) whose recorded ports others must not take,
+/// beside the lock file: one file per cluster directory, holding its path. A cluster's ports are
+/// free on the machine while its Librarian is down (killed by a scenario, stopped by `fame down
+/// --keep-fam`), and a `fame up` under another FAME_HOME, which cannot see that cluster, would
+/// otherwise take them, and the first cluster's nodes would then talk to the wrong Librarian.
+fn registry_dir() -> PathBuf {
+    lock_path().with_file_name("fame-clusters")
+}
+
+fn registry_entry(cluster_dir: &std::path::Path) -> PathBuf {
+    // FNV-1a of the path: a short, stable file name.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in cluster_dir.as_os_str().as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    registry_dir().join(format!("{h:016x}"))
+}
+
+/// Records `cluster_dir` in the machine-wide list (idempotent).
+pub fn register(cluster_dir: &std::path::Path) -> Result<()> {
+    let dir = registry_dir();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let entry = registry_entry(cluster_dir);
+    std::fs::write(&entry, cluster_dir.as_os_str().as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", entry.display()))
+}
+
+/// Takes `cluster_dir` off the list (when it is torn down).
+pub fn unregister(cluster_dir: &std::path::Path) {
+    let _ = std::fs::remove_file(registry_entry(cluster_dir));
+}
+
+/// The cluster directories on the list, but `me`'s; entries whose directory is gone are removed.
+pub fn registered_clusters(me: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(registry_dir()) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for e in entries.flatten() {
+        let Ok(text) = std::fs::read(e.path()) else {
+            continue;
+        };
+        let dir = PathBuf::from(std::ffi::OsString::from_vec(text));
+        if !dir.join("state.json").exists() {
+            let _ = std::fs::remove_file(e.path());
+        } else if dir != me {
+            out.push(dir);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -385,6 +385,36 @@ fn reload_of_a_stopped_cluster_whose_port_was_taken_moves_to_a_free_one() {
 }
 
 #[test]
+fn a_stopped_clusters_ports_are_not_taken_from_another_fame_home() {
+    let (one, two) = (Home::new(), Home::new());
+    up(&one, "first", 1);
+    let dir = one.cluster_dir("first");
+    one.ok(&["down", "first", "--keep-fam"]);
+    let st = state(&dir);
+    let recorded: Vec<u64> = ["port", "metrics_port", "lmp_port"]
+        .iter()
+        .filter_map(|k| st[*k].as_u64())
+        .collect();
+    // Its ports are free on the machine now, but a fame under another FAME_HOME must not take
+    // them: they are the first cluster's when it comes back.
+    up(&two, "second", 1);
+    let st2 = state(&two.cluster_dir("second"));
+    for k in ["port", "metrics_port", "lmp_port"] {
+        let p = st2[k].as_u64().unwrap();
+        assert!(!recorded.contains(&p), "{k} {p} was the stopped cluster's");
+    }
+    one.ok(&["reload", "first"]);
+    assert_eq!(
+        state(&dir)["port"],
+        st["port"],
+        "the first cluster kept its port"
+    );
+    two.ok(&["down", "second"]);
+    one.ok(&["down", "first"]);
+    assert!(one.entries().is_empty() && two.entries().is_empty());
+}
+
+#[test]
 fn keep_fam_then_reload_keeps_the_files_and_rebuild_starts_afresh() {
     let home = Home::new();
     up(&home, "dev", 2);

@@ -186,6 +186,7 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
     }
     crate::logging::close();
     remove_files(&paths, state.as_ref())?;
+    crate::ports::unregister(&paths.dir);
     let dir_created = state.as_ref().is_none_or(|s| s.dir_created);
     if dir_created {
         match std::fs::remove_dir(&paths.dir) {

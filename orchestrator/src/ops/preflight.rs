@@ -195,21 +195,22 @@ fn check_name_free(s: &Settings) -> Result<()> {
 
 /// Every port recorded by the other clusters (they may be stopped, and will want theirs back),
 /// each with who records it ("cluster a").
-fn ports_of_other_clusters(me: &str) -> Vec<(String, u16)> {
-    cluster::list_names()
+fn ports_of_other_clusters(s: &Settings) -> Vec<(String, u16)> {
+    let me = &s.name;
+    let here = cluster::list_names()
         .unwrap_or_default()
         .into_iter()
         .filter(|n| n != me)
-        .filter_map(|n| {
-            let dir = cluster::resolve(&n)?;
+        .filter_map(|n| Some((format!("cluster {n}"), cluster::resolve(&n)?)));
+    // Clusters of other FAME_HOMEs too (their Librarian may be down for a moment).
+    let elsewhere = ports::registered_clusters(&s.dir)
+        .into_iter()
+        .map(|d| (format!("the cluster in {}", d.display()), d));
+    here.chain(elsewhere)
+        .filter_map(|(who, dir)| {
             let st = ClusterState::load(&cluster::ClusterPaths::new(dir).state()).ok()?;
             let ports = [Some(st.port), st.metrics_port, st.lmp_port];
-            Some(
-                ports
-                    .into_iter()
-                    .flatten()
-                    .map(move |p| (format!("cluster {n}"), p)),
-            )
+            Some(ports.into_iter().flatten().map(move |p| (who.clone(), p)))
         })
         .flatten()
         .collect()
@@ -245,7 +246,7 @@ fn free_from(flag: &str, from: u16, taken: &[(String, u16)]) -> Result<u16> {
 /// one), its metrics port (the next free one) and the LMP's (`--lmp-port`, else 31179 or the
 /// next free one; none with `--no-lmp`). The caller holds the [`PortLock`].
 pub fn pick_ports(s: &Settings) -> Result<Ports> {
-    let mut taken = ports_of_other_clusters(&s.name);
+    let mut taken = ports_of_other_clusters(s);
     let librarian = match s.port {
         Some(p) => wanted("--port", p, &taken)?,
         None => free_from("--port", FIRST_PORT, &taken)?,

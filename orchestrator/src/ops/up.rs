@@ -152,6 +152,8 @@ fn create_dir(settings: &Settings, plan: &Plan, paths: &ClusterPaths) -> Result<
         proxy: None,
     };
     state.save(&paths.state())?;
+    // Under the port lock still: from now on no fame of any FAME_HOME takes these ports.
+    crate::ports::register(&paths.dir)?;
     Ok(state)
 }
 
