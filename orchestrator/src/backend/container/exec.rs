@@ -162,9 +162,10 @@ async fn command_process(
     let p = crate::procs::ProcRef::of(pid)?;
     let mark = format!("{EXEC_TOKEN_ENV}={token}");
     // A command in the middle of an execve (`sh -c '...; exec sleep 300'`) shows an empty
-    // environment for a moment: ask again while it lives, for up to about 100 ms, or the signal
-    // would be lost and the command run on.
-    for _ in 0..20 {
+    // environment for a moment, longer on a loaded machine (a fresh-clone CI run saw more than
+    // 100 ms): ask again while it lives, for up to about 2 s, or the signal would be lost and
+    // the command run on. Only a pid that is not the command's (a remote engine) waits that long.
+    for _ in 0..400 {
         if crate::procs::has_env(pid, mark.as_bytes()) {
             return Some(p);
         }
