@@ -2,6 +2,7 @@
 //! Used by the tests, the load generator and the node daemon.
 
 use crate::frame::{self, Frame, FrameScanner};
+use crate::request::{self, BadReply, Request};
 use crate::Command;
 use serde_json::{json, Map, Value};
 use std::io::{self, Read, Write};
@@ -17,6 +18,9 @@ pub enum ClientError {
     Io(#[from] io::Error),
     #[error("bad reply from the Librarian: {0}")]
     Protocol(String),
+    /// A reply whose value is not what the command answers ([`Client::call_typed`]).
+    #[error(transparent)]
+    BadReply(#[from] BadReply),
 }
 
 impl ClientError {
@@ -91,6 +95,13 @@ impl Client {
     /// Sends a command and returns its `value`, or the Librarian's error.
     pub fn call(&mut self, command: Command, params: Value) -> Result<Value, ClientError> {
         self.call_named(command.name(), params)
+    }
+
+    /// Sends a typed request (its command and parameters from one value) and reads the reply as
+    /// the command's reply type.
+    pub fn call_typed<R: Request>(&mut self, req: &R) -> Result<R::Reply, ClientError> {
+        let v = self.call(R::COMMAND, req.params())?;
+        Ok(request::read_reply::<R>(&v)?)
     }
 
     /// As [`call`](Self::call) with the command given by its wire name, for tests and tools that

@@ -3,7 +3,9 @@
 //! * [`frame`]: the framing (JSON objects back to back) and the reply encoders.
 //! * [`command`]: the one table of wire commands (name, and what each does to the database),
 //!   from which the server's dispatch, read-only and soft-state checks are derived.
-//! * [`reply`]: typed replies (shelf, book), written by the server and read by the clients.
+//! * [`reply`]: typed replies (shelf, book, ...), written by the server and read by the clients.
+//! * [`request`]: typed requests, one type per command a client sends, each naming its command and
+//!   its reply type ([`Request`]), sent with [`client::Client::call_typed`].
 //! * [`client`]: a small blocking client.
 //! * [`errno`] and [`mode`]: the numbers both sides must agree on.
 //! * [`size`]: the one size parser (`8M`, `512B` for books) of the configs, flags and tools.
@@ -14,9 +16,11 @@ pub mod client;
 pub mod command;
 pub mod frame;
 pub mod reply;
+pub mod request;
 pub mod size;
 
 pub use command::Command;
+pub use request::Request;
 
 /// Error numbers with a protocol meaning beyond the usual errno.
 pub mod errno {

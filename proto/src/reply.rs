@@ -41,6 +41,56 @@ fn one() -> i64 {
     1
 }
 
+/// One open record (`list_open_shelves`): which node opened which shelf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Open {
+    /// The open handle.
+    pub id: i64,
+    pub shelf_id: i64,
+    pub node_id: i64,
+    /// The opening process (the node daemon's, for opens made through a mount).
+    #[serde(default)]
+    pub pid: i64,
+}
+
+/// What `resize_shelf` answers. Without `grow_only` or `with_books` it is the original's
+/// `{"z_shelf_path": ...}`; with either, also the resulting size and book count; with
+/// `with_books`, also the books (as `list_shelf_books` lists them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resized {
+    /// The pending-zero shelf holding the books a shrink freed, for the caller to zero.
+    #[serde(default)]
+    pub z_shelf_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub book_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub books: Option<Vec<Book>>,
+}
+
+/// What `kill_zombie_books` answers: the zeroing shelf it made, or null if there was nothing to
+/// collect.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZeroingShelf {
+    #[serde(default)]
+    pub z_shelf_path: Option<String>,
+}
+
+/// What `get_xattr` answers: the value, or null when the shelf has no such attribute.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// What `list_xattrs` answers: the names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrNames {
+    #[serde(default)]
+    pub value: Vec<String>,
+}
+
 /// One book of a shelf (`list_shelf_books`, `get_book`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Book {
