@@ -1,103 +1,23 @@
 //! Unit tests of the individual steps on an in-memory database.
 
-use rusqlite::types::Value;
 use rusqlite::{params, Connection};
 
 use super::*;
 use lfs_db::{LOST_FOUND_SHELF_ID, ROOT_SHELF_ID};
+use lfs_test_support::fsck::{self as support, add_dir, add_symlink, dump, BOOK_SIZE};
 
-const BOOK_SIZE: i64 = 8 << 20;
-const FILE_MODE: i64 = 0o100666;
-const SYMLINK_MODE: i64 = 0o120777;
-
-/// A fresh database (lfs_test_support::fsck_fixture), in memory.
+/// A fresh database (lfs_test_support::fsck::fixture), in memory.
 fn fixture() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    lfs_test_support::fsck_fixture(&conn);
+    support::fixture(&conn);
     conn
 }
 
-fn next_shelf_id(conn: &Connection) -> i64 {
-    conn.query_row("SELECT max(id) + 1 FROM shelves", [], |r| r.get(0))
-        .unwrap()
-}
-
-fn add_shelf(conn: &Connection, name: &str, parent: i64, mode: i64, links: i64) -> i64 {
-    let id = next_shelf_id(conn);
-    conn.execute(
-        "INSERT INTO shelves VALUES (?, 1, 0, 0, 0, 0, ?, ?, ?, ?)",
-        params![id, name, mode, parent, links],
-    )
-    .unwrap();
-    id
-}
-
-fn add_dir(conn: &Connection, name: &str, parent: i64) -> i64 {
-    let id = add_shelf(conn, name, parent, schema::MODE_DEFAULT_DIR, 2);
-    conn.execute(
-        "UPDATE shelves SET link_count = link_count + 1 WHERE id = ?",
-        [parent],
-    )
-    .unwrap();
-    id
-}
-
-/// A regular file holding `n` books (the lowest free ids), consistent in every table.
+/// A regular file on the `n` lowest free books, consistent in every table; returns its id and
+/// books in order.
 fn add_file(conn: &Connection, name: &str, parent: i64, n: i64) -> (i64, Vec<i64>) {
-    let id = add_shelf(conn, name, parent, FILE_MODE, 1);
-    let books: Vec<i64> = {
-        let mut stmt = conn
-            .prepare("SELECT id FROM books WHERE allocated = 0 ORDER BY id LIMIT ?")
-            .unwrap();
-        let rows = stmt.query_map([n], |r| r.get(0)).unwrap();
-        rows.collect::<rusqlite::Result<_>>().unwrap()
-    };
-    for (i, b) in books.iter().enumerate() {
-        conn.execute(
-            "INSERT INTO books_on_shelves VALUES (?, ?, ?)",
-            params![id, b, i as i64 + 1],
-        )
-        .unwrap();
-        conn.execute("UPDATE books SET allocated = 1 WHERE id = ?", [b])
-            .unwrap();
-    }
-    conn.execute(
-        "UPDATE shelves SET book_count = ?, size_bytes = ? WHERE id = ?",
-        params![n, n * BOOK_SIZE, id],
-    )
-    .unwrap();
-    (id, books)
-}
-
-fn add_symlink(conn: &Connection, name: &str, parent: i64, target: &str) -> i64 {
-    let id = add_shelf(conn, name, parent, SYMLINK_MODE, 1);
-    conn.execute("INSERT INTO links VALUES (?, ?, NULL)", params![id, target])
-        .unwrap();
-    id
-}
-
-/// Every row of every table, for before/after comparisons.
-fn dump(conn: &Connection) -> Vec<String> {
-    let tables: Vec<String> = {
-        let mut stmt = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .unwrap();
-        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
-        rows.collect::<rusqlite::Result<_>>().unwrap()
-    };
-    let mut out = Vec::new();
-    for t in tables {
-        let mut stmt = conn
-            .prepare(&format!("SELECT rowid, * FROM \"{t}\" ORDER BY rowid"))
-            .unwrap();
-        let n = stmt.column_count();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(r) = rows.next().unwrap() {
-            let vals: Vec<Value> = (0..n).map(|i| r.get(i).unwrap()).collect();
-            out.push(format!("{t}: {vals:?}"));
-        }
-    }
-    out
+    let books = support::free_books(conn, n, "id");
+    (support::add_file_on(conn, name, parent, &books), books)
 }
 
 fn int(conn: &Connection, sql: &str) -> i64 {

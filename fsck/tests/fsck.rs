@@ -6,66 +6,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lfs_db as schema;
-use rusqlite::types::Value;
+use lfs_test_support::fsck::{
+    self as support, add_dir, add_shelf, add_symlink, BOOK_SIZE, FILE_MODE,
+};
 use rusqlite::{params, Connection};
 
-const BOOK_SIZE: i64 = 8 << 20;
-const FILE_MODE: i64 = 0o100666;
-const SYMLINK_MODE: i64 = 0o120777;
 const ROOT: i64 = schema::ROOT_SHELF_ID;
 
 /// A Librarian database like `book_register.py` makes for two nodes
-/// (lfs_test_support::fsck_fixture), in a file.
+/// (lfs_test_support::fsck::fixture), in a file.
 fn create_db(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
-    lfs_test_support::fsck_fixture(&conn);
+    support::fixture(&conn);
     conn
 }
 
-fn add_shelf(conn: &Connection, name: &str, parent: i64, mode: i64, links: i64) -> i64 {
-    let id: i64 = conn
-        .query_row("SELECT max(id) + 1 FROM shelves", [], |r| r.get(0))
-        .unwrap();
-    conn.execute(
-        "INSERT INTO shelves VALUES (?, 1, 0, 0, 1700000000, 1700000000, ?, ?, ?, ?)",
-        params![id, name, mode, parent, links],
-    )
-    .unwrap();
-    id
-}
-
-fn add_dir(conn: &Connection, name: &str, parent: i64) -> i64 {
-    let id = add_shelf(conn, name, parent, schema::MODE_DEFAULT_DIR, 2);
-    conn.execute(
-        "UPDATE shelves SET link_count = link_count + 1 WHERE id = ?",
-        [parent],
-    )
-    .unwrap();
-    id
-}
-
-/// A consistent regular file with `n` books; returns its id and books in order.
+/// A consistent regular file as a running Librarian leaves one: `n` books picked at random, a
+/// size a little short of the last book, an allocation policy; returns its id and books in
+/// order.
 fn add_file(conn: &Connection, name: &str, parent: i64, n: i64) -> (i64, Vec<i64>) {
-    let id = add_shelf(conn, name, parent, FILE_MODE, 1);
-    let books: Vec<i64> = {
-        let mut stmt = conn
-            .prepare("SELECT id FROM books WHERE allocated = 0 ORDER BY random() LIMIT ?")
-            .unwrap();
-        let rows = stmt.query_map([n], |r| r.get(0)).unwrap();
-        rows.collect::<rusqlite::Result<_>>().unwrap()
-    };
-    for (i, b) in books.iter().enumerate() {
-        conn.execute(
-            "INSERT INTO books_on_shelves VALUES (?, ?, ?)",
-            params![id, b, i as i64 + 1],
-        )
-        .unwrap();
-        conn.execute("UPDATE books SET allocated = 1 WHERE id = ?", [b])
-            .unwrap();
-    }
+    let books = support::free_books(conn, n, "random()");
+    let id = support::add_file_on(conn, name, parent, &books);
     conn.execute(
-        "UPDATE shelves SET book_count = ?, size_bytes = ? WHERE id = ?",
-        params![n, (n * BOOK_SIZE - 100).max(0), id],
+        "UPDATE shelves SET size_bytes = ? WHERE id = ?",
+        params![(n * BOOK_SIZE - 100).max(0), id],
     )
     .unwrap();
     conn.execute(
@@ -74,13 +38,6 @@ fn add_file(conn: &Connection, name: &str, parent: i64, n: i64) -> (i64, Vec<i64
     )
     .unwrap();
     (id, books)
-}
-
-fn add_symlink(conn: &Connection, name: &str, parent: i64, target: &str) -> i64 {
-    let id = add_shelf(conn, name, parent, SYMLINK_MODE, 1);
-    conn.execute("INSERT INTO links VALUES (?, ?, NULL)", params![id, target])
-        .unwrap();
-    id
 }
 
 /// Shelves every scenario starts from (all consistent): /d, /d/e, /d/f (3 books), /g (2 books),
@@ -108,28 +65,9 @@ fn populate(conn: &Connection) -> Base {
     }
 }
 
+/// Every row of the database at `path` (lfs_test_support::fsck::dump).
 fn dump(path: &Path) -> Vec<String> {
-    let conn = Connection::open(path).unwrap();
-    let tables: Vec<String> = {
-        let mut stmt = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .unwrap();
-        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
-        rows.collect::<rusqlite::Result<_>>().unwrap()
-    };
-    let mut out = Vec::new();
-    for t in tables {
-        let mut stmt = conn
-            .prepare(&format!("SELECT rowid, * FROM \"{t}\" ORDER BY rowid"))
-            .unwrap();
-        let n = stmt.column_count();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(r) = rows.next().unwrap() {
-            let vals: Vec<Value> = (0..n).map(|i| r.get(i).unwrap()).collect();
-            out.push(format!("{t}: {vals:?}"));
-        }
-    }
-    out
+    support::dump(&Connection::open(path).unwrap())
 }
 
 fn fsck(args: &[&str], db: &Path) -> Output {

@@ -1,7 +1,9 @@
 //! What the workspace's tests share (a dev-dependency only): the workspace's binaries found in
 //! the target directory, a real Librarian (a database made by the real `book-register` in a temp
 //! directory, served by the real `librarian` binary on loopback), the real `fsck-lfs`, and
-//! waiting for an event instead of sleeping.
+//! waiting for an event instead of sleeping; and [`fsck`], the database fsck's tests damage.
+
+pub mod fsck;
 
 use lfs_proto::client::{Client, ClientError};
 use lfs_proto::Command as Wire;
@@ -252,56 +254,4 @@ pub fn resize(c: &mut Client, path: &str, id: i64, size: i64) -> Result<Value, C
         Wire::ResizeShelf,
         json!({"path": path, "id": id, "size_bytes": size, "zero_enabled": true}),
     )
-}
-
-/// Book size of [`fsck_fixture`]'s database.
-pub const FIXTURE_BOOK_SIZE: i64 = 8 << 20;
-
-/// Fills `conn` with a Librarian database like `book_register.py` makes for two nodes: globals,
-/// FRDnodes, SOCs, 8 FAModules, 2 interleave groups of 32 LZA books (8 MiB), and the reserved
-/// shelves; the fixture of fsck's tests, on disk or in memory.
-pub fn fsck_fixture(conn: &rusqlite::Connection) {
-    use rusqlite::params;
-    const BOOK_SIZE: i64 = FIXTURE_BOOK_SIZE;
-    lfs_db::create_empty_db(conn).unwrap();
-    conn.execute(
-        "INSERT INTO globals VALUES (?, ?, ?, ?, ?)",
-        params![lfs_db::SCHEMA_VERSION, BOOK_SIZE, 64 * BOOK_SIZE, 64, 2],
-    )
-    .unwrap();
-    for node in 1..=2i64 {
-        conn.execute(
-            "INSERT INTO FRDnodes VALUES (?, 1, 1, ?, ?, ?)",
-            params![node, node, format!("Node/{node}"), format!("1:1:{node}")],
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO SOCs VALUES (?, ?, 0, 'SocBoard/1/Soc/1', 'NotToday', 1700000000, 0, 0, 0, 0, 0)",
-            params![node, format!("52:54:42:{node:02}:{node:02}:{node:02}")],
-        )
-        .unwrap();
-        for mc in 0..4i64 {
-            conn.execute(
-                "INSERT INTO FAModules VALUES (?, ?, 8, ?, 1, ?, ?)",
-                params![
-                    node,
-                    node - 1,
-                    node * 16 + mc,
-                    format!("Node/{node}/MemoryBoard/1/MediaController/{}", mc + 1),
-                    8 * BOOK_SIZE
-                ],
-            )
-            .unwrap();
-        }
-    }
-    for ig in 0..2i64 {
-        for k in 0..32i64 {
-            conn.execute(
-                "INSERT INTO books VALUES (?, ?, ?, 0, 0)",
-                params![(ig << 46) | (k << 33), ig, k],
-            )
-            .unwrap();
-        }
-    }
-    lfs_db::insert_initial_shelves(conn, 1_700_000_000).unwrap();
 }
