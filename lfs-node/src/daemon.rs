@@ -11,10 +11,9 @@ use crate::node_id;
 use crate::options::DaemonArgs;
 use crate::zeroing::Zeroer;
 use anyhow::{anyhow, bail, Context, Result};
-use lfs_proto::Command;
+use lfs_proto::request::{GetFsStats, UpdateNodeMcStatus, UpdateNodeSocStatus};
 use nix::mount::{umount2, MntFlags};
 use nix::sys::signal::{SigSet, Signal};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -209,9 +208,9 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             anyhow!("{what} failed: {e}")
         }
     };
-    link.connect_patiently(stopped).map_err(|e| anyhow!(e))?;
+    link.connect_patiently(stopped)?;
     let stats = link
-        .call(Command::GetFsStats, json!({}))
+        .call(&GetFsStats {})
         .map_err(|e| failed("get_fs_stats", &e))?;
     let geo = Arc::new(Geometry::from_fs_stats(&stats).map_err(|e| anyhow!(e))?);
     let fam = Arc::new(Fam::open(&fam_path, geo.fam_bytes_needed).map_err(|e| anyhow!(e))?);
@@ -223,19 +222,15 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     let report_offline = || {
         link.abort();
         link.resume_for_shutdown();
-        let _ = link.call_within(
-            Command::UpdateNodeSocStatus,
-            heartbeat::offline_params(),
-            quick,
-        );
-        let _ = link.call_within(Command::UpdateNodeMcStatus, json!({"status": 0}), quick);
+        let _ = link.call_within(&UpdateNodeSocStatus::offline(), quick);
+        let _ = link.call_within(&UpdateNodeMcStatus { status: 0 }, quick);
     };
     let mut status = Status::default();
-    link.call(Command::UpdateNodeSocStatus, status.active_params())
+    link.call(&status.active())
         .map_err(|e| failed("update_node_soc_status", &e))?;
     // Only here, at mount: the Librarian drops the opens this node held before (a previous
     // daemon's). Reconnects never send it.
-    if let Err(e) = link.call(Command::UpdateNodeMcStatus, json!({"status": 1})) {
+    if let Err(e) = link.call(&UpdateNodeMcStatus { status: 1 }) {
         report_offline();
         return Err(failed("update_node_mc_status", &e));
     }

@@ -69,15 +69,22 @@ impl Geometry {
     }
 
     /// FAM offset of the first byte of `book`.
-    pub fn fam_offset(&self, book: &Book) -> Result<u64, String> {
-        let start = self.ig_start.get(&book.ig).ok_or_else(|| {
-            format!(
-                "book {:#x} is in interleave group {}, which the Librarian did not report",
-                book.lza, book.ig
-            )
+    pub fn fam_offset(&self, book: &Book) -> Result<u64, UnknownGroup> {
+        let start = self.ig_start.get(&book.ig).ok_or(UnknownGroup {
+            lza: book.lza,
+            ig: book.ig,
         })?;
         Ok(start + book.book_num * self.book_size)
     }
+}
+
+/// A book whose interleave group the Librarian's statistics did not list: its place in FAM is
+/// unknown (the Librarian's topology changed under this daemon, or a protocol mismatch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("book {lza:#x} is in interleave group {ig}, which the Librarian did not report")]
+pub struct UnknownGroup {
+    pub lza: u64,
+    pub ig: u32,
 }
 
 /// One book of a shelf (`list_shelf_books`).
@@ -88,15 +95,14 @@ pub struct Book {
     pub book_num: u64,
 }
 
-impl Book {
-    /// The daemon's view of a book reply (`lfs_proto::reply::Book`).
-    pub fn from_json(v: &Value) -> Option<Book> {
-        let b = lfs_proto::reply::Book::from_value(v)?;
-        Some(Book {
+impl From<&lfs_proto::reply::Book> for Book {
+    /// The daemon's view of a book reply.
+    fn from(b: &lfs_proto::reply::Book) -> Book {
+        Book {
             lza: b.id as u64,
             ig: (b.intlv_group & 0xFFFF) as u32,
             book_num: b.book_num as u64,
-        })
+        }
     }
 }
 
@@ -121,11 +127,10 @@ pub const S_IFDIR: u32 = lfs_proto::mode::S_IFDIR as u32;
 pub const S_IFREG: u32 = lfs_proto::mode::S_IFREG as u32;
 pub const S_IFLNK: u32 = lfs_proto::mode::S_IFLNK as u32;
 
-impl Shelf {
-    /// The daemon's view of a shelf reply (`lfs_proto::reply::Shelf`).
-    pub fn from_json(v: &Value) -> Option<Shelf> {
-        let s = lfs_proto::reply::Shelf::from_value(v)?;
-        Some(Shelf {
+impl From<lfs_proto::reply::Shelf> for Shelf {
+    /// The daemon's view of a shelf reply.
+    fn from(s: lfs_proto::reply::Shelf) -> Shelf {
+        Shelf {
             id: s.id as u64,
             name: s.name,
             mode: s.mode as u32,
@@ -136,9 +141,11 @@ impl Shelf {
             link_count: s.link_count.max(0) as u32,
             parent_id: s.parent_id as u64,
             open_handle: s.open_handle.map(|h| h as u64),
-        })
+        }
     }
+}
 
+impl Shelf {
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
     }

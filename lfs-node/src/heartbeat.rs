@@ -4,8 +4,7 @@
 use crate::fam::Fam;
 use crate::link::Link;
 use crate::zeroing::Zeroer;
-use lfs_proto::Command;
-use serde_json::json;
+use lfs_proto::request::UpdateNodeSocStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,8 +95,8 @@ impl Default for Status {
 }
 
 impl Status {
-    /// The `update_node_soc_status` parameters for ACTIVE, from the counters since the last call.
-    pub fn active_params(&mut self) -> serde_json::Value {
+    /// The `update_node_soc_status` request for ACTIVE, from the counters since the last call.
+    pub fn active(&mut self) -> UpdateNodeSocStatus {
         let now = sample();
         let secs = self.at.elapsed().as_secs_f64().max(0.001);
         let total = now.cpu_total.saturating_sub(self.last.cpu_total);
@@ -105,22 +104,18 @@ impl Status {
             .checked_div(total)
             .unwrap_or(0);
         let rate = |a: u64, b: u64| (a.saturating_sub(b) as f64 / secs) as i64;
-        let params = json!({
-            "status": 1,
-            "cpu_percent": cpu,
-            "rootfs_percent": rootfs_percent(),
-            "network_in": rate(now.net_bytes_in, self.last.net_bytes_in),
-            "network_out": rate(now.net_bytes_out, self.last.net_bytes_out),
-            "mem_percent": mem_percent(),
-        });
+        let req = UpdateNodeSocStatus {
+            status: 1,
+            cpu_percent: cpu as i64,
+            rootfs_percent: rootfs_percent(),
+            network_in: rate(now.net_bytes_in, self.last.net_bytes_in),
+            network_out: rate(now.net_bytes_out, self.last.net_bytes_out),
+            mem_percent: mem_percent(),
+        };
         self.last = now;
         self.at = Instant::now();
-        params
+        req
     }
-}
-
-pub fn offline_params() -> serde_json::Value {
-    json!({"status": 0, "cpu_percent": 0, "rootfs_percent": 0, "network_in": 0, "network_out": 0, "mem_percent": 0})
 }
 
 /// Runs until `stop`: a status update, a zombie collection and a release of resident FAM pages
@@ -142,7 +137,7 @@ pub fn spawn(
                     continue;
                 }
                 next = Instant::now() + PERIOD;
-                if let Err(e) = link.call(Command::UpdateNodeSocStatus, status.active_params()) {
+                if let Err(e) = link.call(&status.active()) {
                     tracing::warn!("heartbeat failed: {e}");
                 }
                 zeroer.collect_zombies(&link);

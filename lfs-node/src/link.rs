@@ -11,9 +11,14 @@
 //! A request whose reply was lost may or may not have been executed. It is sent again; the result
 //! says so ([`LinkError::resent`]), so that callers of non-idempotent commands (mkdir, rename,
 //! destroy...) can accept the "already done" error that a second execution gives.
+//!
+//! Requests are typed ([`lfs_proto::request`]): a call takes one value that carries both the
+//! command and its parameters and returns the command's reply type, so that the two cannot
+//! disagree; a reply of the wrong shape is a [`LinkError::BadReply`].
 
 use lfs_proto::client::{Client, ClientError};
 use lfs_proto::errno::STOPPING as STOPPING_ERRNO;
+use lfs_proto::request::{self, BadReply, Request};
 use lfs_proto::Command;
 use serde_json::Value;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -29,24 +34,56 @@ pub struct Identity {
     pub physloc: String,
 }
 
-/// A failed call: the errno for the FUSE caller and the Librarian's (or our) message.
-#[derive(Debug, Clone)]
-pub struct LinkError {
-    pub errno: i32,
-    pub msg: String,
-    /// The request was sent more than once (its first execution may have happened).
-    pub resent: bool,
+/// A failed call, by what went wrong: the Librarian said no, it could not be asked, or its
+/// answer cannot be used. Each gives the errno for the FUSE caller ([`errno`](Self::errno)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// The Librarian ran the request and refused it with this errno and message.
+    #[error("{msg} (errno {errno})")]
+    Refused {
+        errno: i32,
+        msg: String,
+        /// The request was sent more than once (its first execution may have happened).
+        resent: bool,
+    },
+    /// No answer: the Librarian was unreachable for longer than the timeout, or stopping while
+    /// this daemon was, or the daemon is stopping. The message says which.
+    #[error("{msg}")]
+    Unreachable { msg: String, resent: bool },
+    /// The Librarian answered with a reply this daemon cannot use (a protocol mismatch).
+    #[error(transparent)]
+    BadReply(#[from] BadReply),
 }
 
-impl std::fmt::Display for LinkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (errno {})", self.msg, self.errno)
+impl LinkError {
+    /// The errno for the caller: the Librarian's, else EIO.
+    pub fn errno(&self) -> i32 {
+        match self {
+            LinkError::Refused { errno, .. } => *errno,
+            LinkError::Unreachable { .. } | LinkError::BadReply(_) => libc::EIO,
+        }
+    }
+
+    /// Whether the Librarian answered with something this daemon cannot use.
+    pub fn is_bad_reply(&self) -> bool {
+        matches!(self, LinkError::BadReply(_))
+    }
+
+    /// Whether the request was sent more than once: then a refusal may be the answer to a repeat
+    /// of a request whose first execution succeeded (EEXIST after a mkdir, ENOENT after a
+    /// rename or destroy), which callers of such requests accept.
+    pub fn resent(&self) -> bool {
+        match self {
+            LinkError::Refused { resent, .. } | LinkError::Unreachable { resent, .. } => *resent,
+            LinkError::BadReply(_) => false,
+        }
     }
 }
 
-impl std::error::Error for LinkError {}
-
-pub type LinkResult = Result<Value, LinkError>;
+/// Start-up gave up waiting for the Librarian.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stopped while waiting for the Librarian")]
+pub struct Stopped;
 
 /// How long a call made while stopping waits for a reply on a new connection.
 const STOPPING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -208,7 +245,7 @@ impl Link {
 
     /// Connects, retrying every 2 s until it works or `give_up` says stop (daemon start-up: the
     /// original retried forever, the mount does not appear until the Librarian is reachable).
-    pub fn connect_patiently(&self, give_up: impl Fn() -> bool) -> Result<(), String> {
+    pub fn connect_patiently(&self, give_up: impl Fn() -> bool) -> Result<(), Stopped> {
         let mut logged = false;
         loop {
             match self.connect(0, self.timeout) {
@@ -229,7 +266,7 @@ impl Link {
             }
             for _ in 0..20 {
                 if give_up() {
-                    return Err("stopped while waiting for the Librarian".into());
+                    return Err(Stopped);
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -248,15 +285,30 @@ impl Link {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends a command; see the module doc for the retry rules.
-    pub fn call(&self, command: Command, params: Value) -> LinkResult {
-        self.call_within(command, params, self.timeout)
+    /// Sends a request and reads its reply; see the module doc for the retry rules.
+    pub fn call<R: Request>(&self, req: &R) -> Result<R::Reply, LinkError> {
+        self.call_within(req, self.timeout)
     }
 
     /// As [`call`](Self::call), giving up after `timeout` of outage (e.g. short at shutdown).
-    pub fn call_within(&self, command: Command, params: Value, timeout: Duration) -> LinkResult {
-        self.call_noting_resend(command, params, timeout)
-            .map(|(v, _)| v)
+    pub fn call_within<R: Request>(
+        &self,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<R::Reply, LinkError> {
+        self.call_noting_resend(req, timeout).map(|(v, _)| v)
+    }
+
+    /// As [`call_within`](Self::call_within), also saying whether the request had to be sent more
+    /// than once: then its first execution may have happened with the reply lost (e.g. the
+    /// Librarian was killed after committing it), which matters for requests that open a file.
+    pub fn call_noting_resend<R: Request>(
+        &self,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<(R::Reply, bool), LinkError> {
+        let (v, resent) = self.send(R::COMMAND, req.params(), timeout)?;
+        Ok((request::read_reply::<R>(&v)?, resent))
     }
 
     /// How long calls wait for an unreachable Librarian (`--librarian-timeout`).
@@ -264,18 +316,17 @@ impl Link {
         self.timeout
     }
 
-    /// As [`call_within`](Self::call_within), also saying whether the request had to be sent more
-    /// than once: then its first execution may have happened with the reply lost (e.g. the
-    /// Librarian was killed after committing it), which matters for requests that open a file.
-    pub fn call_noting_resend(
+    /// Sends `command` with `params` until it gets an answer or gives up, returning the reply's
+    /// value and whether it was sent more than once. Private: callers go through the typed
+    /// [`call`](Self::call), so a command is never sent with another's parameters.
+    fn send(
         &self,
         command: Command,
         params: Value,
         timeout: Duration,
     ) -> Result<(Value, bool), LinkError> {
         if self.aborted.load(Ordering::SeqCst) {
-            return Err(LinkError {
-                errno: libc::EIO,
+            return Err(LinkError::Unreachable {
                 msg: format!("{command} not sent: the daemon is stopping"),
                 resent: false,
             });
@@ -307,8 +358,7 @@ impl Link {
                     Err(e) => {
                         let since = *self.down_since.lock().unwrap().get_or_insert(start);
                         if since.elapsed() >= timeout || self.stopping() {
-                            return Err(LinkError {
-                                errno: libc::EIO,
+                            return Err(LinkError::Unreachable {
                                 msg: format!(
                                     "the Librarian at {}:{} has been unreachable for {:.0} s ({e}); giving up on {command} (--librarian-timeout is {} s)",
                                     self.host,
@@ -334,8 +384,7 @@ impl Link {
                 Err(ClientError::Remote { errno, .. })
                     if errno == STOPPING_ERRNO && self.stopping() =>
                 {
-                    return Err(LinkError {
-                        errno: libc::EIO,
+                    return Err(LinkError::Unreachable {
                         msg: format!("the Librarian is stopping; {command} not done (this daemon is stopping too)"),
                         resent: sent > 1,
                     });
@@ -352,7 +401,7 @@ impl Link {
                     std::thread::sleep(backoff);
                 }
                 Err(ClientError::Remote { errno, msg }) => {
-                    return Err(LinkError {
+                    return Err(LinkError::Refused {
                         // errno 0 from the Librarian means "internal error": report EIO.
                         errno: if errno > 0 { errno } else { libc::EIO },
                         msg,
@@ -360,8 +409,7 @@ impl Link {
                     });
                 }
                 Err(e) if self.aborted.load(Ordering::SeqCst) || (self.stopping() && fresh) => {
-                    return Err(LinkError {
-                        errno: libc::EIO,
+                    return Err(LinkError::Unreachable {
                         msg: format!(
                             "lost the Librarian connection during {command} at shutdown: {e}"
                         ),

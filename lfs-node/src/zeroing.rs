@@ -4,10 +4,9 @@
 //! books FREE, the only way back to FREE) and destroys it. `--fakezero` skips the zeroing writes.
 
 use crate::fam::Fam;
-use crate::geometry::{Book, Geometry, Shelf};
-use crate::link::Link;
-use lfs_proto::Command;
-use serde_json::{json, Value};
+use crate::geometry::{Book, Geometry, UnknownGroup};
+use crate::link::{Link, LinkError};
+use lfs_proto::request::{DestroyShelf, GetShelf, KillZombieBooks, ListShelfBooks, ResizeShelf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -55,11 +54,11 @@ impl Zeroer {
     /// Asks the Librarian for orphaned zombie books (destroyed with books, or left behind by a node
     /// that went away) and queues them.
     pub fn collect_zombies(&self, link: &Link) {
-        match link.call(Command::KillZombieBooks, json!({})) {
-            Ok(v) => {
-                if let Some(p) = v.get("z_shelf_path").and_then(Value::as_str) {
+        match link.call(&KillZombieBooks {}) {
+            Ok(z) => {
+                if let Some(p) = z.z_shelf_path {
                     tracing::info!("zeroing orphaned zombie books on {p}");
-                    self.queue(p.to_string());
+                    self.queue(p);
                 }
             }
             Err(e) => tracing::warn!("kill_zombie_books failed: {e}"),
@@ -72,14 +71,16 @@ impl Zeroer {
             loop {
                 match zero_one(&path, link, fam, geo, fake) {
                     Ok(()) => break,
-                    Err(e) if e.0 == libc::EIO => {
+                    Err(ZeroError::Link(e)) if e.errno() == libc::EIO && !e.is_bad_reply() => {
                         // The Librarian is away: the books stay ZOMBIE until it is back.
-                        tracing::warn!("zeroing {path} waits for the Librarian: {}", e.1);
+                        tracing::warn!("zeroing {path} waits for the Librarian: {e}");
                         std::thread::sleep(delay);
                         delay = (delay * 2).min(Duration::from_secs(5));
                     }
                     Err(e) => {
-                        tracing::error!("zeroing {path} failed: {} (errno {})", e.1, e.0);
+                        // Refused, or a reply or book that cannot be used: asking again would get
+                        // the same. The books stay ZOMBIE (never freed unzeroed).
+                        tracing::error!("zeroing {path} failed: {e}");
                         break;
                     }
                 }
@@ -89,43 +90,53 @@ impl Zeroer {
     }
 }
 
+/// Why a pending-zero shelf was not done.
+#[derive(Debug, thiserror::Error)]
+enum ZeroError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Fam(#[from] UnknownGroup),
+}
+
 fn zero_one(
     path: &str,
     link: &Link,
     fam: &Fam,
     geo: &Geometry,
     fake: bool,
-) -> Result<(), (i32, String)> {
-    let err = |e: crate::link::LinkError| (e.errno, e.msg);
-    let shelf = match link.call(Command::GetShelf, json!({ "path": path })) {
-        Ok(v) => Shelf::from_json(&v).ok_or((libc::EIO, format!("bad shelf record {v}")))?,
-        Err(e) if e.errno == libc::ENOENT => return Ok(()),
-        Err(e) => return Err(err(e)),
+) -> Result<(), ZeroError> {
+    let shelf = match link.call(&GetShelf {
+        path: path.to_string(),
+    }) {
+        Ok(s) => s,
+        Err(e) if e.errno() == libc::ENOENT => return Ok(()),
+        Err(e) => return Err(e.into()),
     };
     if !fake {
-        let books = link
-            .call(Command::ListShelfBooks, json!({ "path": path }))
-            .map_err(err)?;
-        for b in books
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Book::from_json)
-        {
-            let off = geo.fam_offset(&b).map_err(|m| (libc::EIO, m))?;
+        let books = link.call(&ListShelfBooks {
+            path: path.to_string(),
+        })?;
+        for b in books.iter().map(Book::from) {
+            let off = geo.fam_offset(&b)?;
             if off + geo.book_size <= fam.len() {
                 fam.zero(off, geo.book_size);
             }
         }
     }
-    link.call(
-        Command::ResizeShelf,
-        json!({"path": path, "id": shelf.id, "size_bytes": 0, "zero_enabled": true}),
-    )
-    .map_err(err)?;
-    match link.call(Command::DestroyShelf, json!({ "path": path })) {
+    link.call(&ResizeShelf {
+        path: path.to_string(),
+        id: shelf.id as u64,
+        size_bytes: 0,
+        zero_enabled: true,
+        grow_only: false,
+        with_books: false,
+    })?;
+    match link.call(&DestroyShelf {
+        path: path.to_string(),
+    }) {
         Ok(_) => Ok(()),
-        Err(e) if e.errno == libc::ENOENT => Ok(()),
-        Err(e) => Err(err(e)),
+        Err(e) if e.errno() == libc::ENOENT => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

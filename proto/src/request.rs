@@ -177,6 +177,9 @@ requests! {
     /// Sets the times of `path` (0 means now; the Librarian keeps only `mtime`).
     SetAmTime => Value, "value" { path: String, atime: i64, mtime: i64 }
 
+    /// Sets the permission bits of `path` (ours; the original had no way to change a mode).
+    Chmod => Value, "value" { path: String, mode: u32 }
+
     /// Makes directory `path` with `mode`. The daemon has always sent `mode` first.
     Mkdir => reply::Shelf, "shelf" { mode: u32, path: String }
 
@@ -299,6 +302,13 @@ mod tests {
                 mtime: 0,
             }),
             json!({"path": "/d/f", "atime": 0, "mtime": 0}),
+        );
+        same(
+            wire(&Chmod {
+                path: p(),
+                mode: 0o600,
+            }),
+            json!({"path": "/d/f", "mode": 0o600}),
         );
         // mkdir and symlink put the path last: the daemon added it to the other parameters.
         let mut before = json!({ "mode": 0o40755 });

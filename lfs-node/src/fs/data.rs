@@ -5,12 +5,14 @@
 //! valid: reads and writes inside the cached size go straight to FAM with no Librarian round trip,
 //! and only reads past it or writes that grow the file ask the Librarian again.
 
-use super::{bad_reply, errno, LfsFs, Res};
+use super::{FsError, LfsFs, Res};
 use crate::geometry::{Book, Shelf};
 use crate::zeroing::PENDING_ZERO_PREFIX;
 use fuser::Errno;
-use lfs_proto::Command;
-use serde_json::{json, Value};
+use lfs_proto::request::{
+    BadReply, CloseShelf, DestroyShelf, ListOpenShelves, ListShelfBooks, RenameShelf, ResizeShelf,
+};
+use lfs_proto::{reply, Command, Request};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,44 +28,58 @@ pub struct OpenShelf {
 impl LfsFs {
     /// FAM offsets of a shelf's books.
     fn fetch_books(&self, path: &str) -> Res<Vec<u64>> {
-        let v = self.call(Command::ListShelfBooks, json!({ "path": path }))?;
-        self.books_from(path, &v)
+        let books = self.call(&ListShelfBooks {
+            path: path.to_string(),
+        })?;
+        self.books_from(path, &books)
     }
 
-    /// FAM offsets of the books in a `list_shelf_books`-shaped list.
-    fn books_from(&self, path: &str, v: &Value) -> Res<Vec<u64>> {
-        let mut out = vec![];
-        for b in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let book = Book::from_json(b).ok_or_else(|| bad_reply(path, "book", b))?;
-            let off = self.geo.fam_offset(&book).map_err(|m| {
-                tracing::error!("{path}: {m}");
-                Errno::EIO
-            })?;
+    /// FAM offsets of books as a reply lists them.
+    fn books_from(&self, path: &str, books: &[reply::Book]) -> Res<Vec<u64>> {
+        let mut out = Vec::with_capacity(books.len());
+        for b in books {
+            let book = Book::from(b);
+            let off = self
+                .geo
+                .fam_offset(&book)
+                .map_err(|e| FsError::fam(path, e))?;
             if off + self.geo.book_size > self.fam.len() {
-                tracing::error!(
-                    "{path}: book {:#x} at FAM offset {off} lies beyond the FAM device ({} bytes)",
-                    book.lza,
-                    self.fam.len()
-                );
-                return Err(Errno::EIO);
+                return Err(FsError::fam(
+                    path,
+                    format!(
+                        "book {:#x} at FAM offset {off} lies beyond the FAM device ({} bytes)",
+                        book.lza,
+                        self.fam.len()
+                    ),
+                ));
             }
             out.push(off);
         }
         Ok(out)
     }
 
-    /// Records an open handle (the Librarian's) on a shelf, loading its books.
-    pub(super) fn register_open(&self, path: &str, s: &Shelf) -> Res<u64> {
+    /// Records an open handle (the Librarian's, from the reply to `command`) on a shelf, loading
+    /// its books.
+    pub(super) fn register_open(&self, command: Command, path: &str, s: &Shelf) -> Res<u64> {
         let fh = s.open_handle.ok_or_else(|| {
-            bad_reply(path, "open_handle", &format!("shelf {} without one", s.id))
+            FsError::bad_reply(
+                path,
+                BadReply::new(
+                    command,
+                    "open shelf",
+                    "no open_handle",
+                    &format!("shelf {} without one", s.id),
+                ),
+            )
         })?;
         let books = if s.book_count > 0 {
             match self.fetch_books(path) {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = self
-                        .link
-                        .call(Command::CloseShelf, json!({"id": s.id, "open_handle": fh}));
+                    let _ = self.link.call(&CloseShelf {
+                        id: s.id,
+                        open_handle: fh,
+                    });
                     return Err(e);
                 }
             }
@@ -97,10 +113,10 @@ impl LfsFs {
         let Some(id) = self.handles.lock().unwrap().remove(&fh) else {
             return;
         };
-        if let Err(e) = self
-            .link
-            .call(Command::CloseShelf, json!({"id": id, "open_handle": fh}))
-        {
+        if let Err(e) = self.link.call(&CloseShelf {
+            id,
+            open_handle: fh,
+        }) {
             tracing::warn!("close_shelf {id}/{fh} failed: {e}");
         }
         let mut open = self.open.lock().unwrap();
@@ -115,19 +131,20 @@ impl LfsFs {
 
     fn open_shelf(&self, fh: u64) -> Res<Arc<RwLock<OpenShelf>>> {
         let id = *self.handles.lock().unwrap().get(&fh).ok_or(Errno::EBADF)?;
-        self.open
+        Ok(self
+            .open
             .lock()
             .unwrap()
             .get(&id)
             .cloned()
-            .ok_or(Errno::EBADF)
+            .ok_or(Errno::EBADF)?)
     }
 
     /// Re-reads size and books from the Librarian (another node may have grown the file).
     fn refresh(&self, path: &str, o: &mut OpenShelf) -> Res<()> {
         let s = self.get_shelf(path)?;
         if s.id != o.id {
-            return Err(Errno::ESTALE);
+            return Err(Errno::ESTALE.into());
         }
         o.size = s.size;
         if s.book_count as usize != o.books.len() {
@@ -246,7 +263,7 @@ impl LfsFs {
     /// ENOSPC for a size needing more books than the whole pool has: no need to ask the Librarian.
     fn within_pool(&self, size: u64) -> Res<()> {
         if size.div_ceil(self.geo.book_size) > self.geo.books_total {
-            return Err(Errno::ENOSPC);
+            return Err(Errno::ENOSPC.into());
         }
         Ok(())
     }
@@ -255,25 +272,41 @@ impl LfsFs {
     /// books from the reply.
     fn grow(&self, path: &str, o: &mut OpenShelf, size: u64) -> Res<()> {
         self.within_pool(size)?;
-        let v = self.call(
-            Command::ResizeShelf,
-            json!({"path": path, "id": o.id, "size_bytes": size, "zero_enabled": true,
-                   "grow_only": true, "with_books": true}),
-        )?;
-        let new_size = v
-            .get("size_bytes")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| bad_reply(path, "size_bytes", &v))?;
-        let books = self.books_from(
-            path,
-            v.get("books").ok_or_else(|| bad_reply(path, "books", &v))?,
-        )?;
+        let r = self.call(&ResizeShelf {
+            path: path.to_string(),
+            id: o.id,
+            size_bytes: size,
+            zero_enabled: true,
+            grow_only: true,
+            with_books: true,
+        })?;
+        let bad = |detail: String| {
+            FsError::bad_reply(
+                path,
+                BadReply::new(
+                    ResizeShelf::COMMAND,
+                    ResizeShelf::REPLY,
+                    detail,
+                    &serde_json::to_value(&r).unwrap_or_default(),
+                ),
+            )
+        };
+        let (Some(new_size), Some(books)) = (r.size_bytes, r.books.as_deref()) else {
+            return Err(bad(format!(
+                "no {} (asked with grow_only and with_books)",
+                if r.size_bytes.is_none() {
+                    "size_bytes"
+                } else {
+                    "books"
+                }
+            )));
+        };
+        let books = self.books_from(path, books)?;
         if new_size < size || (books.len() as u64) < new_size.div_ceil(self.geo.book_size) {
-            tracing::error!(
-                "{path}: grown to {size} bytes, the Librarian says {new_size} bytes in {} books",
+            return Err(bad(format!(
+                "grown to {size} bytes, the Librarian says {new_size} bytes in {} books",
                 books.len()
-            );
-            return Err(Errno::EIO);
+            )));
         }
         o.size = new_size;
         o.books = books;
@@ -283,19 +316,24 @@ impl LfsFs {
     /// `resize_shelf`, queuing the pending-zero shelf a shrink produces.
     fn resize_path(&self, path: &str, id: u64, size: u64) -> Res<()> {
         self.within_pool(size)?;
-        let params = json!({"path": path, "id": id, "size_bytes": size, "zero_enabled": true});
+        let req = ResizeShelf {
+            path: path.to_string(),
+            id,
+            size_bytes: size,
+            zero_enabled: true,
+            grow_only: false,
+            with_books: false,
+        };
         // "Cannot shrink multiply-opened shelf" (EMFILE): another node has it open, or has just
         // closed it and its RELEASE is still on the way. EMFILE would read as "too many open
         // files" to a POSIX program; EBUSY says what it is.
-        let v = once_closed(
-            || match self.link.call(Command::ResizeShelf, params.clone()) {
-                Err(e) if e.errno == libc::EMFILE => Ok(None),
-                r => r.map(Some).map_err(errno),
-            },
-        )?
+        let r = once_closed(|| match self.link.call(&req) {
+            Err(e) if e.errno() == libc::EMFILE => Ok(None),
+            r => r.map(Some).map_err(|e| FsError::from_link(e, &req)),
+        })?
         .ok_or(Errno::EBUSY)?;
-        if let Some(z) = v.get("z_shelf_path").and_then(Value::as_str) {
-            self.zeroer.queue(z.to_string());
+        if let Some(z) = r.z_shelf_path {
+            self.zeroer.queue(z);
         }
         Ok(())
     }
@@ -307,7 +345,8 @@ impl LfsFs {
                 Errno::EISDIR
             } else {
                 Errno::EINVAL
-            });
+            }
+            .into());
         }
         let cached = self.open.lock().unwrap().get(&s.id).cloned();
         match cached {
@@ -345,12 +384,8 @@ impl LfsFs {
             if self.local_opens(id) > 0 {
                 return Ok(None);
             }
-            let v = self.call(Command::ListOpenShelves, json!({}))?;
-            let open = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|o| o.get("shelf_id").and_then(Value::as_u64) == Some(id));
+            let opens = self.call(&ListOpenShelves {})?;
+            let open = opens.iter().any(|o| o.shelf_id as u64 == id);
             Ok((!open).then_some(()))
         })?;
         Ok(closed.is_none())
@@ -360,25 +395,27 @@ impl LfsFs {
     /// file with books is renamed to a pending-zero shelf that the zeroing thread clears and frees.
     pub(super) fn remove_file(&self, path: &str, s: &Shelf) -> Res<()> {
         if self.open_anywhere(s.id)? {
-            return Err(Errno::EBUSY);
+            return Err(Errno::EBUSY.into());
         }
         if s.book_count == 0 || s.name.starts_with(PENDING_ZERO_PREFIX) {
-            return match self
-                .link
-                .call(Command::DestroyShelf, json!({ "path": path }))
-            {
-                Err(e) if e.resent && e.errno == libc::ENOENT => Ok(()),
-                r => r.map(|_| ()).map_err(errno),
+            let req = DestroyShelf {
+                path: path.to_string(),
+            };
+            return match self.link.call(&req) {
+                Err(e) if e.resent() && e.errno() == libc::ENOENT => Ok(()),
+                r => r.map(|_| ()).map_err(|e| FsError::from_link(e, &req)),
             };
         }
         let zpath = format!("/{PENDING_ZERO_PREFIX}{}", s.id);
-        match self.link.call(
-            Command::RenameShelf,
-            json!({"path": path, "id": s.id, "newpath": zpath}),
-        ) {
-            Err(e) if e.resent && e.errno == libc::ENOENT => {}
+        let req = RenameShelf {
+            path: path.to_string(),
+            id: s.id,
+            newpath: zpath.clone(),
+        };
+        match self.link.call(&req) {
+            Err(e) if e.resent() && e.errno() == libc::ENOENT => {}
             r => {
-                r.map_err(errno)?;
+                r.map_err(|e| FsError::from_link(e, &req))?;
             }
         }
         self.zeroer.queue(zpath);

@@ -6,6 +6,8 @@
 //!   hold the logic, which tests drive without a mount (`lfs-node/tests/fs_logic.rs`), and the
 //!   `Filesystem` impl is a thin adapter from FUSE requests to them.
 //! * [`xattr`]: extended attributes, including the daemon's own `user.LFS.Layout`.
+//! * [`error`]: [`FsError`], what the logic fails with; the adapter logs it once and answers with
+//!   its errno.
 //!
 //! Attributes and names of files are never cached by the kernel (TTL 0) and every open file is
 //! `direct_io`, so what one node does to a file is seen at once by the others, which share only
@@ -13,24 +15,26 @@
 //! ([`DIR_TTL`]), so that path walks do not cost a Librarian round trip per directory.
 
 mod data;
+mod error;
 pub mod inodes;
 mod ops;
 mod xattr;
 
 use crate::fam::Fam;
 use crate::geometry::{Geometry, Shelf, S_IFDIR, S_IFLNK, S_IFMT};
-use crate::link::{Link, LinkError};
+use crate::link::Link;
 use crate::zeroing::Zeroer;
 use data::OpenShelf;
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use inodes::Inodes;
-use lfs_proto::Command;
-use serde_json::{json, Value};
+use lfs_proto::request::{CloseShelf, GetShelf, ListOpenShelves};
+use lfs_proto::Request;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use error::{FsError, Res};
 pub use ops::mount_config;
 
 /// Kernel caching of names and attributes: none (see the module doc).
@@ -54,9 +58,6 @@ fn ttl_of(attr: &FileAttr) -> &'static Duration {
 /// st_blksize: big, so that tools copy in big chunks (each FUSE request costs a round trip).
 const BLKSIZE: u32 = 1 << 20;
 
-/// What the file-system logic returns: a value, or the errno for the FUSE caller.
-pub type Res<T> = Result<T, Errno>;
-
 /// A directory entry as listed at opendir: inode, type, name.
 type DirEntry = (u64, FileType, String);
 
@@ -73,25 +74,6 @@ pub struct LfsFs {
     /// Directory listings taken at opendir, by directory handle.
     dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
     next_dir_fh: AtomicU64,
-}
-
-/// A reply of the Librarian this daemon cannot use (a protocol mismatch, e.g. a peer of another
-/// version): logged, with what was missing and what came, and EIO for the caller, which would
-/// otherwise get a bare EIO that nothing explains.
-fn bad_reply(path: &str, what: &str, got: &dyn std::fmt::Display) -> Errno {
-    let mut got = got.to_string();
-    if got.len() > 300 {
-        got.truncate(got.floor_char_boundary(300));
-        got.push_str("...");
-    }
-    tracing::error!("{path}: the Librarian's reply holds no valid {what}: {got}");
-    Errno::EIO
-}
-
-/// The errno a Librarian failure becomes for the FUSE caller.
-fn errno(e: LinkError) -> Errno {
-    tracing::debug!("librarian: {e}");
-    Errno::from_i32(e.errno)
 }
 
 fn kind(mode: u32) -> FileType {
@@ -121,71 +103,74 @@ impl LfsFs {
         }
     }
 
-    fn call(&self, command: Command, params: Value) -> Res<Value> {
-        self.link.call(command, params).map_err(errno)
+    /// Sends a request to the Librarian.
+    fn call<R: Request>(&self, req: &R) -> Res<R::Reply> {
+        self.link.call(req).map_err(|e| FsError::from_link(e, req))
     }
 
-    /// Sends a command that opens a file (`create_shelf`, `open_shelf`). If it had to be resent, a
+    /// Sends a request that opens a file (`create_shelf`, `open_shelf`). If it had to be resent, a
     /// first execution whose reply was lost (the Librarian killed after committing it) left an open
     /// record this daemon never learnt about, which would keep the file busy until the node's next
     /// mount: such records of this node on the same file, not held by this daemon, are closed.
-    fn call_opening(&self, command: Command, params: Value) -> Res<Value> {
-        let (v, resent) = self
+    fn call_opening<R: Request<Reply = lfs_proto::reply::Shelf>>(&self, req: &R) -> Res<Shelf> {
+        let (s, resent) = self
             .link
-            .call_noting_resend(command, params, self.link.timeout())
-            .map_err(errno)?;
+            .call_noting_resend(req, self.link.timeout())
+            .map_err(|e| FsError::from_link(e, req))?;
         if resent {
-            if let (Some(id), Some(mine)) = (v["id"].as_i64(), v["open_handle"].as_i64()) {
-                self.close_lost_opens(id, mine);
+            if let Some(mine) = s.open_handle {
+                self.close_lost_opens(s.id, mine);
             }
         }
-        Ok(v)
+        Ok(s.into())
     }
 
     fn close_lost_opens(&self, shelf: i64, mine: i64) {
-        let Ok(opens) = self.link.call(Command::ListOpenShelves, json!({})) else {
+        let Ok(opens) = self.link.call(&ListOpenShelves {}) else {
             return;
         };
         let held: Vec<u64> = self.handles.lock().unwrap().keys().copied().collect();
-        for o in opens.as_array().into_iter().flatten() {
-            let (Some(h), Some(s), Some(n)) = (
-                o["id"].as_i64(),
-                o["shelf_id"].as_i64(),
-                o["node_id"].as_i64(),
-            ) else {
-                continue;
-            };
+        for o in opens {
+            let (h, s) = (o.id, o.shelf_id);
             if s == shelf
-                && n == self.link.identity().node_id
+                && o.node_id == self.link.identity().node_id
                 && h != mine
                 && !held.contains(&(h as u64))
             {
                 tracing::warn!("closing open handle {h} of shelf {s}: its reply was lost when the Librarian went away");
-                let _ = self
-                    .link
-                    .call(Command::CloseShelf, json!({"id": s, "open_handle": h}));
+                let _ = self.link.call(&CloseShelf {
+                    id: s as u64,
+                    open_handle: h as u64,
+                });
             }
         }
     }
 
     /// Path of an inode, as last seen.
     fn path(&self, ino: INodeNo) -> Res<String> {
-        self.inodes.lock().unwrap().path(ino.0).ok_or(Errno::ESTALE)
+        Ok(self
+            .inodes
+            .lock()
+            .unwrap()
+            .path(ino.0)
+            .ok_or(Errno::ESTALE)?)
     }
 
     /// Path of `name` in directory `parent`; names that are not UTF-8 or are hidden are refused.
     fn child(&self, parent: INodeNo, name: &std::ffi::OsStr) -> Res<String> {
         let name = name.to_str().ok_or(Errno::EINVAL)?;
         if name.len() > 255 {
-            return Err(Errno::ENAMETOOLONG);
+            return Err(Errno::ENAMETOOLONG.into());
         }
         let dir = self.path(parent)?;
         Ok(inodes::child_path(&dir, name))
     }
 
     fn get_shelf(&self, path: &str) -> Res<Shelf> {
-        let v = self.call(Command::GetShelf, json!({ "path": path }))?;
-        Shelf::from_json(&v).ok_or_else(|| bad_reply(path, "shelf", &v))
+        let s = self.call(&GetShelf {
+            path: path.to_string(),
+        })?;
+        Ok(s.into())
     }
 
     /// The shelf an inode names, checking that the path still leads to that inode.
@@ -194,7 +179,7 @@ impl LfsFs {
         let s = self.get_shelf(&path)?;
         if inodes::ino_of(s.id) != ino.0 {
             // Renamed or replaced behind our back (e.g. by another node).
-            return Err(Errno::ESTALE);
+            return Err(Errno::ESTALE.into());
         }
         Ok((path, s))
     }

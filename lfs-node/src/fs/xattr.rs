@@ -10,12 +10,11 @@
 //! (AllocationPolicy, InterleaveRequest) puts back what a new file gets, so that `rsync -X` from
 //! a file system without them is silent too.
 
-use super::{bad_reply, LfsFs, Res};
+use super::{FsError, LfsFs, Res};
 use crate::geometry::Book;
 use fuser::{Errno, INodeNo};
 use lfs_direct::{BookPlace, Layout, LAYOUT_XATTR};
-use lfs_proto::Command;
-use serde_json::{json, Value};
+use lfs_proto::request::{GetXattr, ListShelfBooks, ListXattrs, RemoveXattr, SetXattr};
 
 /// Read by name only; never listed, set or removed.
 pub const READ_ONLY: [&str; 4] = [
@@ -40,13 +39,16 @@ impl LfsFs {
     pub(super) fn layout(&self, ino: INodeNo) -> Res<Layout> {
         let (path, s) = self.shelf_of(ino)?;
         if !s.is_file() {
-            return Err(Errno::ENODATA);
+            return Err(Errno::ENODATA.into());
         }
-        let v = self.call(Command::ListShelfBooks, json!({ "path": path }))?;
-        let mut books = vec![];
-        for b in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let b = Book::from_json(b).ok_or_else(|| bad_reply(&path, "book", b))?;
-            let fam_offset = self.geo.fam_offset(&b).map_err(|_| Errno::EIO)?;
+        let listed = self.call(&ListShelfBooks { path: path.clone() })?;
+        let mut books = Vec::with_capacity(listed.len());
+        for b in &listed {
+            let b = Book::from(b);
+            let fam_offset = self
+                .geo
+                .fam_offset(&b)
+                .map_err(|e| FsError::fam(&path, e))?;
             books.push(BookPlace {
                 lza: b.lza,
                 ig: b.ig,
@@ -68,26 +70,26 @@ impl LfsFs {
             return Ok(self.layout(ino)?.to_text().into_bytes());
         }
         if !name.starts_with("user.") {
-            return Err(Errno::ENODATA);
+            return Err(Errno::ENODATA.into());
         }
         let (path, _) = self.shelf_of(ino)?;
-        let v = self.call(Command::GetXattr, json!({"path": path, "xattr": name}))?;
-        match v.get("value") {
-            Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
-            _ => Err(Errno::ENODATA),
+        let x = self.call(&GetXattr {
+            path,
+            xattr: name.to_string(),
+        })?;
+        match x.value {
+            Some(s) => Ok(s.into_bytes()),
+            None => Err(Errno::ENODATA.into()),
         }
     }
 
     pub(super) fn list_xattr(&self, ino: INodeNo) -> Res<Vec<u8>> {
         let (path, _) = self.shelf_of(ino)?;
-        let v = self.call(Command::ListXattrs, json!({ "path": path }))?;
-        let names = v
-            .get("value")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .filter(|n| !READ_ONLY.contains(n));
+        let listed = self.call(&ListXattrs { path })?;
+        let names = listed
+            .value
+            .iter()
+            .filter(|n| !READ_ONLY.contains(&n.as_str()));
         let mut out = vec![];
         for n in names {
             out.extend_from_slice(n.as_bytes());
@@ -98,60 +100,65 @@ impl LfsFs {
 
     pub(super) fn set_xattr(&self, ino: INodeNo, name: &str, value: &[u8], flags: i32) -> Res<()> {
         if READ_ONLY.contains(&name) {
-            return Err(Errno::ENOTSUP);
+            return Err(Errno::ENOTSUP.into());
         }
         if !name.starts_with("user.") {
-            return Err(Errno::ENOTSUP);
+            return Err(Errno::ENOTSUP.into());
         }
         if flags & (libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
             let exists = match self.get_xattr(ino, name) {
                 Ok(_) => true,
-                Err(e) if e == Errno::ENODATA => false,
+                Err(e) if e.errno() == Errno::ENODATA => false,
                 Err(e) => return Err(e),
             };
             if exists && flags & libc::XATTR_CREATE != 0 {
-                return Err(Errno::EEXIST);
+                return Err(Errno::EEXIST.into());
             }
             if !exists && flags & libc::XATTR_REPLACE != 0 {
-                return Err(Errno::ENODATA);
+                return Err(Errno::ENODATA.into());
             }
         }
         let (path, _) = self.shelf_of(ino)?;
-        self.call(
-            Command::SetXattr,
-            json!({"path": path, "xattr": name, "value": to_wire(value)}),
-        )?;
+        self.call(&SetXattr {
+            path,
+            xattr: name.to_string(),
+            value: to_wire(value),
+        })?;
         Ok(())
     }
 
     pub(super) fn remove_xattr(&self, ino: INodeNo, name: &str) -> Res<()> {
         if !name.starts_with("user.") {
-            return Err(Errno::ENODATA);
+            return Err(Errno::ENODATA.into());
         }
         let (path, s) = self.shelf_of(ino)?;
         // A new file's values (the Librarian refuses to remove any user.LFS.* name).
         let reset = match name {
             POLICY if s.is_file() => {
-                let v = self.call(
-                    Command::GetXattr,
-                    json!({"path": path, "xattr": "user.LFS.AllocationPolicyDefault"}),
-                )?;
-                v.get("value").and_then(Value::as_str).map(str::to_string)
+                self.call(&GetXattr {
+                    path: path.clone(),
+                    xattr: "user.LFS.AllocationPolicyDefault".into(),
+                })?
+                .value
             }
             REQUEST if s.is_file() => Some(String::new()),
-            _ if name.starts_with("user.LFS.") => return Err(Errno::ENOTSUP),
+            _ if name.starts_with("user.LFS.") => return Err(Errno::ENOTSUP.into()),
             _ => None,
         };
         if let Some(value) = reset {
-            self.call(
-                Command::SetXattr,
-                json!({"path": path, "xattr": name, "value": value}),
-            )?;
+            self.call(&SetXattr {
+                path,
+                xattr: name.to_string(),
+                value,
+            })?;
             return Ok(());
         }
         // The Librarian removes missing names silently; POSIX wants ENODATA.
         self.get_xattr(ino, name)?;
-        self.call(Command::RemoveXattr, json!({"path": path, "xattr": name}))?;
+        self.call(&RemoveXattr {
+            path,
+            xattr: name.to_string(),
+        })?;
         Ok(())
     }
 }
