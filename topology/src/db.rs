@@ -189,6 +189,13 @@ pub(crate) fn create_db(topo: &Topology, path: &Path, force: bool) -> Result<DbR
     Ok(report)
 }
 
+/// The row inserts of [`populate`]: a placeholder for each column of the original's tables (the
+/// books' state and attributes start at 0).
+const INSERT_FRDNODE: &str = "INSERT INTO FRDnodes VALUES(?, ?, ?, ?, ?, ?)";
+const INSERT_SOC: &str = "INSERT INTO SOCs VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_FAMODULE: &str = "INSERT INTO FAModules VALUES(?, ?, ?, ?, ?, ?, ?)";
+const INSERT_BOOK: &str = "INSERT INTO books VALUES(?, ?, ?, 0, 0)";
+
 type Failure = (&'static str, rusqlite::Error);
 
 fn populate(topo: &Topology, conn: &mut Connection, report: &mut DbReport) -> Result<(), Failure> {
@@ -220,11 +227,9 @@ fn populate(topo: &Topology, conn: &mut Connection, report: &mut DbReport) -> Re
     .map_err(|e| ("inserting globals", e))?;
     {
         let mut frd = tx
-            .prepare("INSERT INTO FRDnodes VALUES(?, ?, ?, ?, ?, ?)")
+            .prepare(INSERT_FRDNODE)
             .map_err(|e| ("preparing FRDnodes", e))?;
-        let mut soc = tx
-            .prepare("INSERT INTO SOCs VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .map_err(|e| ("preparing SOCs", e))?;
+        let mut soc = tx.prepare(INSERT_SOC).map_err(|e| ("preparing SOCs", e))?;
         for n in &topo.nodes {
             // INI racks are the integer 1; TMCF racks are words (INT affinity keeps numbers).
             frd.execute(params![
@@ -258,10 +263,10 @@ fn populate(topo: &Topology, conn: &mut Connection, report: &mut DbReport) -> Re
     let t = Instant::now();
     {
         let mut fam = tx
-            .prepare("INSERT INTO FAModules VALUES(?, ?, ?, ?, ?, ?, ?)")
+            .prepare(INSERT_FAMODULE)
             .map_err(|e| ("preparing FAModules", e))?;
         let mut book = tx
-            .prepare("INSERT INTO books VALUES(?, ?, ?, 0, 0)")
+            .prepare(INSERT_BOOK)
             .map_err(|e| ("preparing books", e))?;
         match topo.mode {
             Mode::Lza => {
@@ -335,13 +340,40 @@ mod tests {
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
+    /// The one row that `sql` selects, as a tuple of its columns.
+    fn row<T>(conn: &Connection, sql: &str) -> T
+    where
+        T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error>,
+    {
+        conn.query_row(sql, [], |r| T::try_from(r))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Every row that `sql` selects, as tuples of their columns.
+    fn rows<T>(conn: &Connection, sql: &str) -> Vec<T>
+    where
+        T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error>,
+    {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| T::try_from(r));
+        rows.and_then(Iterator::collect)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The names in `dir`, sorted.
     fn dir_entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
+        let names: std::collections::BTreeSet<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        v.sort();
-        v
+        names.into_iter().collect()
+    }
+
+    /// A refused or failed `create_db` left the existing database `db` as it was (`content`),
+    /// and nothing beside it.
+    fn assert_untouched(db: &Path, content: &[u8]) {
+        assert_eq!(fs::read(db).unwrap(), content);
+        assert_eq!(dir_entries(db.parent().unwrap()), ["lib.db"]);
     }
 
     #[test]
@@ -350,14 +382,10 @@ mod tests {
         let db = dir.path().join("lib.db");
         topo(FAME4).create_db(&db, false).unwrap();
         let conn = Connection::open(&db).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY rowid")
-            .unwrap();
-        let got: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let got: Vec<(String, String, String)> = rows(
+            &conn,
+            "SELECT type, name, sql FROM sqlite_master ORDER BY rowid",
+        );
         let mut want: Vec<(String, String, String)> = schema::TABLES
             .iter()
             .map(|(n, s)| ("table".to_string(), n.to_string(), s.to_string()))
@@ -389,35 +417,15 @@ mod tests {
         // Only the database itself is left in the directory.
         assert_eq!(dir_entries(dir.path()), vec!["lib.db".to_string()]);
         let conn = Connection::open(&db).unwrap();
-        let g: (String, i64, i64, i64, i64) = conn
-            .query_row("SELECT * FROM globals", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap();
+        let g: (String, i64, i64, i64, i64) = row(&conn, "SELECT * FROM globals");
         assert_eq!(
             g,
             ("LIBRARIAN 0.997".into(), 8 << 20, 256 * (8 << 20), 256, 4)
         );
-        let n: (i64, i64, i64, i64, String, String) = conn
-            .query_row("SELECT * FROM FRDnodes WHERE node_id = 3", [], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .unwrap();
+        let n: (i64, i64, i64, i64, String, String) =
+            row(&conn, "SELECT * FROM FRDnodes WHERE node_id = 3");
         assert_eq!(n, (3, 1, 1, 3, "Node/3".into(), "1:1:3".into()));
-        let s: (String, i64, String, String, i64) = conn
-            .query_row(
-                "SELECT MAC, status, coordinate, tlsPublicCertificate, heartbeat + cpu_percent + rootfs_percent + network_in + network_out + mem_percent FROM SOCs WHERE node_id = 4",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .unwrap();
+        let s: (String, i64, String, String, i64) = row(&conn, "SELECT MAC, status, coordinate, tlsPublicCertificate, heartbeat + cpu_percent + rootfs_percent + network_in + network_out + mem_percent FROM SOCs WHERE node_id = 4");
         assert_eq!(
             s,
             (
@@ -428,23 +436,10 @@ mod tests {
                 0
             )
         );
-        let f: (i64, i64, i64, i64, i64, String, i64) = conn
-            .query_row(
-                "SELECT * FROM FAModules WHERE node_id = 2 AND coordinate LIKE '%/4'",
-                [],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                },
-            )
-            .unwrap();
+        let f: (i64, i64, i64, i64, i64, String, i64) = row(
+            &conn,
+            "SELECT * FROM FAModules WHERE node_id = 2 AND coordinate LIKE '%/4'",
+        );
         assert_eq!(
             f,
             (
@@ -457,13 +452,7 @@ mod tests {
                 16 * (8 << 20)
             )
         );
-        let b: (i64, i64, i64, i64) = conn
-            .query_row(
-                "SELECT id, intlv_group, book_num, allocated + attributes FROM books WHERE intlv_group = 1 AND book_num = 0",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .unwrap();
+        let b: (i64, i64, i64, i64) = row(&conn, "SELECT id, intlv_group, book_num, allocated + attributes FROM books WHERE intlv_group = 1 AND book_num = 0");
         assert_eq!(b, (1 << 46, 1, 0, 0));
         let id: i64 = count(
             &conn,
@@ -476,15 +465,10 @@ mod tests {
             4
         );
         assert_eq!(count(&conn, "SELECT max(book_num) FROM books"), 63);
-        let shelves: Vec<(i64, String, i64, i64, i64)> = conn
-            .prepare("SELECT id, name, mode, parent_id, link_count FROM shelves ORDER BY id")
-            .unwrap()
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let shelves: Vec<(i64, String, i64, i64, i64)> = rows(
+            &conn,
+            "SELECT id, name, mode, parent_id, link_count FROM shelves ORDER BY id",
+        );
         assert_eq!(
             shelves,
             vec![
@@ -504,13 +488,10 @@ mod tests {
         let db = dir.path().join("p.db");
         t.create_db(&db, false).unwrap();
         let conn = Connection::open(&db).unwrap();
-        let rows: Vec<(i64, i64, i64)> = conn
-            .prepare("SELECT id, intlv_group, book_num FROM books ORDER BY book_num")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows: Vec<(i64, i64, i64)> = rows(
+            &conn,
+            "SELECT id, intlv_group, book_num FROM books ORDER BY book_num",
+        );
         assert_eq!(
             rows,
             vec![
@@ -536,8 +517,7 @@ mod tests {
             msg.contains("database file exists") && msg.contains("lib.db") && msg.contains("-f"),
             "{msg}"
         );
-        assert_eq!(fs::read(&db).unwrap(), b"precious");
-        assert_eq!(dir_entries(dir.path()), vec!["lib.db".to_string()]);
+        assert_untouched(&db, b"precious");
     }
 
     #[test]
@@ -572,8 +552,7 @@ mod tests {
         // With -f an existing database survives a failed rebuild.
         fs::write(&db, b"old").unwrap();
         t.create_db(&db, true).unwrap_err();
-        assert_eq!(fs::read(&db).unwrap(), b"old");
-        assert_eq!(dir_entries(dir.path()), vec!["lib.db".to_string()]);
+        assert_untouched(&db, b"old");
     }
 
     #[test]
