@@ -4,7 +4,9 @@ use rusqlite::{params, Connection};
 
 use super::*;
 use lfs_db::{LOST_FOUND_SHELF_ID, ROOT_SHELF_ID};
-use lfs_test_support::fsck::{self as support, add_dir, add_symlink, dump, BOOK_SIZE};
+use lfs_test_support::fsck::{
+    self as support, add_dir, add_symlink, count, dump, exec, int, shelf_int, BOOK_SIZE,
+};
 
 /// A fresh database (lfs_test_support::fsck::fixture), in memory.
 fn fixture() -> Connection {
@@ -18,10 +20,6 @@ fn fixture() -> Connection {
 fn add_file(conn: &Connection, name: &str, parent: i64, n: i64) -> (i64, Vec<i64>) {
     let books = support::free_books(conn, n, "id");
     (support::add_file_on(conn, name, parent, &books), books)
-}
-
-fn int(conn: &Connection, sql: &str) -> i64 {
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 fn problems(report: &Report) -> Vec<Problem> {
@@ -54,11 +52,11 @@ fn a_consistent_database_is_clean() {
     let d = add_dir(&conn, "d", ROOT_SHELF_ID);
     add_dir(&conn, "e", d);
     let (f, _) = add_file(&conn, "f", d, 3);
-    conn.execute(
+    exec(
+        &conn,
         "INSERT INTO shelf_xattrs VALUES (?, 'user.LFS.AllocationPolicy', 'RandomBooks')",
         [f],
-    )
-    .unwrap();
+    );
     add_file(&conn, "g", ROOT_SHELF_ID, 0);
     add_symlink(&conn, "l", ROOT_SHELF_ID, "/lfs/f");
     let report = check(&conn, false).unwrap();
@@ -94,10 +92,16 @@ fn capacity_line_matches_the_original() {
 fn stale_opens_including_deleted_shelves() {
     let conn = fixture();
     let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 1);
-    conn.execute("INSERT INTO opened_shelves VALUES (1, ?, 1, 100)", [f])
-        .unwrap();
-    conn.execute("INSERT INTO opened_shelves VALUES (2, 99, 2, 200)", [])
-        .unwrap();
+    exec(
+        &conn,
+        "INSERT INTO opened_shelves VALUES (1, ?, 1, 100)",
+        [f],
+    );
+    exec(
+        &conn,
+        "INSERT INTO opened_shelves VALUES (2, 99, 2, 200)",
+        [],
+    );
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
@@ -110,18 +114,17 @@ fn stale_opens_including_deleted_shelves() {
         "closing f (handle 1, node 1, pid 100)"
     );
     assert_eq!(step.findings[1].shelf_ids, [99]);
-    assert_eq!(int(&conn, "SELECT count(*) FROM opened_shelves"), 0);
+    assert_eq!(count(&conn, "opened_shelves"), 0);
     assert_eq!(report.exit_code(), exit::REPAIRED);
 }
 
 #[test]
 fn only_dangling_opens_are_removed_too() {
     let conn = fixture();
-    conn.execute("INSERT INTO opened_shelves VALUES (7, 42, 1, 1)", [])
-        .unwrap();
+    exec(&conn, "INSERT INTO opened_shelves VALUES (7, 42, 1, 1)", []);
     let report = report_then_repair(&conn);
     assert_eq!(problems(&report), [Problem::DanglingOpen]);
-    assert_eq!(int(&conn, "SELECT count(*) FROM opened_shelves"), 0);
+    assert_eq!(count(&conn, "opened_shelves"), 0);
 }
 
 #[test]
@@ -133,8 +136,11 @@ fn pending_zero_shelves_are_finalized() {
         ROOT_SHELF_ID,
         2,
     );
-    conn.execute("INSERT INTO shelf_xattrs VALUES (?, 'user.x', 'y')", [z])
-        .unwrap();
+    exec(
+        &conn,
+        "INSERT INTO shelf_xattrs VALUES (?, 'user.x', 'y')",
+        [z],
+    );
     let (h, _) = add_file(&conn, ".tmfs_hidden_17", ROOT_SHELF_ID, 1);
     // Look-alikes the original's LIKE would have taken: a directory, other case, other character.
     add_dir(&conn, ".tmfs_hidden_dir", ROOT_SHELF_ID);
@@ -148,36 +154,27 @@ fn pending_zero_shelves_are_finalized() {
     assert_eq!(found[1].shelf_ids, [h]);
     // Their books went INUSE -> ZOMBIE (step 2) -> FREE (step 3).
     assert_eq!(only(&report, Problem::ZombieBooks)[0].book_ids.len(), 3);
+    assert_eq!(count(&conn, "shelves WHERE name LIKE '.%' AND id > 3"), 3);
     assert_eq!(
-        int(
+        count(
             &conn,
-            "SELECT count(*) FROM shelves WHERE name LIKE '.%' AND id > 3"
-        ),
-        3
-    );
-    assert_eq!(
-        int(
-            &conn,
-            "SELECT count(*) FROM shelf_xattrs WHERE shelf_id NOT IN (SELECT id FROM shelves)"
+            "shelf_xattrs WHERE shelf_id NOT IN (SELECT id FROM shelves)"
         ),
         0
     );
-    assert_eq!(
-        int(&conn, "SELECT count(*) FROM books WHERE allocated = 1"),
-        2
-    );
-    assert_eq!(int(&conn, "SELECT count(*) FROM books_on_shelves"), 2);
+    assert_eq!(count(&conn, "books WHERE allocated = 1"), 2);
+    assert_eq!(count(&conn, "books_on_shelves"), 2);
     assert_eq!(report.after.free, 62);
 }
 
 #[test]
 fn zombies_return_to_the_free_pool() {
     let conn = fixture();
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE books SET allocated = 2 WHERE book_num < 5 AND intlv_group = 1",
         [],
-    )
-    .unwrap();
+    );
     let report = report_then_repair(&conn);
     assert_eq!(problems(&report), [Problem::ZombieBooks]);
     assert_eq!(
@@ -192,14 +189,17 @@ fn zombies_return_to_the_free_pool() {
 fn book_count_and_size_are_adjusted() {
     let conn = fixture();
     let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 2);
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE shelves SET book_count = 5, size_bytes = ? WHERE id = ?",
         params![5 * BOOK_SIZE, f],
-    )
-    .unwrap();
+    );
     let (g, _) = add_file(&conn, "g", ROOT_SHELF_ID, 1);
-    conn.execute("UPDATE shelves SET size_bytes = NULL WHERE id = ?", [g])
-        .unwrap();
+    exec(
+        &conn,
+        "UPDATE shelves SET size_bytes = NULL WHERE id = ?",
+        [g],
+    );
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
@@ -213,39 +213,30 @@ fn book_count_and_size_are_adjusted() {
         report.findings().next().unwrap().message,
         "Adjusting f book count 5 -> 2"
     );
-    assert_eq!(
-        int(
-            &conn,
-            &format!("SELECT size_bytes FROM shelves WHERE id = {f}")
-        ),
-        2 * BOOK_SIZE
-    );
-    assert_eq!(
-        int(
-            &conn,
-            &format!("SELECT book_count FROM shelves WHERE id = {f}")
-        ),
-        2
-    );
-    assert_eq!(
-        int(
-            &conn,
-            &format!("SELECT size_bytes FROM shelves WHERE id = {g}")
-        ),
-        0
-    );
+    assert_eq!(shelf_int(&conn, f, "size_bytes"), 2 * BOOK_SIZE);
+    assert_eq!(shelf_int(&conn, f, "book_count"), 2);
+    assert_eq!(shelf_int(&conn, g, "size_bytes"), 0);
 }
 
 #[test]
 fn books_on_a_shelf_become_inuse_and_shelfless_books_free() {
     let conn = fixture();
     let (_, books) = add_file(&conn, "f", ROOT_SHELF_ID, 3);
-    conn.execute("UPDATE books SET allocated = 0 WHERE id = ?", [books[1]])
-        .unwrap();
-    conn.execute("UPDATE books SET allocated = 3 WHERE id = ?", [books[2]])
-        .unwrap();
-    conn.execute("UPDATE books SET allocated = 1 WHERE book_num = 31", [])
-        .unwrap();
+    exec(
+        &conn,
+        "UPDATE books SET allocated = 0 WHERE id = ?",
+        [books[1]],
+    );
+    exec(
+        &conn,
+        "UPDATE books SET allocated = 3 WHERE id = ?",
+        [books[2]],
+    );
+    exec(
+        &conn,
+        "UPDATE books SET allocated = 1 WHERE book_num = 31",
+        [],
+    );
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
@@ -256,14 +247,8 @@ fn books_on_a_shelf_become_inuse_and_shelfless_books_free() {
         ]
     );
     assert_eq!(only(&report, Problem::ShelflessBooks)[0].book_ids.len(), 2);
-    assert_eq!(
-        int(&conn, "SELECT count(*) FROM books WHERE allocated = 1"),
-        3
-    );
-    assert_eq!(
-        int(&conn, "SELECT count(*) FROM books WHERE allocated = 0"),
-        61
-    );
+    assert_eq!(count(&conn, "books WHERE allocated = 1"), 3);
+    assert_eq!(count(&conn, "books WHERE allocated = 0"), 61);
 }
 
 #[test]
@@ -272,13 +257,16 @@ fn a_book_on_two_shelves_stays_with_the_lowest_shelf_id() {
     let (f, fb) = add_file(&conn, "f", ROOT_SHELF_ID, 2);
     let (g, gb) = add_file(&conn, "g", ROOT_SHELF_ID, 3);
     // g's second book is also f's first.
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE books_on_shelves SET book_id = ? WHERE shelf_id = ? AND seq_num = 2",
         params![fb[0], g],
-    )
-    .unwrap();
-    conn.execute("UPDATE books SET allocated = 0 WHERE id = ?", [gb[1]])
-        .unwrap();
+    );
+    exec(
+        &conn,
+        "UPDATE books SET allocated = 0 WHERE id = ?",
+        [gb[1]],
+    );
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
@@ -302,30 +290,24 @@ fn a_book_on_two_shelves_stays_with_the_lowest_shelf_id() {
         rows.collect::<rusqlite::Result<_>>().unwrap()
     };
     assert_eq!(g_books, [(gb[0], 1), (gb[2], 2)]);
-    assert_eq!(
-        int(
-            &conn,
-            &format!("SELECT book_count FROM shelves WHERE id = {g}")
-        ),
-        2
-    );
+    assert_eq!(shelf_int(&conn, g, "book_count"), 2);
 }
 
 #[test]
 fn duplicate_and_gapped_sequence_numbers_are_renumbered() {
     let conn = fixture();
     let (f, fb) = add_file(&conn, "f", ROOT_SHELF_ID, 3);
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE books_on_shelves SET seq_num = 1 WHERE shelf_id = ?",
         [f],
-    )
-    .unwrap();
+    );
     let (g, gb) = add_file(&conn, "g", ROOT_SHELF_ID, 2);
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE books_on_shelves SET seq_num = seq_num * 10 WHERE shelf_id = ?",
         [g],
-    )
-    .unwrap();
+    );
     let report = report_then_repair(&conn);
     let found = only(&report, Problem::BadSeqNums);
     assert_eq!(found.len(), 2);
@@ -350,31 +332,35 @@ fn duplicate_and_gapped_sequence_numbers_are_renumbered() {
 fn a_book_listed_twice_on_one_shelf_keeps_its_first_place() {
     let conn = fixture();
     let (f, fb) = add_file(&conn, "f", ROOT_SHELF_ID, 2);
-    conn.execute(
+    exec(
+        &conn,
         "INSERT INTO books_on_shelves VALUES (?, ?, 3)",
         params![f, fb[0]],
-    )
-    .unwrap();
-    conn.execute("UPDATE shelves SET book_count = 3 WHERE id = ?", [f])
-        .unwrap();
+    );
+    exec(&conn, "UPDATE shelves SET book_count = 3 WHERE id = ?", [f]);
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
         [Problem::BookTwiceOnShelf, Problem::WrongBookCount]
     );
-    assert_eq!(int(&conn, "SELECT count(*) FROM books_on_shelves"), 2);
+    assert_eq!(count(&conn, "books_on_shelves"), 2);
 }
 
 #[test]
 fn bos_rows_of_missing_shelves_and_books_are_removed() {
     let conn = fixture();
     let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 1);
-    conn.execute("INSERT INTO books_on_shelves VALUES (77, 0, 1)", [])
-        .unwrap();
-    conn.execute("INSERT INTO books_on_shelves VALUES (?, 12345, 2)", [f])
-        .unwrap();
-    conn.execute("INSERT INTO books_on_shelves VALUES (NULL, NULL, NULL)", [])
-        .unwrap();
+    exec(&conn, "INSERT INTO books_on_shelves VALUES (77, 0, 1)", []);
+    exec(
+        &conn,
+        "INSERT INTO books_on_shelves VALUES (?, 12345, 2)",
+        [f],
+    );
+    exec(
+        &conn,
+        "INSERT INTO books_on_shelves VALUES (NULL, NULL, NULL)",
+        [],
+    );
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
@@ -384,26 +370,35 @@ fn bos_rows_of_missing_shelves_and_books_are_removed() {
             Problem::BosMissingBook
         ]
     );
-    assert_eq!(int(&conn, "SELECT count(*) FROM books_on_shelves"), 1);
+    assert_eq!(count(&conn, "books_on_shelves"), 1);
 }
 
 #[test]
 fn orphan_xattrs_are_removed() {
     let conn = fixture();
     let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 0);
-    conn.execute("INSERT INTO shelf_xattrs VALUES (?, 'user.keep', '1')", [f])
-        .unwrap();
-    conn.execute("INSERT INTO shelf_xattrs VALUES (50, 'user.a', '1')", [])
-        .unwrap();
-    conn.execute("INSERT INTO shelf_xattrs VALUES (50, 'user.b', '2')", [])
-        .unwrap();
+    exec(
+        &conn,
+        "INSERT INTO shelf_xattrs VALUES (?, 'user.keep', '1')",
+        [f],
+    );
+    exec(
+        &conn,
+        "INSERT INTO shelf_xattrs VALUES (50, 'user.a', '1')",
+        [],
+    );
+    exec(
+        &conn,
+        "INSERT INTO shelf_xattrs VALUES (50, 'user.b', '2')",
+        [],
+    );
     let report = report_then_repair(&conn);
     assert_eq!(problems(&report), [Problem::OrphanXattrs]);
     assert_eq!(
         report.findings().next().unwrap().names,
         ["user.a", "user.b"]
     );
-    assert_eq!(int(&conn, "SELECT count(*) FROM shelf_xattrs"), 1);
+    assert_eq!(count(&conn, "shelf_xattrs"), 1);
 }
 
 #[test]
@@ -413,8 +408,7 @@ fn orphans_move_to_lost_and_found_and_link_counts_follow() {
     let sub = add_dir(&conn, "sub", d);
     let (f, _) = add_file(&conn, "f", sub, 1);
     // Lose d: sub (a directory with a file) is orphaned.
-    conn.execute("DELETE FROM shelves WHERE id = ?", [d])
-        .unwrap();
+    exec(&conn, "DELETE FROM shelves WHERE id = ?", [d]);
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
@@ -433,13 +427,7 @@ fn orphans_move_to_lost_and_found_and_link_counts_follow() {
         .unwrap();
     assert_eq!(name, format!("sub_{sub}"));
     assert_eq!(parent, LOST_FOUND_SHELF_ID);
-    assert_eq!(
-        int(
-            &conn,
-            &format!("SELECT parent_id FROM shelves WHERE id = {f}")
-        ),
-        sub
-    );
+    assert_eq!(shelf_int(&conn, f, "parent_id"), sub);
     assert_eq!(int(&conn, "SELECT link_count FROM shelves WHERE id = 3"), 3);
     assert_eq!(int(&conn, "SELECT link_count FROM shelves WHERE id = 2"), 3);
     assert_eq!(report.step(Step::OrphanShelves).unwrap().summary, "1 found");
@@ -448,8 +436,7 @@ fn orphans_move_to_lost_and_found_and_link_counts_follow() {
 #[test]
 fn missing_lost_and_found_is_recreated() {
     let conn = fixture();
-    conn.execute("DELETE FROM shelves WHERE id = 3", [])
-        .unwrap();
+    exec(&conn, "DELETE FROM shelves WHERE id = 3", []);
     let report = report_then_repair(&conn);
     // Root's link count (stale while lost+found was missing) is right again.
     assert_eq!(problems(&report), [Problem::MissingLostFound]);
@@ -467,13 +454,14 @@ fn link_counts_use_the_original_definition() {
     add_file(&conn, "f", d, 0);
     assert_eq!(int(&conn, "SELECT link_count FROM shelves WHERE id = 2"), 4);
     assert!(check(&conn, false).unwrap().is_clean());
-    conn.execute("UPDATE shelves SET link_count = 9 WHERE id IN (2, ?)", [d])
-        .unwrap();
-    conn.execute("UPDATE shelves SET link_count = 0 WHERE id = 3", [])
-        .unwrap();
+    exec(
+        &conn,
+        "UPDATE shelves SET link_count = 9 WHERE id IN (2, ?)",
+        [d],
+    );
+    exec(&conn, "UPDATE shelves SET link_count = 0 WHERE id = 3", []);
     // The garbage placeholder is never checked.
-    conn.execute("UPDATE shelves SET link_count = 5 WHERE id = 1", [])
-        .unwrap();
+    exec(&conn, "UPDATE shelves SET link_count = 5 WHERE id = 1", []);
     let report = report_then_repair(&conn);
     let fixed: Vec<(Vec<i64>, String)> = only(&report, Problem::WrongLinkCount)
         .iter()
@@ -497,13 +485,10 @@ fn link_counts_use_the_original_definition() {
 fn links_rows_of_deleted_and_non_symlink_shelves_are_removed() {
     let conn = fixture();
     let l = add_symlink(&conn, "l", ROOT_SHELF_ID, "/old");
-    conn.execute("INSERT INTO links VALUES (?, '/new', NULL)", [l])
-        .unwrap();
+    exec(&conn, "INSERT INTO links VALUES (?, '/new', NULL)", [l]);
     let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 0);
-    conn.execute("INSERT INTO links VALUES (?, '/x', NULL)", [f])
-        .unwrap();
-    conn.execute("INSERT INTO links VALUES (404, '/gone', NULL)", [])
-        .unwrap();
+    exec(&conn, "INSERT INTO links VALUES (?, '/x', NULL)", [f]);
+    exec(&conn, "INSERT INTO links VALUES (404, '/gone', NULL)", []);
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
@@ -517,14 +502,14 @@ fn links_rows_of_deleted_and_non_symlink_shelves_are_removed() {
         .query_row("SELECT target FROM links", [], |r| r.get(0))
         .unwrap();
     assert_eq!(target, "/new");
-    assert_eq!(int(&conn, "SELECT count(*) FROM links"), 1);
+    assert_eq!(count(&conn, "links"), 1);
 }
 
 #[test]
 fn symlinks_without_target_are_reported_not_repaired() {
     let conn = fixture();
     let l = add_symlink(&conn, "l", ROOT_SHELF_ID, "/t");
-    conn.execute("DELETE FROM links", []).unwrap();
+    exec(&conn, "DELETE FROM links", []);
     let before = dump(&conn);
     let report = check(&conn, true).unwrap();
     assert_eq!(problems(&report), [Problem::SymlinkWithoutTarget]);
@@ -562,10 +547,7 @@ fn a_reserved_shelf_keeps_its_name() {
     let report = report_then_repair(&conn);
     assert_eq!(problems(&report), [Problem::DuplicateName]);
     assert_eq!(
-        int(
-            &conn,
-            "SELECT count(*) FROM shelves WHERE name = 'lost+found' AND id = 3"
-        ),
+        count(&conn, "shelves WHERE name = 'lost+found' AND id = 3"),
         1
     );
     let renamed: String = conn
@@ -577,8 +559,11 @@ fn a_reserved_shelf_keeps_its_name() {
 #[test]
 fn wrong_schema_version_is_refused() {
     let conn = fixture();
-    conn.execute("UPDATE globals SET schema_version = 'LIBRARIAN 0.996'", [])
-        .unwrap();
+    exec(
+        &conn,
+        "UPDATE globals SET schema_version = 'LIBRARIAN 0.996'",
+        [],
+    );
     let err = check(&conn, true).unwrap_err();
     assert!(matches!(err, FsckError::SchemaVersion { ref found } if found == "LIBRARIAN 0.996"));
     assert!(err.to_string().contains("LIBRARIAN 0.997"));
@@ -592,7 +577,7 @@ fn not_a_librarian_database_is_refused() {
         Err(FsckError::NotLibrarian(_))
     ));
     let conn = fixture();
-    conn.execute("DROP TABLE links", []).unwrap();
+    exec(&conn, "DROP TABLE links", []);
     let err = check(&conn, false).unwrap_err();
     assert_eq!(err.to_string(), "not a Librarian database: no links table");
 }
@@ -600,11 +585,11 @@ fn not_a_librarian_database_is_refused() {
 #[test]
 fn book_count_mismatch_is_fatal() {
     let conn = fixture();
-    conn.execute(
+    exec(
+        &conn,
         "DELETE FROM books WHERE book_num = 0 AND intlv_group = 0",
         [],
-    )
-    .unwrap();
+    );
     let err = check(&conn, true).unwrap_err();
     assert!(matches!(err, FsckError::Fatal(_)));
     assert!(
@@ -617,18 +602,19 @@ fn book_count_mismatch_is_fatal() {
 #[test]
 fn missing_root_is_fatal() {
     let conn = fixture();
-    conn.execute("DELETE FROM shelves WHERE id = 2", [])
-        .unwrap();
+    exec(&conn, "DELETE FROM shelves WHERE id = 2", []);
     assert!(matches!(check(&conn, true), Err(FsckError::Fatal(_))));
 }
 
 #[test]
 fn a_failing_repair_rolls_back_everything() {
     let conn = fixture();
-    conn.execute("INSERT INTO opened_shelves VALUES (1, 2, 1, 1)", [])
-        .unwrap();
-    conn.execute("UPDATE books SET allocated = 2 WHERE book_num = 0", [])
-        .unwrap();
+    exec(&conn, "INSERT INTO opened_shelves VALUES (1, 2, 1, 1)", []);
+    exec(
+        &conn,
+        "UPDATE books SET allocated = 2 WHERE book_num = 0",
+        [],
+    );
     conn.execute_batch(
         "CREATE TRIGGER no_free BEFORE UPDATE OF allocated ON books
          BEGIN SELECT RAISE(ABORT, 'refused'); END;",
@@ -645,11 +631,11 @@ fn a_failing_repair_rolls_back_everything() {
 fn damaged_values_do_not_stop_the_check() {
     let conn = fixture();
     let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 1);
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE shelves SET book_count = 'many', size_bytes = x'00', parent_id = 2.0 WHERE id = ?",
         [f],
-    )
-    .unwrap();
+    );
     let report = report_then_repair(&conn);
     assert_eq!(
         problems(&report),
@@ -661,8 +647,7 @@ fn damaged_values_do_not_stop_the_check() {
 fn render_looks_like_the_original() {
     let conn = fixture();
     let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 1);
-    conn.execute("INSERT INTO opened_shelves VALUES (1, ?, 1, 9)", [f])
-        .unwrap();
+    exec(&conn, "INSERT INTO opened_shelves VALUES (1, ?, 1, 9)", [f]);
     let report = check(&conn, false).unwrap();
     let text = report.render(true);
     assert!(

@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 
 use lfs_db as schema;
 use lfs_test_support::fsck::{
-    self as support, add_dir, add_shelf, add_symlink, BOOK_SIZE, FILE_MODE,
+    self as support, add_dir, add_shelf, add_symlink, count, exec, int, shelf_int, BOOK_SIZE,
+    FILE_MODE,
 };
 use rusqlite::{params, Connection};
 
@@ -27,16 +28,16 @@ fn create_db(path: &Path) -> Connection {
 fn add_file(conn: &Connection, name: &str, parent: i64, n: i64) -> (i64, Vec<i64>) {
     let books = support::free_books(conn, n, "random()");
     let id = support::add_file_on(conn, name, parent, &books);
-    conn.execute(
+    exec(
+        conn,
         "UPDATE shelves SET size_bytes = ? WHERE id = ?",
         params![(n * BOOK_SIZE - 100).max(0), id],
-    )
-    .unwrap();
-    conn.execute(
+    );
+    exec(
+        conn,
         "INSERT INTO shelf_xattrs VALUES (?, 'user.LFS.AllocationPolicy', 'RandomBooks')",
         [id],
-    )
-    .unwrap();
+    );
     (id, books)
 }
 
@@ -138,17 +139,6 @@ fn found_repaired_clean(
     assert!(text.contains("No problems found"), "{text}");
 }
 
-fn int(conn: &Connection, sql: &str) -> i64 {
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
-fn shelf_int(conn: &Connection, id: i64, column: &str) -> i64 {
-    int(
-        conn,
-        &format!("SELECT {column} FROM shelves WHERE id = {id}"),
-    )
-}
-
 fn shelf_name(conn: &Connection, id: i64) -> String {
     conn.query_row("SELECT name FROM shelves WHERE id = ?", [id], |r| r.get(0))
         .unwrap()
@@ -184,14 +174,17 @@ fn clean_database_exits_0_in_both_modes() {
 #[test]
 fn stale_opens() {
     let (db, conn, base) = new_db();
-    conn.execute(
+    exec(
+        &conn,
         "INSERT INTO opened_shelves VALUES (1, ?, 1, 4242)",
         [base.f],
-    )
-    .unwrap();
+    );
     // The original never saw opens of deleted shelves.
-    conn.execute("INSERT INTO opened_shelves VALUES (2, 99, 2, 77)", [])
-        .unwrap();
+    exec(
+        &conn,
+        "INSERT INTO opened_shelves VALUES (2, 99, 2, 77)",
+        [],
+    );
     drop(conn);
     found_repaired_clean(
         &db,
@@ -201,7 +194,7 @@ fn stale_opens() {
             "\tclosing handle of deleted shelf 99 (handle 2, node 2, pid 77)",
         ],
         "--repair",
-        |c| assert_eq!(int(c, "SELECT count(*) FROM opened_shelves"), 0),
+        |c| assert_eq!(count(c, "opened_shelves"), 0),
     );
 }
 
@@ -217,24 +210,23 @@ fn pending_zero_shelf_with_books() {
         0,
     );
     for (i, b) in base.g_books.iter().enumerate() {
-        conn.execute(
+        exec(
+            &conn,
             "UPDATE books_on_shelves SET shelf_id = ?, seq_num = ? WHERE book_id = ?",
             params![z, i as i64 + 1, b],
-        )
-        .unwrap();
-        conn.execute("UPDATE books SET allocated = 2 WHERE id = ?", [b])
-            .unwrap();
+        );
+        exec(&conn, "UPDATE books SET allocated = 2 WHERE id = ?", [b]);
     }
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE shelves SET size_bytes = ?, book_count = 2 WHERE id = ?",
         params![2 * BOOK_SIZE, z],
-    )
-    .unwrap();
-    conn.execute(
+    );
+    exec(
+        &conn,
         "UPDATE shelves SET size_bytes = 0, book_count = 0 WHERE id = ?",
         [base.g],
-    )
-    .unwrap();
+    );
     // An interrupted unlink of a file that still has INUSE books.
     let (h, _) = add_file(&conn, ".tmfs_hidden_000042", base.d, 1);
     drop(conn);
@@ -248,22 +240,10 @@ fn pending_zero_shelf_with_books() {
         ],
         "--repair",
         |c| {
-            assert_eq!(
-                int(
-                    c,
-                    &format!("SELECT count(*) FROM shelves WHERE id IN ({z}, {h})")
-                ),
-                0
-            );
-            assert_eq!(
-                int(
-                    c,
-                    &format!("SELECT count(*) FROM shelf_xattrs WHERE shelf_id = {h}")
-                ),
-                0
-            );
-            assert_eq!(int(c, "SELECT count(*) FROM books WHERE allocated = 0"), 61);
-            assert_eq!(int(c, "SELECT count(*) FROM books WHERE allocated = 2"), 0);
+            assert_eq!(count(c, &format!("shelves WHERE id IN ({z}, {h})")), 0);
+            assert_eq!(count(c, &format!("shelf_xattrs WHERE shelf_id = {h}")), 0);
+            assert_eq!(count(c, "books WHERE allocated = 0"), 61);
+            assert_eq!(count(c, "books WHERE allocated = 2"), 0);
         },
     );
 }
@@ -271,11 +251,7 @@ fn pending_zero_shelf_with_books() {
 #[test]
 fn zombie_books() {
     let (db, conn, _) = new_db();
-    conn.execute(
-        "UPDATE books SET allocated = 2 WHERE id IN (SELECT id FROM books WHERE allocated = 0 LIMIT 3)",
-        [],
-    )
-    .unwrap();
+    exec(&conn, "UPDATE books SET allocated = 2 WHERE id IN (SELECT id FROM books WHERE allocated = 0 LIMIT 3)", []);
     drop(conn);
     found_repaired_clean(
         &db,
@@ -285,18 +261,18 @@ fn zombie_books() {
             "\treturning 3 zombie book(s) to the free pool",
         ],
         "-y",
-        |c| assert_eq!(int(c, "SELECT count(*) FROM books WHERE allocated = 0"), 59),
+        |c| assert_eq!(count(c, "books WHERE allocated = 0"), 59),
     );
 }
 
 #[test]
 fn wrong_book_count_and_size() {
     let (db, conn, base) = new_db();
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE shelves SET book_count = 7, size_bytes = ? WHERE id = ?",
         params![7 * BOOK_SIZE, base.f],
-    )
-    .unwrap();
+    );
     drop(conn);
     found_repaired_clean(
         &db,
@@ -319,28 +295,24 @@ fn wrong_book_count_and_size() {
 #[test]
 fn inuse_books_on_no_shelf() {
     let (db, conn, _) = new_db();
-    conn.execute(
-        "UPDATE books SET allocated = 1 WHERE id IN (SELECT id FROM books WHERE allocated = 0 LIMIT 2)",
-        [],
-    )
-    .unwrap();
+    exec(&conn, "UPDATE books SET allocated = 1 WHERE id IN (SELECT id FROM books WHERE allocated = 0 LIMIT 2)", []);
     drop(conn);
     found_repaired_clean(
         &db,
         &["\tClearing 2 book(s) marked as allocated but shelfless"],
         "--repair",
-        |c| assert_eq!(int(c, "SELECT count(*) FROM books WHERE allocated = 1"), 5),
+        |c| assert_eq!(count(c, "books WHERE allocated = 1"), 5),
     );
 }
 
 #[test]
 fn bos_row_on_a_book_that_is_not_inuse() {
     let (db, conn, base) = new_db();
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE books SET allocated = 0 WHERE id = ?",
         [base.f_books[1]],
-    )
-    .unwrap();
+    );
     drop(conn);
     found_repaired_clean(
         &db,
@@ -365,13 +337,16 @@ fn bos_row_on_a_book_that_is_not_inuse() {
 fn book_owned_by_two_shelves() {
     let (db, conn, base) = new_db();
     // g's first book is also listed as f's fourth.
-    conn.execute(
+    exec(
+        &conn,
         "INSERT INTO books_on_shelves VALUES (?, ?, 4)",
         params![base.f, base.g_books[0]],
-    )
-    .unwrap();
-    conn.execute("UPDATE shelves SET book_count = 4 WHERE id = ?", [base.f])
-        .unwrap();
+    );
+    exec(
+        &conn,
+        "UPDATE shelves SET book_count = 4 WHERE id = ?",
+        [base.f],
+    );
     drop(conn);
     let (keeper, loser) = (base.f.min(base.g), base.f.max(base.g));
     found_repaired_clean(
@@ -385,12 +360,9 @@ fn book_owned_by_two_shelves() {
         "--repair",
         |c| {
             assert_eq!(
-                int(
+                count(
                     c,
-                    &format!(
-                        "SELECT count(*) FROM books_on_shelves WHERE book_id = {}",
-                        base.g_books[0]
-                    )
+                    &format!("books_on_shelves WHERE book_id = {}", base.g_books[0])
                 ),
                 1
             );
@@ -420,11 +392,11 @@ fn book_owned_by_two_shelves() {
 #[test]
 fn duplicate_sequence_numbers() {
     let (db, conn, base) = new_db();
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE books_on_shelves SET seq_num = 2 WHERE shelf_id = ?",
         [base.f],
-    )
-    .unwrap();
+    );
     drop(conn);
     found_repaired_clean(
         &db,
@@ -452,8 +424,11 @@ fn duplicate_sequence_numbers() {
 #[test]
 fn orphan_xattr() {
     let (db, conn, _) = new_db();
-    conn.execute("INSERT INTO shelf_xattrs VALUES (50, 'user.a', 'x')", [])
-        .unwrap();
+    exec(
+        &conn,
+        "INSERT INTO shelf_xattrs VALUES (50, 'user.a', 'x')",
+        [],
+    );
     drop(conn);
     found_repaired_clean(
         &db,
@@ -462,12 +437,7 @@ fn orphan_xattr() {
             "\tremoving xattr(s) user.a of deleted shelf 50",
         ],
         "--repair",
-        |c| {
-            assert_eq!(
-                int(c, "SELECT count(*) FROM shelf_xattrs WHERE shelf_id = 50"),
-                0
-            )
-        },
+        |c| assert_eq!(count(c, "shelf_xattrs WHERE shelf_id = 50"), 0),
     );
 }
 
@@ -493,10 +463,12 @@ fn orphan_file() {
 #[test]
 fn wrong_directory_link_counts() {
     let (db, conn, base) = new_db();
-    conn.execute("UPDATE shelves SET link_count = 7 WHERE id = 2", [])
-        .unwrap();
-    conn.execute("UPDATE shelves SET link_count = 1 WHERE id = ?", [base.d])
-        .unwrap();
+    exec(&conn, "UPDATE shelves SET link_count = 7 WHERE id = 2", []);
+    exec(
+        &conn,
+        "UPDATE shelves SET link_count = 1 WHERE id = ?",
+        [base.d],
+    );
     drop(conn);
     found_repaired_clean(
         &db,
@@ -517,13 +489,12 @@ fn wrong_directory_link_counts() {
 #[test]
 fn orphaned_links_rows() {
     let (db, conn, base) = new_db();
-    conn.execute("INSERT INTO links VALUES (404, '/gone', NULL)", [])
-        .unwrap();
-    conn.execute(
+    exec(&conn, "INSERT INTO links VALUES (404, '/gone', NULL)", []);
+    exec(
+        &conn,
         "INSERT INTO links VALUES (?, '/not/a/symlink', NULL)",
         [base.g],
-    )
-    .unwrap();
+    );
     drop(conn);
     found_repaired_clean(
         &db,
@@ -533,7 +504,7 @@ fn orphaned_links_rows() {
             "which is not a symlink",
         ],
         "--repair",
-        |c| assert_eq!(int(c, "SELECT count(*) FROM links"), 1),
+        |c| assert_eq!(count(c, "links"), 1),
     );
 }
 
@@ -559,43 +530,38 @@ fn duplicate_names() {
 #[test]
 fn every_problem_at_once() {
     let (db, conn, base) = new_db();
-    conn.execute("INSERT INTO opened_shelves VALUES (1, ?, 1, 1)", [base.g])
-        .unwrap();
+    exec(
+        &conn,
+        "INSERT INTO opened_shelves VALUES (1, ?, 1, 1)",
+        [base.g],
+    );
     let (z, _) = add_file(&conn, ".lfs_pending_zero_9", ROOT, 2);
-    conn.execute("UPDATE books SET allocated = 2 WHERE id IN (SELECT book_id FROM books_on_shelves WHERE shelf_id = ?)", [z])
-        .unwrap();
-    conn.execute(
-        "UPDATE books SET allocated = 2 WHERE id IN (SELECT id FROM books WHERE allocated = 0 LIMIT 4)",
-        [],
-    )
-    .unwrap();
-    conn.execute(
+    exec(&conn, "UPDATE books SET allocated = 2 WHERE id IN (SELECT book_id FROM books_on_shelves WHERE shelf_id = ?)", [z]);
+    exec(&conn, "UPDATE books SET allocated = 2 WHERE id IN (SELECT id FROM books WHERE allocated = 0 LIMIT 4)", []);
+    exec(
+        &conn,
         "UPDATE shelves SET book_count = 9, size_bytes = ? WHERE id = ?",
         params![BOOK_SIZE * 9, base.g],
-    )
-    .unwrap();
-    conn.execute(
-        "UPDATE books SET allocated = 1 WHERE id IN (SELECT id FROM books WHERE allocated = 0 LIMIT 2)",
-        [],
-    )
-    .unwrap();
-    conn.execute(
+    );
+    exec(&conn, "UPDATE books SET allocated = 1 WHERE id IN (SELECT id FROM books WHERE allocated = 0 LIMIT 2)", []);
+    exec(
+        &conn,
         "UPDATE books SET allocated = 0 WHERE id = ?",
         [base.f_books[0]],
-    )
-    .unwrap();
-    conn.execute(
+    );
+    exec(
+        &conn,
         "INSERT INTO books_on_shelves VALUES (?, ?, 3)",
         params![base.g, base.f_books[2]],
-    )
-    .unwrap();
-    conn.execute("INSERT INTO shelf_xattrs VALUES (60, 'user.b', 'x')", [])
-        .unwrap();
+    );
+    exec(
+        &conn,
+        "INSERT INTO shelf_xattrs VALUES (60, 'user.b', 'x')",
+        [],
+    );
     add_file(&conn, "lost", 88, 1);
-    conn.execute("UPDATE shelves SET link_count = 2 WHERE id = 2", [])
-        .unwrap();
-    conn.execute("INSERT INTO links VALUES (505, '/x', NULL)", [])
-        .unwrap();
+    exec(&conn, "UPDATE shelves SET link_count = 2 WHERE id = 2", []);
+    exec(&conn, "INSERT INTO links VALUES (505, '/x', NULL)", []);
     add_file(&conn, "g", ROOT, 0);
     drop(conn);
     found_repaired_clean(
@@ -616,9 +582,9 @@ fn every_problem_at_once() {
         ],
         "--repair",
         |c| {
-            assert_eq!(int(c, "SELECT count(*) FROM books WHERE allocated = 2"), 0);
+            assert_eq!(count(c, "books WHERE allocated = 2"), 0);
             // f keeps its 3 books, g keeps its 2, "lost" its 1.
-            assert_eq!(int(c, "SELECT count(*) FROM books WHERE allocated = 1"), 6);
+            assert_eq!(count(c, "books WHERE allocated = 1"), 6);
         },
     );
 }
@@ -626,11 +592,11 @@ fn every_problem_at_once() {
 #[test]
 fn verbose_lists_ids() {
     let (db, conn, base) = new_db();
-    conn.execute(
+    exec(
+        &conn,
         "UPDATE books SET allocated = 0 WHERE id = ?",
         [base.g_books[0]],
-    )
-    .unwrap();
+    );
     drop(conn);
     let out = fsck(&["-v"], &db.path);
     let text = stdout(&out);
@@ -648,7 +614,7 @@ fn verbose_lists_ids() {
 #[test]
 fn symlink_without_target_is_reported_but_not_repaired() {
     let (db, conn, _) = new_db();
-    conn.execute("DELETE FROM links", []).unwrap();
+    exec(&conn, "DELETE FROM links", []);
     drop(conn);
     let before = dump(&db.path);
     for args in [&[][..], &["--repair"][..]] {
@@ -670,8 +636,11 @@ fn changes_still_in_the_wal_are_seen() {
     conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
-    conn.execute("UPDATE books SET allocated = 2 WHERE book_num = 5", [])
-        .unwrap();
+    exec(
+        &conn,
+        "UPDATE books SET allocated = 2 WHERE book_num = 5",
+        [],
+    );
     // `conn` stays open, so the change lives only in librarian.db-wal.
     let wal = db.path.with_file_name("librarian.db-wal");
     assert!(std::fs::metadata(&wal).unwrap().len() > 0);
@@ -680,19 +649,22 @@ fn changes_still_in_the_wal_are_seen() {
     assert!(stdout(&out).contains("Return zombie books to free pool: 2 detected"));
     let out = fsck(&["--repair"], &db.path);
     assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
-    assert_eq!(
-        int(&conn, "SELECT count(*) FROM books WHERE allocated = 2"),
-        0
-    );
+    assert_eq!(count(&conn, "books WHERE allocated = 2"), 0);
 }
 
 #[test]
 fn wrong_schema_version_exits_8() {
     let (db, conn, _) = new_db();
-    conn.execute("UPDATE globals SET schema_version = 'LIBRARIAN 0.996'", [])
-        .unwrap();
-    conn.execute("UPDATE books SET allocated = 2 WHERE book_num = 1", [])
-        .unwrap();
+    exec(
+        &conn,
+        "UPDATE globals SET schema_version = 'LIBRARIAN 0.996'",
+        [],
+    );
+    exec(
+        &conn,
+        "UPDATE books SET allocated = 2 WHERE book_num = 1",
+        [],
+    );
     drop(conn);
     let before = dump(&db.path);
     for args in [&[][..], &["--repair"][..]] {
@@ -748,10 +720,12 @@ fn garbage_file_exits_8() {
 #[test]
 fn book_count_mismatch_is_fatal() {
     let (db, conn, _) = new_db();
-    conn.execute("UPDATE globals SET books_total = 65", [])
-        .unwrap();
-    conn.execute("UPDATE books SET allocated = 2 WHERE book_num = 1", [])
-        .unwrap();
+    exec(&conn, "UPDATE globals SET books_total = 65", []);
+    exec(
+        &conn,
+        "UPDATE books SET allocated = 2 WHERE book_num = 1",
+        [],
+    );
     drop(conn);
     let before = dump(&db.path);
     let out = fsck(&["--repair"], &db.path);

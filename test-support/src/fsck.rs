@@ -5,7 +5,7 @@
 //! `fsck-lfs` binary (`fsck/tests/fsck.rs`, on disk), so both start from the same database.
 
 use rusqlite::types::Value;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Params};
 
 /// Book size of [`fixture`]'s database.
 pub const BOOK_SIZE: i64 = 8 << 20;
@@ -131,6 +131,31 @@ pub fn add_symlink(conn: &Connection, name: &str, parent: i64, target: &str) -> 
     conn.execute("INSERT INTO links VALUES (?, ?, NULL)", params![id, target])
         .unwrap();
     id
+}
+
+/// Runs one statement (a test's damage, mostly), which must succeed.
+pub fn exec(conn: &Connection, sql: &str, params: impl Params) {
+    conn.execute(sql, params)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The one integer that `sql` selects.
+pub fn int(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// How many rows `rows` (a table and an optional `WHERE`) holds.
+pub fn count(conn: &Connection, rows: &str) -> i64 {
+    int(conn, &format!("SELECT count(*) FROM {rows}"))
+}
+
+/// Integer `column` of shelf `id`.
+pub fn shelf_int(conn: &Connection, id: i64, column: &str) -> i64 {
+    int(
+        conn,
+        &format!("SELECT {column} FROM shelves WHERE id = {id}"),
+    )
 }
 
 /// Every row of every table, for before/after comparisons.
