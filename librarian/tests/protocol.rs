@@ -1239,3 +1239,135 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
         .collect();
     assert!(hard.is_empty(), "{}", srv.fsck().1);
 }
+
+/// The typed requests of `lfs_proto::request` (what the node daemon and `fame` send) against the
+/// real server: each is accepted as it serializes, and each reply reads as the type the request
+/// names, so client and server agree on both halves of every command the daemon uses.
+#[test]
+fn typed_requests_are_accepted_and_their_replies_read() {
+    use lfs_proto::request::*;
+    let srv = Server::start(FOUR_NODES);
+    let mut c = srv.client(1);
+    let p = |s: &str| s.to_string();
+    c.call_typed(&UpdateNodeMcStatus { status: 1 }).unwrap();
+    c.call_typed(&UpdateNodeSocStatus::offline()).unwrap();
+    let stats = c.call_typed(&GetFsStats {}).unwrap();
+    assert_eq!(stats["book_size_bytes"], BOOK);
+    let d = c
+        .call_typed(&Mkdir {
+            mode: 0o40755,
+            path: p("/d"),
+        })
+        .unwrap();
+    assert_eq!((d.name.as_str(), d.mode), ("d", 0o40755));
+    let f = c
+        .call_typed(&CreateShelf {
+            path: p("/d/f"),
+            mode: 0o100644,
+        })
+        .unwrap();
+    let h = f.open_handle.expect("create opens");
+    let opens = c.call_typed(&ListOpenShelves {}).unwrap();
+    assert!(opens
+        .iter()
+        .any(|o| (o.id, o.shelf_id, o.node_id) == (h, f.id, 1)));
+    let grown = c
+        .call_typed(&ResizeShelf {
+            path: p("/d/f"),
+            id: f.id as u64,
+            size_bytes: BOOK as u64 + 1,
+            zero_enabled: true,
+            grow_only: true,
+            with_books: true,
+        })
+        .unwrap();
+    assert_eq!(grown.size_bytes, Some(BOOK as u64 + 1));
+    assert_eq!(grown.books.as_ref().map(Vec::len), Some(2));
+    let books = c.call_typed(&ListShelfBooks { path: p("/d/f") }).unwrap();
+    assert_eq!(Some(books), grown.books);
+    c.call_typed(&CloseShelf {
+        id: f.id as u64,
+        open_handle: h as u64,
+    })
+    .unwrap();
+    let o = c.call_typed(&OpenShelf { path: p("/d/f") }).unwrap();
+    c.call_typed(&CloseShelf {
+        id: o.id as u64,
+        open_handle: o.open_handle.unwrap() as u64,
+    })
+    .unwrap();
+    let listing = c.call_typed(&ListShelves { path: p("/d") }).unwrap();
+    let names: Vec<&str> = listing.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, [".", "..", "f"]);
+    c.call_typed(&SetXattr {
+        path: p("/d/f"),
+        xattr: p("user.a"),
+        value: p("1"),
+    })
+    .unwrap();
+    let x = c
+        .call_typed(&GetXattr {
+            path: p("/d/f"),
+            xattr: p("user.a"),
+        })
+        .unwrap();
+    assert_eq!(x.value.as_deref(), Some("1"));
+    let names = c.call_typed(&ListXattrs { path: p("/d/f") }).unwrap();
+    assert!(names.value.contains(&p("user.a")));
+    c.call_typed(&RemoveXattr {
+        path: p("/d/f"),
+        xattr: p("user.a"),
+    })
+    .unwrap();
+    c.call_typed(&Chmod {
+        path: p("/d/f"),
+        mode: 0o600,
+    })
+    .unwrap();
+    c.call_typed(&SetAmTime {
+        path: p("/d/f"),
+        atime: 0,
+        mtime: 0,
+    })
+    .unwrap();
+    c.call_typed(&Symlink {
+        target: p("f"),
+        path: p("/d/l"),
+    })
+    .unwrap();
+    assert_eq!(c.call_typed(&Readlink { path: p("/d/l") }).unwrap(), "f");
+    let shrunk = c
+        .call_typed(&ResizeShelf {
+            path: p("/d/f"),
+            id: f.id as u64,
+            size_bytes: 0,
+            zero_enabled: true,
+            grow_only: false,
+            with_books: false,
+        })
+        .unwrap();
+    assert!(shrunk.z_shelf_path.is_some() && shrunk.books.is_none());
+    c.call_typed(&RenameShelf {
+        path: p("/d/f"),
+        id: f.id as u64,
+        newpath: p("/d/g"),
+    })
+    .unwrap();
+    c.call_typed(&DestroyShelf { path: p("/d/g") }).unwrap();
+    c.call_typed(&DestroyShelf { path: p("/d/l") }).unwrap();
+    c.call_typed(&Rmdir { path: p("/d") }).unwrap();
+    // The shrink's books are on the shelf this node was told to zero: not orphans.
+    let z = c.call_typed(&KillZombieBooks {}).unwrap();
+    assert_eq!(z.z_shelf_path, None);
+    let e = c.call_typed(&GetShelf { path: p("/d") }).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Remote {
+                errno: libc::ENOENT,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}

@@ -106,6 +106,12 @@ pub struct Book {
     pub attributes: i64,
 }
 
+/// The JSON of a typed reply, as the server sends it (plain structs of numbers, strings and
+/// lists, which always serialize).
+pub fn to_value<T: Serialize>(reply: &T) -> Value {
+    serde_json::to_value(reply).expect("a typed reply always serializes")
+}
+
 impl Shelf {
     /// A shelf of a reply, or None if it lacks what a client needs (`id`, `mode`).
     pub fn from_value(v: &Value) -> Option<Shelf> {

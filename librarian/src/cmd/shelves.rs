@@ -5,6 +5,7 @@ use crate::engine::state::{Open, Shelf, S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, S_IFR
 use crate::engine::{now_float, now_secs, CmdError, CmdResult, Engine, Request};
 use crate::policy::{self, InterleaveRequest};
 use lfs_db::{book_state, ROOT_SHELF_ID};
+use lfs_proto::reply;
 use serde_json::{json, Value};
 
 /// Name prefix of shelves whose books are waiting to be zeroed by a node.
@@ -161,7 +162,14 @@ pub fn list_open_shelves(e: &mut Engine) -> CmdResult {
     Ok(Value::Array(
         e.st.opens
             .iter()
-            .map(|(id, o)| json!({"id": id, "shelf_id": o.shelf_id, "node_id": o.node_id, "pid": o.pid}))
+            .map(|(&id, o)| {
+                reply::to_value(&reply::Open {
+                    id,
+                    shelf_id: o.shelf_id,
+                    node_id: o.node_id,
+                    pid: o.pid,
+                })
+            })
             .collect(),
     ))
 }

@@ -5,7 +5,8 @@ use super::{resolve, str_param};
 use crate::engine::{now_secs, CmdError, CmdResult, Engine, Request};
 use crate::policy::{self, POLICIES};
 use lfs_db as schema;
-use serde_json::{json, Value};
+use lfs_proto::reply;
+use serde_json::Value;
 
 const PREFIX_HELP: &str = "LFS xattrs are of form \"user.LFS.xxx\"";
 
@@ -51,7 +52,7 @@ pub fn get_xattr(e: &mut Engine, req: &Request) -> CmdResult {
         }
         Some(_) => return Err(bad_lfs(name)),
     };
-    Ok(json!({ "value": value }))
+    Ok(reply::to_value(&reply::Xattr { value }))
 }
 
 pub fn list_xattrs(e: &mut Engine, req: &Request) -> CmdResult {
@@ -61,7 +62,7 @@ pub fn list_xattrs(e: &mut Engine, req: &Request) -> CmdResult {
     names.push("user.LFS.Interleave".into());
     names.sort();
     names.dedup();
-    Ok(json!({ "value": names }))
+    Ok(reply::to_value(&reply::XattrNames { value: names }))
 }
 
 pub fn set_xattr(e: &mut Engine, req: &Request) -> CmdResult {
