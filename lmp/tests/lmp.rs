@@ -245,16 +245,12 @@ fn allocated_follows_absolute_coordinates_of_json_topologies() {
     );
     let mut srv = Server::start(FOUR_NODES);
     srv.kill();
-    let out = Command::new(bin("book-register"))
-        .args(["-f", "-d"])
-        .arg(&srv.db)
-        .arg(json_cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        "book-register",
+        Command::new(bin("book-register"))
+            .args(["-f", "-d"])
+            .arg(&srv.db)
+            .arg(json_cfg),
     );
     srv.launch();
     let mut c = srv.client(1);

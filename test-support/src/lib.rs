@@ -9,7 +9,7 @@ use lfs_proto::client::{Client, ClientError};
 use lfs_proto::Command as Wire;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const FOUR_NODES: &str =
@@ -75,18 +75,41 @@ pub fn register(dir: &Path, ini: &str) -> PathBuf {
     let cfg = dir.join("topology.ini");
     std::fs::write(&cfg, ini).unwrap();
     let db = dir.join("librarian.db");
-    let out = Command::new(bin("book-register"))
-        .arg("-d")
-        .arg(&db)
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "book-register failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        "book-register",
+        Command::new(bin("book-register"))
+            .arg("-d")
+            .arg(&db)
+            .arg(&cfg),
     );
     db
+}
+
+/// Runs `cmd` to the end; it must succeed, or the panic names `what` and shows its stderr.
+pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Starts `cmd` in the background, its stdout discarded and its stderr appended to the file
+/// `log`, where a test that fails shows it from.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    cmd.stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
 }
 
 impl Server {
@@ -119,31 +142,21 @@ impl Server {
 
     /// Starts (or restarts) the server process and waits until it accepts connections.
     pub fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("librarian.log"))
-            .unwrap();
         // The first start lets the server pick a free port and report it (no race with other
         // tests for a port); a restart takes the same port again, for the clients to reconnect.
         let port_file = self.dir.join("librarian.port");
         let _ = std::fs::remove_file(&port_file);
-        let child = Command::new(bin("librarian"))
-            .arg("--db-file")
-            .arg(&self.db)
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--port-file")
-            .arg(&port_file)
-            .arg("--verbose")
-            .arg("1")
-            .args(&self.extra_args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(
+            Command::new(bin("librarian"))
+                .arg("--db-file")
+                .arg(&self.db)
+                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+                .arg("--port-file")
+                .arg(&port_file)
+                .args(["--verbose", "1"])
+                .args(&self.extra_args),
+            &self.dir.join("librarian.log"),
+        );
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         let listening = |port_file: &Path| {

@@ -22,7 +22,7 @@ pub const TWO_NODES: &str =
     "[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 32B\n";
 pub const BOOK: u64 = 8 << 20;
 
-pub use lfs_test_support::{bin, bin_dir, free_port, wait_for};
+pub use lfs_test_support::{bin, bin_dir, free_port, run_ok, spawn_logged, wait_for};
 
 fn sigterm_and_reap(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
     // SAFETY: kill(2) of our own child, not yet reaped, with a valid signal.
@@ -141,19 +141,13 @@ impl Node {
 
     pub fn launch(&mut self) {
         let _ = std::fs::remove_file(&self.pid_file);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(bin("lfs-node"))
-            .args(&self.args)
-            .arg("--pid-file")
-            .arg(&self.pid_file)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(
+            Command::new(bin("lfs-node"))
+                .args(&self.args)
+                .arg("--pid-file")
+                .arg(&self.pid_file),
+            &self.log,
+        );
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.pid_file.exists() {
@@ -319,17 +313,12 @@ pub fn pattern(seed: u64, pos: u64, len: usize) -> Vec<u8> {
 pub fn plain_mmap(dir: &Path) -> PathBuf {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("c/plain_mmap.c");
     let exe = dir.join("plain_mmap");
-    let out = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("cc (build-essential)");
-    assert!(
-        out.status.success(),
-        "cc {} failed: {}",
-        src.display(),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        &format!("cc {} (build-essential)", src.display()),
+        Command::new("cc")
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&exe)
+            .arg(&src),
     );
     exe
 }

@@ -25,24 +25,17 @@ fn hello_fabric_in_c() {
     std::fs::create_dir(&lib_dir).unwrap();
     std::fs::copy(&built, lib_dir.join("liblfs_direct.so")).unwrap();
     let exe = c.dir.path().join("hello_fabric");
-    let out = Command::new("cc")
-        .arg("-Wall")
-        .arg("-Werror")
-        .arg("-I")
-        .arg(crate_dir().join("include"))
-        .arg(crate_dir().join("examples/hello_fabric.c"))
-        .arg("-L")
-        .arg(&lib_dir)
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .arg("-llfs_direct")
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cc failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        "cc",
+        Command::new("cc")
+            .args(["-Wall", "-Werror", "-I"])
+            .arg(crate_dir().join("include"))
+            .arg(crate_dir().join("examples/hello_fabric.c"))
+            .arg("-L")
+            .arg(&lib_dir)
+            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+            .args(["-llfs_direct", "-o"])
+            .arg(&exe),
     );
 
     let run = |args: &[&str]| {
