@@ -212,7 +212,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     let stats = link
         .call(&GetFsStats {})
         .map_err(|e| failed("get_fs_stats", &e))?;
-    let geo = Arc::new(Geometry::from_fs_stats(&stats).map_err(|e| anyhow!(e))?);
+    let geo = Arc::new(Geometry::from_fs_stats(&stats)?);
     let fam = Arc::new(Fam::open(&fam_path, geo.fam_bytes_needed).map_err(|e| anyhow!(e))?);
     prepare_mountpoint(&mp)?;
 

@@ -17,30 +17,42 @@ pub struct Geometry {
     pub fam_bytes_needed: u64,
 }
 
+/// A `get_fs_stats` reply the geometry cannot be built from (the daemon then does not start).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatsError {
+    #[error("get_fs_stats reply has no integer \"{key}\": {got}")]
+    NoInteger { key: &'static str, got: String },
+    #[error("the Librarian's book size {0} is not a power of two of at least 4096 bytes")]
+    BookSize(u64),
+    #[error("get_fs_stats reply has no \"books_per_IG\": {0}")]
+    NoGroups(String),
+    #[error("books_per_IG key {0:?} is not a group number")]
+    GroupKey(String),
+}
+
 impl Geometry {
     /// Builds the geometry from a `get_fs_stats` value.
-    pub fn from_fs_stats(v: &Value) -> Result<Geometry, String> {
-        let num = |k: &str| {
-            v.get(k)
+    pub fn from_fs_stats(v: &Value) -> Result<Geometry, StatsError> {
+        let num = |key: &'static str| {
+            v.get(key)
                 .and_then(Value::as_i64)
-                .ok_or_else(|| format!("get_fs_stats reply has no integer \"{k}\": {v}"))
+                .ok_or_else(|| StatsError::NoInteger {
+                    key,
+                    got: v.to_string(),
+                })
         };
         let book_size = num("book_size_bytes")? as u64;
         if book_size == 0 || !book_size.is_power_of_two() || !book_size.is_multiple_of(4096) {
-            return Err(format!(
-                "the Librarian's book size {book_size} is not a power of two of at least 4096 bytes"
-            ));
+            return Err(StatsError::BookSize(book_size));
         }
         let bii_mode = v.get("BIImode").and_then(Value::as_i64).unwrap_or(0);
         let per_ig = v
             .get("books_per_IG")
             .and_then(Value::as_object)
-            .ok_or_else(|| format!("get_fs_stats reply has no \"books_per_IG\": {v}"))?;
+            .ok_or_else(|| StatsError::NoGroups(v.to_string()))?;
         let mut groups: Vec<(u32, u64, i64)> = vec![];
         for (k, val) in per_ig {
-            let ig: u32 = k
-                .parse()
-                .map_err(|_| format!("books_per_IG key {k:?} is not a group number"))?;
+            let ig: u32 = k.parse().map_err(|_| StatsError::GroupKey(k.clone()))?;
             let count = val.get(0).and_then(Value::as_i64).unwrap_or(0) as u64;
             let base = val.get(1).and_then(Value::as_i64).unwrap_or(-1);
             groups.push((ig, count, base));

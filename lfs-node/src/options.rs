@@ -128,9 +128,20 @@ pub enum Tool {
     },
 }
 
+/// A size option that is not a size: what was given, and why not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?} is not a size: {reason}")]
+pub struct BadSize {
+    pub given: String,
+    pub reason: lfs_proto::size::SizeError,
+}
+
 /// `4096`, `64K`, `8M`, `1GiB`: the one size parser (`lfs_proto::size`), in bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    lfs_proto::size::parse_size(s, None).map_err(|e| format!("{s:?} is not a size: {e}"))
+pub fn parse_size(s: &str) -> Result<u64, BadSize> {
+    lfs_proto::size::parse_size(s, None).map_err(|reason| BadSize {
+        given: s.to_string(),
+        reason,
+    })
 }
 
 #[cfg(test)]
