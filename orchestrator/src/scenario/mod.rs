@@ -7,6 +7,7 @@
 pub mod faults;
 pub mod run;
 pub mod spec;
+pub mod steps;
 
 use crate::cli::ScenarioRunArgs;
 use crate::output::outln;

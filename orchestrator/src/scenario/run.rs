@@ -3,9 +3,10 @@
 //! person uses; faults and checks through [`super::faults`].
 
 use super::faults::Cluster;
-use super::spec::{Action, Scenario, Step};
+use super::spec::Scenario;
+use super::steps::exec::Exec;
+use super::steps::fault::Held;
 use anyhow::{anyhow, bail, Context, Result};
-use regex::Regex;
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -57,31 +58,34 @@ impl ScenarioResult {
 }
 
 /// A command started in one node.
-struct Running {
+pub struct Running {
     node: String,
     child: Child,
     out: PathBuf,
     err: PathBuf,
 }
 
-struct Background {
-    runs: Vec<Running>,
-    step: Step,
-    command: String,
+/// A background exec step's commands, until a `wait` step collects them.
+pub struct Background {
+    pub runs: Vec<Running>,
+    pub exec: Exec,
 }
 
-struct Ctx<'a> {
+/// What the steps of one scenario run with: its cluster, where its outputs go, and the state
+/// steps leave for later ones (background commands, nodes held in a fault).
+pub struct Runner<'a> {
     sc: &'a Scenario,
     opts: &'a Options,
     cluster: String,
-    dir: PathBuf,
+    /// The scenario's report directory (outputs, logs, fsck reports).
+    pub dir: PathBuf,
     fame: PathBuf,
     bin_dir: PathBuf,
     /// The cluster's backend, which knows how commands in its nodes name fame's binaries.
     backend: Box<dyn crate::backend::Backend>,
-    background: HashMap<String, Background>,
+    pub background: HashMap<String, Background>,
     /// Nodes a fault took away (killed, paused, cut): never used to ask the Librarian.
-    faulted: BTreeSet<String>,
+    pub faulted: BTreeSet<String>,
     paused: BTreeSet<String>,
     cut: BTreeSet<String>,
     seq: usize,
@@ -89,30 +93,6 @@ struct Ctx<'a> {
 
 fn label(sc: &Scenario) -> String {
     sc.name.clone()
-}
-
-/// Puts the nodes `on` into (`begin`) or out of a fault that `held` records (cut off, paused)
-/// through `act`. A node counts as faulted from before the fault is applied until it is undone,
-/// so that nothing waits on it meanwhile.
-fn hold(
-    faulted: &mut BTreeSet<String>,
-    held: &mut BTreeSet<String>,
-    on: &[String],
-    begin: bool,
-    mut act: impl FnMut(&str) -> Result<()>,
-) -> Result<()> {
-    on.iter().try_for_each(|n| {
-        if begin {
-            faulted.insert(n.clone());
-            held.insert(n.clone());
-            act(n)
-        } else {
-            act(n)?;
-            held.remove(n);
-            faulted.remove(n);
-            Ok(())
-        }
-    })
 }
 
 /// A cluster name unique to this run, at most 12 characters so that every backend can use it
@@ -189,27 +169,8 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn indent(text: &str) -> String {
+pub fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
-}
-
-/// The seed of a file's pattern: the step's `seed`, else one derived from `--seed` and the path
-/// (so a fill and a later verify of the same file agree).
-fn seed_for(base: u64, file: &str, given: Option<u64>) -> u64 {
-    given.unwrap_or_else(|| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ base;
-        for b in file.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x100_0000_01b3);
-        }
-        h >> 1
-    })
-}
-
-/// `strerror(errno)` without the " (os error N)" Rust adds.
-fn strerror(errno: i32) -> String {
-    let s = std::io::Error::from_raw_os_error(errno).to_string();
-    s.split(" (os error").next().unwrap_or(&s).to_string()
 }
 
 pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
@@ -280,7 +241,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
         )
     });
     result.phases.push(("up".into(), tu.elapsed()));
-    let mut ctx = Ctx {
+    let mut ctx = Runner {
         sc,
         opts,
         cluster: name.clone(),
@@ -320,7 +281,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
             let n = sc.steps.len();
             for (i, step) in sc.steps.iter().enumerate() {
                 let t = Instant::now();
-                let (what, outcome) = ctx.step(&cl, step);
+                let (what, outcome) = step.action.run(&mut ctx, &cl, step);
                 let took = t.elapsed();
                 let ok = outcome.is_ok();
                 eprintln!(
@@ -333,9 +294,9 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
                 let failure = match outcome {
                     Ok(()) => String::new(),
                     Err(e) => {
-                        let nodes = step_nodes(&step.action);
+                        let nodes = step.action.nodes();
                         let mut logs = String::new();
-                        for f in cl.log_files(&nodes) {
+                        for f in cl.log_files(nodes) {
                             if let Ok(text) = std::fs::read_to_string(&f) {
                                 if !text.trim().is_empty() {
                                     logs.push_str(&format!(
@@ -352,7 +313,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
                             step.name,
                             sc.file.display(),
                             step.line,
-                            kind_of(&step.action),
+                            step.action.kind(),
                             crate::progress::fmt_duration(took),
                             indent(&format!("{e:#}"))
                         )
@@ -360,7 +321,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
                 };
                 result.steps.push(StepResult {
                     name: step.name.clone(),
-                    kind: kind_of(&step.action).into(),
+                    kind: step.action.kind().into(),
                     line: step.line,
                     ok,
                     took,
@@ -419,342 +380,60 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
     result
 }
 
-pub fn kind_of(a: &Action) -> &'static str {
-    match a {
-        Action::Exec { .. } => "exec",
-        Action::Fill { .. } => "fill",
-        Action::Verify { .. } => "verify",
-        Action::Expect { .. } => "expect",
-        Action::KillLibrarian => "kill-librarian",
-        Action::StartLibrarian => "start-librarian",
-        Action::KillNode(_) => "kill-node",
-        Action::StartNode(_) => "start-node",
-        Action::Cut(_) => "cut",
-        Action::Heal(_) => "heal",
-        Action::Pause(_) => "pause",
-        Action::Resume(_) => "resume",
-        Action::Fsck { .. } => "fsck",
-        Action::Check { .. } => "check",
-        Action::Sleep(_) => "sleep",
-        Action::Wait(_) => "wait",
-    }
-}
-
-fn step_nodes(a: &Action) -> Vec<String> {
-    match a {
-        Action::Exec { on, .. }
-        | Action::Fill { on, .. }
-        | Action::Verify { on, .. }
-        | Action::Expect { on, .. }
-        | Action::KillNode(on)
-        | Action::StartNode(on)
-        | Action::Cut(on)
-        | Action::Heal(on)
-        | Action::Pause(on)
-        | Action::Resume(on) => on.clone(),
-        _ => vec![],
-    }
-}
-
-impl Ctx<'_> {
-    /// Runs one step: (what it did, outcome).
-    fn step(&mut self, cl: &Cluster, step: &Step) -> (String, Result<()>) {
-        let limit = step.timeout;
-        match &step.action {
-            Action::Exec {
-                on,
-                run,
-                exit,
-                stdout,
-                stderr,
-                background,
-                retry,
-            } => {
-                let what = format!("on {}: {run}", on.join(","));
-                if *background {
-                    let r = self.spawn_all(on, run).map(|runs| {
-                        self.background.insert(
-                            step.name.clone(),
-                            Background {
-                                runs,
-                                step: step.clone(),
-                                command: run.clone(),
-                            },
-                        );
-                    });
-                    return (what, r);
-                }
-                let deadline = Instant::now() + retry.unwrap_or_default();
-                loop {
-                    let r = self.spawn_all(on, run).and_then(|runs| {
-                        self.finish(runs, limit, run, |st, o, e| {
-                            expect_exec(st, o, e, *exit, stdout.as_ref(), stderr.as_ref())
-                        })
-                    });
-                    if r.is_ok() || Instant::now() >= deadline {
-                        return (what, r);
-                    }
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-            }
-            Action::Fill {
-                on,
-                file,
-                size,
-                seed,
-                direct,
-                mmap,
-            } => {
-                let s = seed_for(self.opts.seed, file, *seed);
-                let cmd = format!(
-                    "{} fill {file} --seed {s} --size {size}{}{}",
-                    self.lfs_node(),
-                    if *direct { " --direct" } else { "" },
-                    if *mmap { " --mmap" } else { "" }
-                );
-                let r = self.spawn_all(on, &cmd).and_then(|runs| {
-                    self.finish(runs, limit, &cmd, |st, o, e| {
-                        expect_exec(st, o, e, 0, None, None)
-                    })
-                });
-                (format!("on {}: {cmd}", on.join(",")), r)
-            }
-            Action::Verify {
-                on,
-                file,
-                size,
-                seed,
-                direct,
-                mmap,
-            } => {
-                let s = seed_for(self.opts.seed, file, *seed);
-                let cmd = format!(
-                    "{} verify {file} --seed {s}{}{}{}",
-                    self.lfs_node(),
-                    size.map(|z| format!(" --size {z}")).unwrap_or_default(),
-                    if *direct { " --direct" } else { "" },
-                    if *mmap { " --mmap" } else { "" }
-                );
-                let r = self.spawn_all(on, &cmd).and_then(|runs| {
-                    self.finish(runs, limit, &cmd, |st, o, e| {
-                        expect_exec(st, o, e, 0, None, None)
-                    })
-                });
-                (format!("on {}: {cmd}", on.join(",")), r)
-            }
-            Action::Expect {
-                on,
-                run,
-                errno,
-                errno_name,
-                within,
-            } => {
-                let t = Instant::now();
-                let text = strerror(*errno);
-                let within = *within;
-                let name = errno_name.clone();
-                let r = self.spawn_all(on, run).and_then(|runs| {
-                    self.finish(runs, limit, run, |st, o, e| {
-                        let took = t.elapsed();
-                        if st.success() {
-                            bail!("it succeeded, but {name} ({text}) was expected");
-                        }
-                        if !o.contains(&text) && !e.contains(&text) {
-                            bail!("it failed ({st}) but not with {name}: its output does not say {text:?}");
-                        }
-                        if let Some(w) = within {
-                            if took > w {
-                                bail!("it failed with {name} only after {:.1} s; expected within {:.1} s", took.as_secs_f64(), w.as_secs_f64());
-                            }
-                        }
-                        Ok(())
-                    })
-                });
-                (
-                    format!("on {}: {run} (expecting {errno_name})", on.join(",")),
-                    r,
-                )
-            }
-            Action::KillLibrarian => ("SIGKILL the Librarian".into(), cl.kill_librarian()),
-            Action::StartLibrarian => ("start the Librarian".into(), cl.start_librarian(limit)),
-            Action::KillNode(on) => {
-                let r = on.iter().try_for_each(|n| {
-                    self.faulted.insert(n.clone());
-                    cl.kill_node(n)
-                });
-                (format!("kill {} (a crash)", on.join(",")), r)
-            }
-            Action::StartNode(on) => {
-                let r = on.iter().try_for_each(|n| {
-                    cl.start_node(n, limit)?;
-                    self.faulted.remove(n);
-                    Ok(())
-                });
-                (format!("start the daemon of {}", on.join(",")), r)
-            }
-            Action::Cut(on) => {
-                let r = hold(&mut self.faulted, &mut self.cut, on, true, |n| {
-                    cl.set_cut(n, true)
-                });
-                (format!("cut {} off from the Librarian", on.join(",")), r)
-            }
-            Action::Heal(on) => {
-                let r = hold(&mut self.faulted, &mut self.cut, on, false, |n| {
-                    cl.set_cut(n, false)
-                });
-                (format!("heal {}", on.join(",")), r)
-            }
-            Action::Pause(on) => {
-                let r = hold(&mut self.faulted, &mut self.paused, on, true, |n| {
-                    cl.pause_node(n, true)
-                });
-                (format!("pause {}", on.join(",")), r)
-            }
-            Action::Resume(on) => {
-                let r = hold(&mut self.faulted, &mut self.paused, on, false, |n| {
-                    cl.pause_node(n, false)
-                });
-                (format!("resume {}", on.join(",")), r)
-            }
-            Action::Fsck { repairs } => {
-                // close(2) returns before the node's daemon has told the Librarian (FUSE
-                // release is asynchronous), and an unlinked file's books are zeroed and its
-                // pending-zero shelf destroyed after unlink(2) returned: let both land before
-                // the Librarian stops, or fsck would find them as stale opens and partial
-                // unlinks. Files a scenario holds open stay open.
-                let settle = Instant::now() + Duration::from_secs(10).min(limit);
-                let none_open = Some(super::spec::Cmp { op: "==", value: 0 });
-                while (self
-                    .check_once(cl, None, none_open, None, None, "/")
-                    .is_err()
-                    || self.zeroing_in_flight(cl))
-                    && Instant::now() < settle
-                {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                let r = (|| {
-                    let (text, found, unrepaired) = cl.fsck(limit)?;
-                    std::fs::write(self.dir.join(format!("fsck-{}.txt", step.line)), &text)?;
-                    if unrepaired > 0 {
-                        bail!(
-                            "fsck-lfs left {unrepaired} problem(s) unrepaired:\n{}",
-                            indent(&text)
-                        );
-                    }
-                    if repairs.is_empty() && !found.is_empty() {
-                        bail!(
-                            "the database was expected clean; fsck-lfs found and repaired {}:\n{}",
-                            found.join(", "),
-                            indent(&text)
-                        );
-                    }
-                    let missing: Vec<&String> =
-                        repairs.iter().filter(|p| !found.contains(p)).collect();
-                    if !missing.is_empty() {
-                        bail!(
-                            "fsck-lfs did not find {} (it found: {}):\n{}",
-                            missing
-                                .iter()
-                                .map(|s| s.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            if found.is_empty() {
-                                "nothing".to_string()
-                            } else {
-                                found.join(", ")
-                            },
-                            indent(&text)
-                        );
-                    }
-                    Ok(())
-                })();
-                let what = if repairs.is_empty() {
-                    "stop the Librarian, fsck-lfs --repair (must be clean), start it".to_string()
-                } else {
-                    format!(
-                        "stop the Librarian, fsck-lfs --repair (must repair {}), start it",
-                        repairs.join(", ")
-                    )
-                };
-                (what, r)
-            }
-            Action::Check {
-                books_used,
-                opens,
-                opens_on,
-                shelves,
-                path,
-                within,
-            } => {
-                let what = format!(
-                    "ask the Librarian:{}{}{}",
-                    books_used
-                        .map(|c| format!(" books_used {c}"))
-                        .unwrap_or_default(),
-                    opens
-                        .map(|c| format!(
-                            " opens{} {c}",
-                            opens_on
-                                .as_ref()
-                                .map(|o| format!(" of {}", o.join(",")))
-                                .unwrap_or_default()
-                        ))
-                        .unwrap_or_default(),
-                    shelves
-                        .map(|c| format!(" entries of {path} {c}"))
-                        .unwrap_or_default(),
-                );
-                let deadline = Instant::now() + within.unwrap_or_default().min(limit);
-                loop {
-                    let r = self.check_once(
-                        cl,
-                        *books_used,
-                        *opens,
-                        opens_on.as_deref(),
-                        *shelves,
-                        path,
-                    );
-                    if r.is_ok() || Instant::now() >= deadline {
-                        return (what, r);
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-            Action::Sleep(d) => {
-                std::thread::sleep(*d);
-                (format!("sleep {:.1} s", d.as_secs_f64()), Ok(()))
-            }
-            Action::Wait(target) => {
-                let Some(bg) = self.background.remove(target) else {
-                    return (
-                        format!("wait for {target}"),
-                        Err(anyhow!("{target:?} was already waited for")),
-                    );
-                };
-                let Action::Exec {
-                    exit,
-                    stdout,
-                    stderr,
-                    ..
-                } = &bg.step.action
-                else {
-                    unreachable!("background steps are exec steps")
-                };
-                let r = self.finish(bg.runs, limit, &bg.command, |st, o, e| {
-                    expect_exec(st, o, e, *exit, stdout.as_ref(), stderr.as_ref())
-                });
-                (format!("wait for {target:?}: {}", bg.command), r)
-            }
-        }
+impl Runner<'_> {
+    /// The `--seed` of the run.
+    pub fn seed(&self) -> u64 {
+        self.opts.seed
     }
 
-    fn lfs_node(&self) -> String {
+    /// How commands in the nodes name the `lfs-node` binary.
+    pub fn lfs_node(&self) -> String {
         let host = self.bin_dir.join(crate::bins::LFS_NODE);
         self.backend.binary_in_node(&host)
     }
 
+    /// Runs `cmd` in every node of `on` at once, and checks each with `check` (see [`Self::finish`]).
+    pub fn run_all(
+        &mut self,
+        on: &[String],
+        cmd: &str,
+        limit: Duration,
+        check: impl Fn(ExitStatus, &str, &str) -> Result<()>,
+    ) -> Result<()> {
+        let runs = self.spawn_all(on, cmd)?;
+        self.finish(runs, limit, cmd, check)
+    }
+
+    /// Puts the nodes `on` into (`begin`) or out of the fault `held` through `act`. A node
+    /// counts as faulted from before the fault is applied until it is undone, so that nothing
+    /// waits on it meanwhile.
+    pub fn hold(
+        &mut self,
+        held: Held,
+        on: &[String],
+        begin: bool,
+        mut act: impl FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
+        let set = match held {
+            Held::Cut => &mut self.cut,
+            Held::Paused => &mut self.paused,
+        };
+        on.iter().try_for_each(|n| {
+            if begin {
+                self.faulted.insert(n.clone());
+                set.insert(n.clone());
+                act(n)
+            } else {
+                act(n)?;
+                set.remove(n);
+                self.faulted.remove(n);
+                Ok(())
+            }
+        })
+    }
+
     /// Starts `cmd` under `sh -c` in every node of `on` at once.
-    fn spawn_all(&mut self, on: &[String], cmd: &str) -> Result<Vec<Running>> {
+    pub fn spawn_all(&mut self, on: &[String], cmd: &str) -> Result<Vec<Running>> {
         let nodes: Vec<String> = (1..=self.sc.cluster.nodes)
             .map(|i| format!("node{i:02}"))
             .collect();
@@ -792,7 +471,7 @@ impl Ctx<'_> {
     }
 
     /// Waits for every run (killing those past `limit`) and checks each with `check`.
-    fn finish(
+    pub fn finish(
         &self,
         mut runs: Vec<Running>,
         limit: Duration,
@@ -836,7 +515,7 @@ impl Ctx<'_> {
     }
 
     /// A node that is up, to ask the Librarian as (a request counts as its heartbeat).
-    fn asker(&self, cl: &Cluster) -> Result<u32> {
+    pub fn asker(&self, cl: &Cluster) -> Result<u32> {
         Ok(cl
             .state()?
             .nodes
@@ -844,113 +523,6 @@ impl Ctx<'_> {
             .find(|n| !self.faulted.contains(&n.name))
             .map(|n| n.id)
             .unwrap_or(1))
-    }
-
-    /// Whether an unlinked file is still being zeroed: its pending-zero shelf stays in the root
-    /// until the node zeroing it destroys it.
-    fn zeroing_in_flight(&self, cl: &Cluster) -> bool {
-        let Ok(asker) = self.asker(cl) else {
-            return false;
-        };
-        cl.ask(
-            asker,
-            lfs_proto::Command::ListShelves,
-            serde_json::json!({ "path": "/" }),
-        )
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .is_some_and(|a| {
-            a.iter().any(|s| {
-                s["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with(".lfs_pending_zero_"))
-            })
-        })
-    }
-
-    fn check_once(
-        &self,
-        cl: &Cluster,
-        books_used: Option<super::spec::Cmp>,
-        opens: Option<super::spec::Cmp>,
-        opens_on: Option<&[String]>,
-        shelves: Option<super::spec::Cmp>,
-        path: &str,
-    ) -> Result<()> {
-        let st = cl.state()?;
-        let asker = self.asker(cl)?;
-        let mut bad = vec![];
-        if let Some(c) = books_used {
-            let v = cl.ask(asker, lfs_proto::Command::GetFsStats, serde_json::json!({}))?;
-            let used = v["books_used"]
-                .as_i64()
-                .ok_or_else(|| anyhow!("get_fs_stats has no books_used: {v}"))?;
-            if !c.holds(used) {
-                bad.push(format!("books_used is {used}, expected {c}"));
-            }
-        }
-        if let Some(c) = opens {
-            let v = cl.ask(
-                asker,
-                lfs_proto::Command::ListOpenShelves,
-                serde_json::json!({}),
-            )?;
-            let ids: Option<Vec<i64>> = opens_on.map(|o| {
-                o.iter()
-                    .filter_map(|n| st.node(n).map(|x| i64::from(x.id)))
-                    .collect()
-            });
-            let n = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|o| {
-                            ids.as_ref().is_none_or(|ids| {
-                                o["node_id"].as_i64().is_some_and(|i| ids.contains(&i))
-                            })
-                        })
-                        .count() as i64
-                })
-                .unwrap_or(0);
-            if !c.holds(n) {
-                bad.push(format!(
-                    "open files{} are {n}, expected {c} (the Librarian's opens: {v})",
-                    opens_on
-                        .map(|o| format!(" of {}", o.join(",")))
-                        .unwrap_or_default()
-                ));
-            }
-        }
-        if let Some(c) = shelves {
-            let v = cl.ask(
-                asker,
-                lfs_proto::Command::ListShelves,
-                serde_json::json!({ "path": path }),
-            )?;
-            let n = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|s| {
-                            let name = s["name"].as_str().unwrap_or("");
-                            name != "."
-                                && name != ".."
-                                && !(path == "/" && name == "lost+found")
-                                && !name.starts_with(".lfs_pending_zero")
-                                && !name.starts_with(".tmfs_hidden")
-                        })
-                        .count() as i64
-                })
-                .unwrap_or(0);
-            if !c.holds(n) {
-                bad.push(format!("{path} holds {n} entries, expected {c}"));
-            }
-        }
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            bail!("{}", bad.join("; "))
-        }
     }
 
     /// Leaves the cluster fit for `fame down`: background commands ended, paused nodes resumed,
@@ -969,31 +541,4 @@ impl Ctx<'_> {
             let _ = cl.set_cut(&n, false);
         }
     }
-}
-
-/// The checks of an exec step.
-fn expect_exec(
-    st: ExitStatus,
-    out: &str,
-    err: &str,
-    exit: i32,
-    stdout: Option<&Regex>,
-    stderr: Option<&Regex>,
-) -> Result<()> {
-    match st.code() {
-        Some(c) if c == exit => {}
-        Some(c) => bail!("exit code {c}, expected {exit}"),
-        None => bail!("killed by a signal ({st}), expected exit code {exit}"),
-    }
-    if let Some(r) = stdout {
-        if !r.is_match(out) {
-            bail!("stdout does not match /{r}/");
-        }
-    }
-    if let Some(r) = stderr {
-        if !r.is_match(err) {
-            bail!("stderr does not match /{r}/");
-        }
-    }
-    Ok(())
 }

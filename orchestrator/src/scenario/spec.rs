@@ -2,6 +2,7 @@
 //! `FILE:LINE: what is wrong; the fix`, and checked whole before any cluster starts.
 //! The format is documented in `scenarios/README.md`.
 
+use crate::scenario::steps::check::Cmp;
 use crate::size::parse_size;
 use regex::Regex;
 use serde::Deserialize;
@@ -37,8 +38,6 @@ struct RawFile {
     #[allow(dead_code)]
     description: Option<String>,
     cluster: Option<Spanned<RawCluster>>,
-    #[serde(default)]
-    step: Vec<Spanned<RawStep>>,
 }
 
 #[derive(Deserialize)]
@@ -55,44 +54,6 @@ struct RawCluster {
     fault_proxy: Option<bool>,
     #[serde(alias = "up_timeout")]
     up_timeout: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawOn {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStep {
-    name: Option<Spanned<String>>,
-    kind: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    on: Option<Spanned<RawOn>>,
-    run: Option<Spanned<String>>,
-    exit: Option<Spanned<i64>>,
-    stdout: Option<Spanned<String>>,
-    stderr: Option<Spanned<String>>,
-    background: Option<Spanned<bool>>,
-    retry: Option<Spanned<String>>,
-    file: Option<Spanned<String>>,
-    size: Option<Spanned<String>>,
-    seed: Option<Spanned<i64>>,
-    direct: Option<Spanned<bool>>,
-    mmap: Option<Spanned<bool>>,
-    error: Option<Spanned<String>>,
-    within: Option<Spanned<String>>,
-    expect: Option<Spanned<String>>,
-    repairs: Option<Spanned<Vec<String>>>,
-    books_used: Option<Spanned<toml::Value>>,
-    opens: Option<Spanned<toml::Value>>,
-    shelves: Option<Spanned<toml::Value>>,
-    path: Option<Spanned<String>>,
-    #[serde(rename = "for")]
-    for_: Option<Spanned<String>>,
-    step: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------- checked form
@@ -121,152 +82,8 @@ pub struct Step {
     pub name: String,
     pub line: usize,
     pub timeout: Duration,
-    pub action: Action,
+    pub action: crate::scenario::steps::Action,
 }
-
-/// Which nodes a step runs on, as names.
-pub type Nodes = Vec<String>;
-
-#[derive(Debug, Clone)]
-pub enum Action {
-    Exec {
-        on: Nodes,
-        run: String,
-        exit: i32,
-        stdout: Option<Regex>,
-        stderr: Option<Regex>,
-        background: bool,
-        retry: Option<Duration>,
-    },
-    Fill {
-        on: Nodes,
-        file: String,
-        size: u64,
-        seed: Option<u64>,
-        direct: bool,
-        /// Through a plain mmap of the file (FAM through the nodes' preload).
-        mmap: bool,
-    },
-    Verify {
-        on: Nodes,
-        file: String,
-        size: Option<u64>,
-        seed: Option<u64>,
-        direct: bool,
-        /// Through a plain mmap of the file (FAM through the nodes' preload).
-        mmap: bool,
-    },
-    Expect {
-        on: Nodes,
-        run: String,
-        errno: i32,
-        errno_name: String,
-        within: Option<Duration>,
-    },
-    KillLibrarian,
-    StartLibrarian,
-    KillNode(Nodes),
-    StartNode(Nodes),
-    Cut(Nodes),
-    Heal(Nodes),
-    Pause(Nodes),
-    Resume(Nodes),
-    Fsck {
-        repairs: Vec<String>,
-    },
-    Check {
-        books_used: Option<Cmp>,
-        opens: Option<Cmp>,
-        opens_on: Option<Nodes>,
-        shelves: Option<Cmp>,
-        path: String,
-        within: Option<Duration>,
-    },
-    Sleep(Duration),
-    Wait(String),
-}
-
-/// `3`, `">= 3"`, `"< 10"`, `"!= 0"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cmp {
-    pub op: &'static str,
-    pub value: i64,
-}
-
-impl Cmp {
-    pub fn holds(&self, v: i64) -> bool {
-        match self.op {
-            "==" => v == self.value,
-            "!=" => v != self.value,
-            ">=" => v >= self.value,
-            "<=" => v <= self.value,
-            ">" => v > self.value,
-            _ => v < self.value,
-        }
-    }
-}
-
-impl std::fmt::Display for Cmp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.op, self.value)
-    }
-}
-
-/// The step kinds, with the fields each one takes (beyond `name`, `kind` and `timeout`).
-pub const KINDS: &[(&str, &[&str])] = &[
-    (
-        "exec",
-        &[
-            "on",
-            "run",
-            "exit",
-            "stdout",
-            "stderr",
-            "background",
-            "retry",
-        ],
-    ),
-    ("fill", &["on", "file", "size", "seed", "direct", "mmap"]),
-    ("verify", &["on", "file", "size", "seed", "direct", "mmap"]),
-    ("expect", &["on", "run", "error", "within"]),
-    ("kill-librarian", &[]),
-    ("start-librarian", &[]),
-    ("kill-node", &["on"]),
-    ("start-node", &["on"]),
-    ("cut", &["on"]),
-    ("heal", &["on"]),
-    ("pause", &["on"]),
-    ("resume", &["on"]),
-    ("fsck", &["expect", "repairs"]),
-    (
-        "check",
-        &["books_used", "opens", "on", "shelves", "path", "within"],
-    ),
-    ("sleep", &["for"]),
-    ("wait", &["step"]),
-];
-
-/// Errno names `expect` knows.
-pub const ERRNOS: &[(&str, i32)] = &[
-    ("ENOSPC", libc::ENOSPC),
-    ("EBUSY", libc::EBUSY),
-    ("EIO", libc::EIO),
-    ("ENOENT", libc::ENOENT),
-    ("EEXIST", libc::EEXIST),
-    ("ENOTEMPTY", libc::ENOTEMPTY),
-    ("EACCES", libc::EACCES),
-    ("EPERM", libc::EPERM),
-    ("EINVAL", libc::EINVAL),
-    ("EROFS", libc::EROFS),
-    ("ENOTDIR", libc::ENOTDIR),
-    ("EISDIR", libc::EISDIR),
-    ("EMFILE", libc::EMFILE),
-    ("EFBIG", libc::EFBIG),
-    ("ENOTCONN", libc::ENOTCONN),
-    ("ETIMEDOUT", libc::ETIMEDOUT),
-    ("ENAMETOOLONG", libc::ENAMETOOLONG),
-    ("EXDEV", libc::EXDEV),
-];
 
 // ---------------------------------------------------------------- parsing
 
@@ -279,14 +96,24 @@ fn line_of(text: &str, at: usize) -> usize {
         + 1
 }
 
-struct Ctx<'a> {
+/// Checks a scenario file: collects its mistakes, and knows what the steps check against each
+/// other (the nodes there are, the background steps before, whether any cuts a node off).
+pub struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
     errors: Vec<SpecError>,
+    /// Nodes of the cluster.
+    pub nodes: u32,
+    /// Whether a step cuts or heals a node (which needs the fault proxy).
+    pub uses_cut: bool,
+    /// Names of the steps so far, and of the background ones among them.
+    step_names: Vec<String>,
+    background: Vec<String>,
 }
 
-impl Ctx<'_> {
-    fn err(&mut self, at: usize, message: impl Into<String>) {
+impl Checker<'_> {
+    /// Records a mistake at byte offset `at` of the file.
+    pub fn err(&mut self, at: usize, message: impl Into<String>) {
         self.errors.push(SpecError {
             file: self.file.to_path_buf(),
             line: line_of(self.text, at),
@@ -294,7 +121,32 @@ impl Ctx<'_> {
         });
     }
 
-    fn duration(&mut self, field: &str, v: &Spanned<String>) -> Option<Duration> {
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Line (1-based) of byte offset `at`.
+    pub fn line(&self, at: usize) -> usize {
+        line_of(self.text, at)
+    }
+
+    /// Whether an earlier step named `name` runs in the background.
+    pub fn is_background(&self, name: &str) -> bool {
+        self.background.iter().any(|b| b == name)
+    }
+
+    /// Records the background step `name` (at `at`), whose name a `wait` must find alone.
+    pub fn background_step(&mut self, at: usize, name: &str) {
+        if self.step_names.iter().any(|n| n == name) || self.is_background(name) {
+            self.err(
+                at,
+                format!("a background step needs a unique name; {name:?} is taken"),
+            );
+        }
+        self.background.push(name.to_string());
+    }
+
+    pub fn duration(&mut self, field: &str, v: &Spanned<String>) -> Option<Duration> {
         let d = match humantime::parse_duration(v.get_ref().trim()) {
             Ok(d) => d,
             Err(e) => {
@@ -321,7 +173,7 @@ impl Ctx<'_> {
         Some(d)
     }
 
-    fn size(&mut self, field: &str, v: &Spanned<String>) -> Option<u64> {
+    pub fn size(&mut self, field: &str, v: &Spanned<String>) -> Option<u64> {
         match parse_size(v.get_ref()) {
             Ok(n) if n > 0 => Some(n),
             _ => {
@@ -337,7 +189,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn regex(&mut self, field: &str, v: &Spanned<String>) -> Option<Regex> {
+    pub fn regex(&mut self, field: &str, v: &Spanned<String>) -> Option<Regex> {
         // `^` and `$` match at every line, as one expects of command output.
         match regex::RegexBuilder::new(v.get_ref())
             .multi_line(true)
@@ -359,7 +211,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn cmp(&mut self, field: &str, v: &Spanned<toml::Value>) -> Option<Cmp> {
+    pub fn cmp(&mut self, field: &str, v: &Spanned<toml::Value>) -> Option<Cmp> {
         let bad = |c: &mut Self| {
             c.err(
                 v.span().start,
@@ -395,13 +247,6 @@ impl Ctx<'_> {
     }
 }
 
-/// Node `s` of a cluster of `n` nodes: `node02`, `02` or `2`.
-fn node_name(s: &str, n: u32) -> Option<String> {
-    let num = s.strip_prefix("node").unwrap_or(s);
-    let id: u32 = num.parse().ok()?;
-    (1..=n).contains(&id).then(|| format!("node{id:02}"))
-}
-
 /// Reads and checks one scenario file; every mistake found is returned, not just the first.
 pub fn load(file: &Path) -> Result<Scenario, Vec<SpecError>> {
     let text = match std::fs::read_to_string(file) {
@@ -418,33 +263,51 @@ pub fn load(file: &Path) -> Result<Scenario, Vec<SpecError>> {
 }
 
 pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
-    let mut cx = Ctx {
+    let mut cx = Checker {
         file,
         text,
         errors: vec![],
+        nodes: 1,
+        uses_cut: false,
+        step_names: vec![],
+        background: vec![],
     };
-    let raw: RawFile = match toml::from_str(text) {
+    // The document keeps the spans of every value, so that each step is read into its kind's
+    // fields (see `steps`) with the lines of its mistakes.
+    let toml_error = |cx: &mut Checker, e: toml::de::Error| {
+        let at = e.span().map(|s| s.start).unwrap_or(0);
+        let msg = e.message().trim().to_string();
+        let fix = if msg.contains("unknown field") {
+            "; remove or rename it"
+        } else if msg.contains("missing field") {
+            "; add it"
+        } else {
+            "; see scenarios/README.md for the format"
+        };
+        cx.err(at, format!("{msg}{fix}"));
+        Err(std::mem::take(&mut cx.errors))
+    };
+    let mut doc = match toml::de::DeTable::parse(text) {
+        Ok(d) => d,
+        Err(e) => return toml_error(&mut cx, e),
+    };
+    let raw_steps = doc.get_mut().remove("step");
+    let raw: RawFile = match RawFile::deserialize(toml::de::Deserializer::from(doc)) {
         Ok(r) => r,
-        Err(e) => {
-            let at = e.span().map(|s| s.start).unwrap_or(0);
-            let msg = e.message().trim().to_string();
-            let fix = if msg.contains("unknown field") {
-                if msg.contains("expected one of `name`, `kind`") {
-                    format!(
-                        "; the fields of a step are name, kind, timeout and those of its kind: {}",
-                        kinds_help()
-                    )
-                } else {
-                    "; remove or rename it".to_string()
-                }
-            } else if msg.contains("missing field") {
-                "; add it".to_string()
-            } else {
-                "; see scenarios/README.md for the format".to_string()
-            };
-            cx.err(at, format!("{msg}{fix}"));
-            return Err(cx.errors);
-        }
+        Err(e) => return toml_error(&mut cx, e),
+    };
+    let raw_steps: Vec<Spanned<toml::de::DeValue>> = match raw_steps {
+        None => vec![],
+        Some(v) => match v.into_inner() {
+            toml::de::DeValue::Array(a) => a.into_iter().collect(),
+            _ => {
+                cx.err(
+                    0,
+                    "`step` is not a list of tables; write each step as a [[step]] table",
+                );
+                return Err(cx.errors);
+            }
+        },
     };
     let name = raw
         .name
@@ -520,379 +383,21 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
         Some(t) => cx.duration("up-timeout", t).unwrap_or(DEFAULT_TIMEOUT),
         None => Duration::from_secs(120),
     };
-    let mut uses_cut = false;
-    let mut steps: Vec<Step> = vec![];
-    let mut background: Vec<String> = vec![];
-    if raw.step.is_empty() {
+    cx.nodes = nodes;
+    if raw_steps.is_empty() {
         cx.err(
             text.len(),
             "no steps; add at least one [[step]] with a name and a kind",
         );
     }
-    for (i, rs) in raw.step.iter().enumerate() {
-        let at = rs.span().start;
-        let s = rs.get_ref();
-        let name = s
-            .name
-            .as_ref()
-            .map(|n| n.get_ref().clone())
-            .unwrap_or_else(|| format!("step {}", i + 1));
-        let Some(kind) = &s.kind else {
-            cx.err(
-                at,
-                format!(
-                    "step {:?} has no `kind`; add one of: {}",
-                    name,
-                    KINDS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
-                ),
-            );
-            continue;
-        };
-        let Some((kind_name, allowed)) = KINDS.iter().find(|k| k.0 == kind.get_ref()) else {
-            cx.err(
-                kind.span().start,
-                format!(
-                    "unknown step kind {:?} in step {:?}; use one of: {}",
-                    kind.get_ref(),
-                    name,
-                    KINDS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
-                ),
-            );
-            continue;
-        };
-        // Fields that do not belong to this kind.
-        let present: [(&str, Option<usize>); 22] = [
-            ("on", s.on.as_ref().map(|v| v.span().start)),
-            ("run", s.run.as_ref().map(|v| v.span().start)),
-            ("exit", s.exit.as_ref().map(|v| v.span().start)),
-            ("stdout", s.stdout.as_ref().map(|v| v.span().start)),
-            ("stderr", s.stderr.as_ref().map(|v| v.span().start)),
-            ("background", s.background.as_ref().map(|v| v.span().start)),
-            ("retry", s.retry.as_ref().map(|v| v.span().start)),
-            ("file", s.file.as_ref().map(|v| v.span().start)),
-            ("size", s.size.as_ref().map(|v| v.span().start)),
-            ("seed", s.seed.as_ref().map(|v| v.span().start)),
-            ("direct", s.direct.as_ref().map(|v| v.span().start)),
-            ("mmap", s.mmap.as_ref().map(|v| v.span().start)),
-            ("error", s.error.as_ref().map(|v| v.span().start)),
-            ("within", s.within.as_ref().map(|v| v.span().start)),
-            ("expect", s.expect.as_ref().map(|v| v.span().start)),
-            ("repairs", s.repairs.as_ref().map(|v| v.span().start)),
-            ("books_used", s.books_used.as_ref().map(|v| v.span().start)),
-            ("opens", s.opens.as_ref().map(|v| v.span().start)),
-            ("shelves", s.shelves.as_ref().map(|v| v.span().start)),
-            ("path", s.path.as_ref().map(|v| v.span().start)),
-            ("for", s.for_.as_ref().map(|v| v.span().start)),
-            ("step", s.step.as_ref().map(|v| v.span().start)),
-        ];
-        for (field, pos) in present {
-            if let Some(p) = pos {
-                if !allowed.contains(&field) {
-                    cx.err(
-                        p,
-                        format!(
-                            "`{field}` does not belong to a {kind_name} step ({name:?}); {} takes {}",
-                            kind_name,
-                            if allowed.is_empty() {
-                                "only name and timeout".to_string()
-                            } else {
-                                format!("name, timeout, {}", allowed.join(", "))
-                            }
-                        ),
-                    );
-                }
-            }
-        }
-        let timeout = match &s.timeout {
-            Some(t) => cx.duration("timeout", t).unwrap_or(DEFAULT_TIMEOUT),
-            None => DEFAULT_TIMEOUT,
-        };
-        let n_errors = cx.errors.len();
-        let require = |cx: &mut Ctx, field: &str, example: &str, has: bool| {
-            if !has {
-                cx.err(
-                    at,
-                    format!(
-                        "{kind_name} step {name:?} has no `{field}`; add `{field} = {example}`"
-                    ),
-                );
-            }
-        };
-        // `on`: nodes; default node01 (or every node for verify).
-        let on_nodes = |cx: &mut Ctx, default_all: bool| -> Nodes {
-            let all: Nodes = (1..=nodes).map(|i| format!("node{i:02}")).collect();
-            let Some(on) = &s.on else {
-                return if default_all {
-                    all
-                } else {
-                    vec![all[0].clone()]
-                };
-            };
-            let list: Vec<String> = match on.get_ref() {
-                RawOn::One(x) if x == "all" => return all,
-                RawOn::One(x) => vec![x.clone()],
-                RawOn::Many(v) => v.clone(),
-            };
-            let given = list.len();
-            let mut out = vec![];
-            for x in list {
-                match node_name(&x, nodes) {
-                    Some(n) if !out.contains(&n) => out.push(n),
-                    Some(_) => {}
-                    None => cx.err(
-                        on.span().start,
-                        format!(
-                            "on = {x:?}: the cluster has no such node; its nodes are node01..node{nodes:02} (or \"all\"); name one of them or raise [cluster] nodes"
-                        ),
-                    ),
-                }
-            }
-            if given == 0 {
-                cx.err(
-                    on.span().start,
-                    "on = []: name at least one node, or \"all\"",
-                );
-            }
-            out
-        };
-        let action = match *kind_name {
-            "exec" => {
-                require(&mut cx, "run", "\"ls /lfs\"", s.run.is_some());
-                Action::Exec {
-                    on: on_nodes(&mut cx, false),
-                    run: s
-                        .run
-                        .as_ref()
-                        .map(|r| r.get_ref().clone())
-                        .unwrap_or_default(),
-                    exit: s.exit.as_ref().map(|e| *e.get_ref() as i32).unwrap_or(0),
-                    stdout: s.stdout.as_ref().and_then(|r| cx.regex("stdout", r)),
-                    stderr: s.stderr.as_ref().and_then(|r| cx.regex("stderr", r)),
-                    background: s.background.as_ref().is_some_and(|b| *b.get_ref()),
-                    retry: s.retry.as_ref().and_then(|r| cx.duration("retry", r)),
-                }
-            }
-            "fill" | "verify" => {
-                require(&mut cx, "file", "\"/lfs/data\"", s.file.is_some());
-                if *kind_name == "fill" {
-                    require(&mut cx, "size", "\"16M\"", s.size.is_some());
-                }
-                let on = on_nodes(&mut cx, *kind_name == "verify");
-                let file = s
-                    .file
-                    .as_ref()
-                    .map(|f| f.get_ref().clone())
-                    .unwrap_or_default();
-                let size = s.size.as_ref().and_then(|z| cx.size("size", z));
-                let seed = s.seed.as_ref().map(|x| *x.get_ref() as u64);
-                let direct = s.direct.as_ref().is_some_and(|d| *d.get_ref());
-                let mmap = s.mmap.as_ref().is_some_and(|d| *d.get_ref());
-                if let (true, Some(m)) = (direct && mmap, &s.mmap) {
-                    cx.err(
-                        m.span().start,
-                        "direct = true and mmap = true: a step goes through the direct map or a plain mmap, not both; drop one",
-                    );
-                }
-                if *kind_name == "fill" {
-                    Action::Fill {
-                        on,
-                        file,
-                        size: size.unwrap_or(0),
-                        seed,
-                        direct,
-                        mmap,
-                    }
-                } else {
-                    Action::Verify {
-                        on,
-                        file,
-                        size,
-                        seed,
-                        direct,
-                        mmap,
-                    }
-                }
-            }
-            "expect" => {
-                require(&mut cx, "run", "\"touch /lfs/x\"", s.run.is_some());
-                require(&mut cx, "error", "\"ENOSPC\"", s.error.is_some());
-                let (errno, errno_name) = match &s.error {
-                    Some(e) => match ERRNOS.iter().find(|(n, _)| n == e.get_ref()) {
-                        Some((n, v)) => (*v, n.to_string()),
-                        None => {
-                            cx.err(
-                                e.span().start,
-                                format!(
-                                    "error = {:?} is not an errno expect knows; use one of: {}",
-                                    e.get_ref(),
-                                    ERRNOS.iter().map(|x| x.0).collect::<Vec<_>>().join(", ")
-                                ),
-                            );
-                            (0, String::new())
-                        }
-                    },
-                    None => (0, String::new()),
-                };
-                Action::Expect {
-                    on: on_nodes(&mut cx, false),
-                    run: s
-                        .run
-                        .as_ref()
-                        .map(|r| r.get_ref().clone())
-                        .unwrap_or_default(),
-                    errno,
-                    errno_name,
-                    within: s.within.as_ref().and_then(|w| cx.duration("within", w)),
-                }
-            }
-            "kill-librarian" => Action::KillLibrarian,
-            "start-librarian" => Action::StartLibrarian,
-            k @ ("kill-node" | "start-node" | "cut" | "heal" | "pause" | "resume") => {
-                require(&mut cx, "on", "\"node02\"", s.on.is_some());
-                let on = on_nodes(&mut cx, false);
-                match k {
-                    "kill-node" => Action::KillNode(on),
-                    "start-node" => Action::StartNode(on),
-                    "cut" => {
-                        uses_cut = true;
-                        Action::Cut(on)
-                    }
-                    "heal" => {
-                        uses_cut = true;
-                        Action::Heal(on)
-                    }
-                    "pause" => Action::Pause(on),
-                    _ => Action::Resume(on),
-                }
-            }
-            "fsck" => {
-                let mut repairs = vec![];
-                match s.expect.as_ref().map(|e| (e.get_ref().as_str(), e.span().start)) {
-                    None | Some(("clean", _)) => {
-                        if let Some(r) = &s.repairs {
-                            cx.err(
-                                r.span().start,
-                                "fsck: `repairs` needs expect = \"repaired\"; set it, or remove `repairs` to require a clean database",
-                            );
-                        }
-                    }
-                    Some(("repaired", p)) => match &s.repairs {
-                        Some(r) if !r.get_ref().is_empty() => {
-                            for x in r.get_ref() {
-                                if lfs_fsck::Problem::from_name(x).is_some() {
-                                    repairs.push(x.clone());
-                                } else {
-                                    cx.err(
-                                        r.span().start,
-                                        format!(
-                                            "repairs: {x:?} is not an fsck-lfs problem; use some of: {}",
-                                            lfs_fsck::Problem::ALL
-                                                .iter()
-                                                .map(|p| p.name())
-                                                .collect::<Vec<_>>()
-                                                .join(", ")
-                                        ),
-                                    );
-                                }
-                            }
-                        }
-                        _ => cx.err(
-                            p,
-                            "fsck with expect = \"repaired\" needs the problems it must repair; add e.g. repairs = [\"StaleOpen\"]",
-                        ),
-                    },
-                    Some((other, p)) => cx.err(
-                        p,
-                        format!("fsck: expect = {other:?} is not an outcome; use \"clean\" or \"repaired\""),
-                    ),
-                }
-                Action::Fsck { repairs }
-            }
-            "check" => {
-                let books_used = s.books_used.as_ref().and_then(|v| cx.cmp("books_used", v));
-                let opens = s.opens.as_ref().and_then(|v| cx.cmp("opens", v));
-                let shelves = s.shelves.as_ref().and_then(|v| cx.cmp("shelves", v));
-                if s.books_used.is_none() && s.opens.is_none() && s.shelves.is_none() {
-                    cx.err(
-                        at,
-                        format!("check step {name:?} checks nothing; add books_used, opens or shelves (e.g. books_used = \">= 1\")"),
-                    );
-                }
-                if s.on.is_some() && s.opens.is_none() {
-                    cx.err(at, format!("check step {name:?}: `on` picks whose opens are counted; add `opens` or remove `on`"));
-                }
-                let opens_on = s.on.as_ref().map(|_| on_nodes(&mut cx, false));
-                let path = s
-                    .path
-                    .as_ref()
-                    .map(|p| p.get_ref().clone())
-                    .unwrap_or_else(|| "/".into());
-                if !path.starts_with('/') {
-                    cx.err(s.path.as_ref().map_or(at, |p| p.span().start), format!("path = {path:?}: a Librarian path starts with / (the root of LFS, /lfs on a node)"));
-                }
-                Action::Check {
-                    books_used,
-                    opens,
-                    opens_on,
-                    shelves,
-                    path,
-                    within: s.within.as_ref().and_then(|w| cx.duration("within", w)),
-                }
-            }
-            "sleep" => {
-                require(&mut cx, "for", "\"2s\"", s.for_.is_some());
-                Action::Sleep(
-                    s.for_
-                        .as_ref()
-                        .and_then(|f| cx.duration("for", f))
-                        .unwrap_or_default(),
-                )
-            }
-            "wait" => {
-                require(
-                    &mut cx,
-                    "step",
-                    "\"the name of a background exec step\"",
-                    s.step.is_some(),
-                );
-                let target = s
-                    .step
-                    .as_ref()
-                    .map(|x| x.get_ref().clone())
-                    .unwrap_or_default();
-                if let Some(x) = &s.step {
-                    if !background.contains(&target) {
-                        cx.err(
-                            x.span().start,
-                            format!("wait: no background exec step named {target:?} before this one; name an earlier step that has background = true"),
-                        );
-                    }
-                }
-                Action::Wait(target)
-            }
-            _ => unreachable!("every kind of KINDS is handled"),
-        };
-        if let Action::Exec {
-            background: true, ..
-        } = &action
-        {
-            if steps.iter().any(|st| st.name == name) || background.contains(&name) {
-                cx.err(
-                    at,
-                    format!("a background step needs a unique name; {name:?} is taken"),
-                );
-            }
-            background.push(name.clone());
-        }
-        if cx.errors.len() == n_errors {
-            steps.push(Step {
-                name,
-                line: line_of(text, at),
-                timeout,
-                action,
-            });
+    let mut steps: Vec<Step> = vec![];
+    for (i, rs) in raw_steps.into_iter().enumerate() {
+        if let Some(step) = crate::scenario::steps::parse(&mut cx, i, rs) {
+            cx.step_names.push(step.name.clone());
+            steps.push(step);
         }
     }
+    let uses_cut = cx.uses_cut;
     if uses_cut && rc.fault_proxy == Some(false) {
         cx.err(
             cluster_line,
@@ -923,23 +428,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, Vec<SpecError>> {
     })
 }
 
-fn kinds_help() -> String {
-    KINDS
-        .iter()
-        .map(|(k, f)| {
-            if f.is_empty() {
-                k.to_string()
-            } else {
-                format!("{k} ({})", f.join(", "))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::steps::Action;
 
     fn errs(text: &str) -> Vec<String> {
         parse(Path::new("t.toml"), text)
@@ -973,7 +465,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.name, "ok");
         assert_eq!(s.steps[0].timeout, Duration::from_secs(5));
-        assert!(matches!(&s.steps[0].action, Action::Exec { on, .. } if on.len() == 2));
+        assert!(matches!(&s.steps[0].action, Action::Exec(e) if e.on.len() == 2));
     }
 
     #[test]
@@ -1054,13 +546,11 @@ mod tests {
             &format!("{HEAD}[[step]]\nkind = \"check\"\nbooks_used = \">= 2\"\nopens = 0\n"),
         )
         .unwrap();
-        let Action::Check {
-            books_used, opens, ..
-        } = &s.steps[0].action
-        else {
-            panic!()
+        let Action::Check(c) = &s.steps[0].action else {
+            panic!("{:?}", s.steps[0].action)
         };
-        assert!(books_used.unwrap().holds(2) && !books_used.unwrap().holds(1));
-        assert!(opens.unwrap().holds(0));
+        let books_used = c.books_used.unwrap();
+        assert!(books_used.holds(2) && !books_used.holds(1));
+        assert!(c.opens.unwrap().holds(0));
     }
 }
