@@ -2,7 +2,7 @@
 //! (`--metrics-port`), which `lmp` can fold into its own `/metrics`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{Display, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -55,56 +55,47 @@ impl Stats {
     pub fn prometheus(&self) -> String {
         let map = self.commands.lock().expect("stats lock").clone();
         let mut out = String::new();
-        out.push_str("# HELP lfs_librarian_requests_total Requests answered, by command.\n");
-        out.push_str("# TYPE lfs_librarian_requests_total counter\n");
+        let requests = "requests_total";
+        let help = "Requests answered, by command.";
+        header(&mut out, requests, help, "counter");
         for (c, s) in &map {
-            let _ = writeln!(
-                out,
-                "lfs_librarian_requests_total{{command=\"{c}\"}} {}",
-                s.count
-            );
+            sample(&mut out, requests, c, "", s.count);
         }
-        out.push_str(
-            "# HELP lfs_librarian_errors_total Requests answered with an error, by command.\n",
-        );
-        out.push_str("# TYPE lfs_librarian_errors_total counter\n");
+        let errors = "errors_total";
+        let help = "Requests answered with an error, by command.";
+        header(&mut out, errors, help, "counter");
         for (c, s) in &map {
-            let _ = writeln!(
-                out,
-                "lfs_librarian_errors_total{{command=\"{c}\"}} {}",
-                s.errors
-            );
+            sample(&mut out, errors, c, "", s.errors);
         }
-        out.push_str(
-            "# HELP lfs_librarian_request_seconds Time from a request's arrival to its durable reply.\n",
-        );
-        out.push_str("# TYPE lfs_librarian_request_seconds histogram\n");
+        let help = "Time from a request's arrival to its durable reply.";
+        header(&mut out, "request_seconds", help, "histogram");
         for (c, s) in &map {
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "lfs_librarian_request_seconds_bucket{{command=\"{c}\",le=\"{le}\"}} {}",
-                    s.buckets[i]
-                );
+            for (le, n) in BUCKETS.iter().zip(s.buckets) {
+                let le = format!(",le=\"{le}\"");
+                sample(&mut out, "request_seconds_bucket", c, &le, n);
             }
-            let _ = writeln!(
-                out,
-                "lfs_librarian_request_seconds_bucket{{command=\"{c}\",le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "lfs_librarian_request_seconds_sum{{command=\"{c}\"}} {}",
-                s.sum
-            );
-            let _ = writeln!(
-                out,
-                "lfs_librarian_request_seconds_count{{command=\"{c}\"}} {}",
-                s.count
-            );
+            let all = ",le=\"+Inf\"";
+            sample(&mut out, "request_seconds_bucket", c, all, s.count);
+            sample(&mut out, "request_seconds_sum", c, "", s.sum);
+            sample(&mut out, "request_seconds_count", c, "", s.count);
         }
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of metric `lfs_librarian_<name>`.
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP lfs_librarian_{name} {help}");
+    let _ = writeln!(out, "# TYPE lfs_librarian_{name} {kind}");
+}
+
+/// One sample of metric `lfs_librarian_<name>` for `command`, with the further labels `more`
+/// (each with its leading comma).
+fn sample(out: &mut String, name: &str, command: &str, more: &str, value: impl Display) {
+    let _ = writeln!(
+        out,
+        "lfs_librarian_{name}{{command=\"{command}\"{more}}} {value}"
+    );
 }
 
 #[cfg(test)]
