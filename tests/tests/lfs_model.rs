@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 const NAMES: [&str; 8] = ["a", "b", "c", "d", "dir/e", "dir/f", "dir/g", "h"];
 /// Small books, so that files cross book boundaries often while reads stay cheap.
@@ -18,6 +19,17 @@ const SMALL_BOOK: u64 = 2 << 20;
 const POOL: &str = "[global]\nnode_count = 2\nbook_size_bytes = 2M\nnvm_size_per_node = 32B\n";
 /// Files stay within one and a half books so that the 64-book pool never runs out.
 const MAX_SIZE: u64 = SMALL_BOOK + SMALL_BOOK / 2;
+
+/// Opens `path` to write at an offset or resize, creating it if missing and keeping what it
+/// holds (the model's file is the same bytes).
+fn open_to_write(path: &Path) -> fs::File {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -55,12 +67,7 @@ fn random_operations_match_the_model() {
                 let len = rng.gen_range(1..=(MAX_SIZE - off).min(100_000)) as usize;
                 let mut data = vec![0u8; len];
                 rng.fill(&mut data[..]);
-                let f = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .unwrap();
+                let f = open_to_write(&path);
                 f.write_all_at(&data, off)
                     .unwrap_or_else(|e| panic!("{}: {e}", ctx("write")));
                 let m = model.entry(name).or_default();
@@ -72,12 +79,7 @@ fn random_operations_match_the_model() {
             }
             30..=44 => {
                 let size = rng.gen_range(0..=MAX_SIZE);
-                let f = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .unwrap();
+                let f = open_to_write(&path);
                 f.set_len(size)
                     .unwrap_or_else(|e| panic!("{}: {e}", ctx("truncate")));
                 model.entry(name).or_default().resize(size as usize, 0);
