@@ -8,9 +8,10 @@
 
 use super::pool::{BookIdx, BookPool};
 use lfs_db::{self as schema, book_state};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, ToSql};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::iter;
 use std::time::Instant;
 
 /// One row of `shelves`: a file, directory or symlink.
@@ -26,6 +27,24 @@ pub struct Shelf {
     pub mode: i64,
     pub parent_id: i64,
     pub link_count: i64,
+}
+
+impl Shelf {
+    /// The row's columns after `id`, in the table's order: an INSERT binds `id` before them, an
+    /// UPDATE (`... WHERE id=?`) after them.
+    fn columns(&self) -> [&dyn ToSql; 9] {
+        [
+            &self.creator_id,
+            &self.size_bytes,
+            &self.book_count,
+            &self.ctime,
+            &self.mtime,
+            &self.name,
+            &self.mode,
+            &self.parent_id,
+            &self.link_count,
+        ]
+    }
 }
 
 pub use lfs_proto::mode::{S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
@@ -443,23 +462,11 @@ impl State {
     pub fn insert_shelf(&mut self, conn: &Connection, mut s: Shelf) -> rusqlite::Result<i64> {
         self.dirty = true;
         s.id = self.next_shelf_id;
+        let row = iter::once(&s.id as &dyn ToSql).chain(s.columns());
         conn.prepare_cached("INSERT INTO shelves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?
-            .execute(params![
-                s.id,
-                s.creator_id,
-                s.size_bytes,
-                s.book_count,
-                s.ctime,
-                s.mtime,
-                s.name,
-                s.mode,
-                s.parent_id,
-                s.link_count
-            ])?;
+            .execute(params_from_iter(row))?;
         self.next_shelf_id += 1;
-        let d = self.dirs.entry(s.parent_id).or_default();
-        d.by_name.insert(s.name.clone(), s.id);
-        d.by_id.insert(s.id);
+        self.link_name(&s);
         let id = s.id;
         self.shelves.insert(id, s);
         Ok(id)
@@ -473,29 +480,25 @@ impl State {
             "UPDATE shelves SET creator_id=?, size_bytes=?, book_count=?, ctime=?, mtime=?, \
              name=?, mode=?, parent_id=?, link_count=? WHERE id=?",
         )?
-        .execute(params![
-            s.creator_id,
-            s.size_bytes,
-            s.book_count,
-            s.ctime,
-            s.mtime,
-            s.name,
-            s.mode,
-            s.parent_id,
-            s.link_count,
-            s.id
-        ])?;
+        .execute(params_from_iter(
+            s.columns().into_iter().chain([&s.id as &dyn ToSql]),
+        ))?;
         let old = self
             .shelves
             .insert(s.id, s.clone())
             .expect("saved shelf exists");
         if old.name != s.name || old.parent_id != s.parent_id {
             self.unlink_name(&old);
-            let d = self.dirs.entry(s.parent_id).or_default();
-            d.by_name.insert(s.name.clone(), s.id);
-            d.by_id.insert(s.id);
+            self.link_name(&s);
         }
         Ok(())
+    }
+
+    /// Enters shelf `s` in its directory's index, under its name.
+    fn link_name(&mut self, s: &Shelf) {
+        let d = self.dirs.entry(s.parent_id).or_default();
+        d.by_name.insert(s.name.clone(), s.id);
+        d.by_id.insert(s.id);
     }
 
     fn unlink_name(&mut self, s: &Shelf) {
