@@ -14,6 +14,21 @@ pub const GARBAGE_SHELF_ID: i64 = 1;
 pub const ROOT_SHELF_ID: i64 = 2;
 pub const LOST_FOUND_SHELF_ID: i64 = 3;
 
+/// The columns of `shelves`, in the table's order: the original's tools insert positional rows,
+/// and a shelf reply on the wire carries these (with `bos` and `open_handle`).
+pub const SHELF_COLUMNS: [&str; 10] = [
+    "id",
+    "creator_id",
+    "size_bytes",
+    "book_count",
+    "ctime",
+    "mtime",
+    "name",
+    "mode",
+    "parent_id",
+    "link_count",
+];
+
 /// `S_IFDIR | 0777`, the mode of the three initial directories and of `mkdir` from the FUSE client.
 pub const MODE_DEFAULT_DIR: i64 = 0o040777;
 
@@ -212,21 +227,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(
-            cols,
-            [
-                "id",
-                "creator_id",
-                "size_bytes",
-                "book_count",
-                "ctime",
-                "mtime",
-                "name",
-                "mode",
-                "parent_id",
-                "link_count"
-            ]
-        );
+        assert_eq!(cols, SHELF_COLUMNS);
         let n: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .unwrap();
