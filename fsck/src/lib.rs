@@ -491,12 +491,7 @@ fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> FsckError + '_ {
 
 /// Opens an existing database for repair (never creates one).
 pub fn open_read_write(path: &Path) -> Result<Connection, FsckError> {
-    ensure_exists(path)?;
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
+    let conn = open_existing(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     // Reading the schema here turns "file is not a database" into an open error.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
@@ -508,15 +503,20 @@ pub fn open_read_write(path: &Path) -> Result<Connection, FsckError> {
 /// Opens `path` read-only and copies its schema and rows, in one read transaction, into a new
 /// in-memory database, on which a report can run its (rolled back) repairs.
 pub fn open_snapshot(path: &Path) -> Result<Connection, FsckError> {
-    ensure_exists(path)?;
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let src = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
-    src.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
+    let src = open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mem = Connection::open_in_memory()?;
     copy_database(&src, &mem).map_err(open_error(path))?;
     Ok(mem)
+}
+
+/// Opens the database at `path`, which must exist, with `access` (read-write or read-only),
+/// waiting up to `BUSY_TIMEOUT` for a Librarian that is writing.
+fn open_existing(path: &Path, access: OpenFlags) -> Result<Connection, FsckError> {
+    ensure_exists(path)?;
+    let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
+    Ok(conn)
 }
 
 fn quote_ident(name: &str) -> String {

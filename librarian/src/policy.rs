@@ -76,6 +76,9 @@ pub fn allocate(
     let other_encs = groups_where(&|_, e| Some(e) != enc);
     // In PHYSADDR mode all partitions count as one enclosure, as in the original.
     let physaddr = st.geo.bii_mode == lfs_db::bii::MODE_PHYSADDR;
+    // Every group but the node's own (the rest of the machine in PHYSADDR mode).
+    let non_local =
+        || -> Vec<usize> { all.iter().filter(|g| !local.contains(g)).copied().collect() };
 
     let mut out = Vec::with_capacity(n);
     let pool = &mut st.pool;
@@ -88,7 +91,7 @@ pub fn allocate(
         }
         "NonLocal_Enc" => {
             let g = if physaddr {
-                all.iter().filter(|g| !local.contains(g)).copied().collect()
+                non_local()
             } else {
                 same_enc_others.clone()
             };
@@ -99,8 +102,7 @@ pub fn allocate(
             if !physaddr {
                 pool.take_random(&same_enc_others, n, rng, &mut out);
             }
-            let rest: Vec<usize> = all.iter().filter(|g| !local.contains(g)).copied().collect();
-            pool.take_random(&rest, n, rng, &mut out);
+            pool.take_random(&non_local(), n, rng, &mut out);
         }
         "NearestEnc" => {
             pool.take_ordered_across(&local, n, false, &mut out);
@@ -109,8 +111,7 @@ pub fn allocate(
         }
         "NearestRemote" => {
             if physaddr {
-                let rest: Vec<usize> = all.iter().filter(|g| !local.contains(g)).copied().collect();
-                pool.take_random(&rest, n, rng, &mut out);
+                pool.take_random(&non_local(), n, rng, &mut out);
             } else {
                 pool.take_random(&same_enc_others, n, rng, &mut out);
                 pool.take_random(&other_encs, n, rng, &mut out);
@@ -118,7 +119,7 @@ pub fn allocate(
         }
         "NearestRack" => {
             let g = if physaddr {
-                all.iter().filter(|g| !local.contains(g)).copied().collect()
+                non_local()
             } else {
                 other_encs.clone()
             };
