@@ -79,6 +79,8 @@ pub fn allocate(
     // Every group but the node's own (the rest of the machine in PHYSADDR mode).
     let non_local =
         || -> Vec<usize> { all.iter().filter(|g| !local.contains(g)).copied().collect() };
+    // The groups `lza` names in LZA mode; in PHYSADDR mode, every group but the node's own.
+    let remote = |lza: &Vec<usize>| if physaddr { non_local() } else { lza.clone() };
 
     let mut out = Vec::with_capacity(n);
     let pool = &mut st.pool;
@@ -89,14 +91,7 @@ pub fn allocate(
             let g = if physaddr { &all } else { &same_enc };
             pool.take_random(g, n, rng, &mut out)
         }
-        "NonLocal_Enc" => {
-            let g = if physaddr {
-                non_local()
-            } else {
-                same_enc_others.clone()
-            };
-            pool.take_random(&g, n, rng, &mut out)
-        }
+        "NonLocal_Enc" => pool.take_random(&remote(&same_enc_others), n, rng, &mut out),
         "Nearest" => {
             pool.take_ordered_across(&local, n, false, &mut out);
             if !physaddr {
@@ -117,14 +112,7 @@ pub fn allocate(
                 pool.take_random(&other_encs, n, rng, &mut out);
             }
         }
-        "NearestRack" => {
-            let g = if physaddr {
-                non_local()
-            } else {
-                other_encs.clone()
-            };
-            pool.take_random(&g, n, rng, &mut out)
-        }
+        "NearestRack" => pool.take_random(&remote(&other_encs), n, rng, &mut out),
         "LZAascending" => pool.take_ordered_across(&all, n, false, &mut out),
         "LZAdescending" => pool.take_ordered_across(&all, n, true, &mut out),
         "RequestIG" => {
