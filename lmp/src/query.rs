@@ -1,7 +1,7 @@
 //! What LMP reports, read straight from the database (a WAL reader never blocks the Librarian).
 //! Each function returns the JSON body of one view, with the original's field names and shapes.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -53,14 +53,19 @@ fn book_size(db: &Connection) -> Result<i64, ViewError> {
 
 /// Book counts by `allocated` value.
 pub fn books_by_state(db: &Connection) -> Result<BTreeMap<i64, i64>, ViewError> {
-    let mut out = BTreeMap::new();
-    let mut stmt = db.prepare_cached("SELECT allocated, count(*) FROM books GROUP BY allocated")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-    for r in rows {
-        let (s, n) = r?;
-        out.insert(s, n);
-    }
-    Ok(out)
+    let sql = "SELECT allocated, count(*) FROM books GROUP BY allocated";
+    Ok(rows(db, sql, [])?.into_iter().collect())
+}
+
+/// Every row that `sql` selects with `params`, as a tuple of its columns. The statement is
+/// cached: the views run the same few queries on every refresh of the dashboard.
+fn rows<T>(db: &Connection, sql: &str, params: impl Params) -> Result<Vec<T>, ViewError>
+where
+    T: for<'a> TryFrom<&'a Row<'a>, Error = rusqlite::Error>,
+{
+    let mut stmt = db.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| T::try_from(r))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn now() -> i64 {
@@ -163,30 +168,14 @@ pub fn interleave_groups(db: &Connection) -> ViewResult {
 
 pub fn allocated(db: &Connection, coordinate: &str) -> ViewResult {
     let bs = book_size(db)? as f64;
-    let mut per_ig: BTreeMap<i64, i64> = BTreeMap::new();
-    for r in db
-        .prepare("SELECT IG, count(*) FROM FAModules GROUP BY IG")?
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-    {
-        let (ig, n) = r?;
-        per_ig.insert(ig, n);
-    }
+    let mcs_per_ig = "SELECT IG, count(*) FROM FAModules GROUP BY IG";
+    let per_ig: BTreeMap<i64, i64> = rows(db, mcs_per_ig, [])?.into_iter().collect();
     let mut sums = [0f64; 5];
-    let mut stmt = db.prepare(
-        "SELECT books.intlv_group, books.allocated, count(*) FROM books \
+    let books_by_ig_and_state = "SELECT books.intlv_group, books.allocated, count(*) FROM books \
          JOIN FAModules ON books.intlv_group = FAModules.IG \
-         WHERE FAModules.coordinate LIKE ? GROUP BY books.intlv_group, books.allocated",
-    )?;
+         WHERE FAModules.coordinate LIKE ? GROUP BY books.intlv_group, books.allocated";
     let pattern = format!("/{coordinate}%");
-    let rows = stmt.query_map([pattern], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    for r in rows {
-        let (ig, state, n) = r?;
+    for (ig, state, n) in rows::<(i64, i64, i64)>(db, books_by_ig_and_state, [pattern])? {
         let share = bs / *per_ig.get(&ig).unwrap_or(&1) as f64 * n as f64;
         sums[0] += share;
         if (0..=3).contains(&state) {
@@ -333,24 +322,14 @@ pub fn books(db: &Connection, ig: Option<i64>) -> ViewResult {
 fn shelf_rows(db: &Connection) -> Result<Vec<Value>, ViewError> {
     let mut groups: std::collections::HashMap<i64, std::collections::BTreeSet<i64>> =
         Default::default();
-    for r in db
-        .prepare(
-            "SELECT bos.shelf_id, b.intlv_group & 65535 FROM books_on_shelves bos \
-             JOIN books b ON b.id = bos.book_id",
-        )?
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-    {
-        let (s, g) = r?;
+    let shelf_groups = "SELECT bos.shelf_id, b.intlv_group & 65535 FROM books_on_shelves bos \
+         JOIN books b ON b.id = bos.book_id";
+    for (s, g) in rows::<(i64, i64)>(db, shelf_groups, [])? {
         groups.entry(s).or_default().insert(g);
     }
-    let mut opens: std::collections::HashMap<i64, i64> = Default::default();
-    for r in db
-        .prepare("SELECT shelf_id, count(*) FROM opened_shelves GROUP BY shelf_id")?
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-    {
-        let (s, n) = r?;
-        opens.insert(s, n);
-    }
+    let opens_per_shelf = "SELECT shelf_id, count(*) FROM opened_shelves GROUP BY shelf_id";
+    let opens: std::collections::HashMap<i64, i64> =
+        rows(db, opens_per_shelf, [])?.into_iter().collect();
     let mut out = vec![];
     let mut stmt = db.prepare(
         "SELECT id, name, size_bytes, book_count, mode FROM shelves WHERE id > 3 ORDER BY id LIMIT 500",
@@ -382,29 +361,14 @@ fn summary(db: &Connection, with_shelves: bool) -> ViewResult {
     let total: i64 = by.values().sum();
     let now = now();
     let mut per_ig: BTreeMap<i64, [i64; 4]> = BTreeMap::new();
-    for r in db
-        .prepare("SELECT intlv_group & 65535, allocated, count(*) FROM books GROUP BY 1, 2")?
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?
-    {
-        let (ig, st, n) = r?;
+    let books_per_ig = "SELECT intlv_group & 65535, allocated, count(*) FROM books GROUP BY 1, 2";
+    for (ig, st, n) in rows::<(i64, i64, i64)>(db, books_per_ig, [])? {
         if (0..4).contains(&st) {
             per_ig.entry(ig).or_default()[st as usize] += n;
         }
     }
-    let mut opens_by_node: BTreeMap<i64, i64> = BTreeMap::new();
-    for r in db
-        .prepare("SELECT node_id, count(*) FROM opened_shelves GROUP BY node_id")?
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-    {
-        let (n, c) = r?;
-        opens_by_node.insert(n, c);
-    }
+    let opens_per_node = "SELECT node_id, count(*) FROM opened_shelves GROUP BY node_id";
+    let opens_by_node: BTreeMap<i64, i64> = rows(db, opens_per_node, [])?.into_iter().collect();
     let mut nodes = vec![];
     for r in db
         .prepare(
