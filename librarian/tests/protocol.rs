@@ -281,21 +281,9 @@ fn directories_symlinks_and_link_counts() {
     );
 
     let listing = c.call(Command::ListShelves, json!({"path": "/b"})).unwrap();
-    let names: Vec<&str> = listing
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, [".", "..", "d", "file"]);
+    assert_eq!(names(&listing), [".", "..", "d", "file"]);
     let root = c.call(Command::ListShelves, json!({"path": "/"})).unwrap();
-    let names: Vec<&str> = root
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, [".", "..", "lost+found", "a", "b"]);
+    assert_eq!(names(&root), [".", "..", "lost+found", "a", "b"]);
 
     expect_err(
         c.call(Command::Rmdir, json!({"path": "/b"})),

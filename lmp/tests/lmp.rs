@@ -3,6 +3,7 @@
 #[path = "../../tests/src/chromium.rs"]
 mod chromium;
 
+use lfs_proto::client::Client;
 use lfs_proto::Command as Wire;
 use lfs_test_support::*;
 use serde_json::{json, Value};
@@ -74,34 +75,12 @@ impl Lmp {
 
 /// Two nodes: node 1 holds `/a` (3 books, open), node 2 holds `/b` (1 book); one zombie book.
 fn populate(srv: &Server) {
-    let mut n1 = srv.client(1);
-    n1.call(
-        Wire::UpdateNodeSocStatus,
-        json!({"status": 1, "cpu_percent": 30, "rootfs_percent": 5,
-        "network_in": 100, "network_out": 200, "mem_percent": 40}),
-    )
-    .unwrap();
-    let a = create(&mut n1, "/a");
-    n1.call(
-        Wire::SetXattr,
-        json!({"path": "/a", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
-    )
-    .unwrap();
-    resize(&mut n1, "/a", a["id"].as_i64().unwrap(), 3 * BOOK).unwrap();
-    let mut n2 = srv.client(2);
-    n2.call(
-        Wire::UpdateNodeSocStatus,
-        json!({"status": 1, "cpu_percent": 10, "rootfs_percent": 5,
-        "network_in": 0, "network_out": 0, "mem_percent": 20}),
-    )
-    .unwrap();
-    let b = create(&mut n2, "/b");
-    n2.call(
-        Wire::SetXattr,
-        json!({"path": "/b", "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
-    )
-    .unwrap();
-    resize(&mut n2, "/b", b["id"].as_i64().unwrap(), 2 * BOOK).unwrap();
+    let load = json!({"status": 1, "cpu_percent": 30, "rootfs_percent": 5,
+        "network_in": 100, "network_out": 200, "mem_percent": 40});
+    let (_n1, _a) = node_with_file(srv, 1, load, "/a", 3);
+    let load = json!({"status": 1, "cpu_percent": 10, "rootfs_percent": 5,
+        "network_in": 0, "network_out": 0, "mem_percent": 20});
+    let (mut n2, b) = node_with_file(srv, 2, load, "/b", 2);
     n2.call(
         Wire::CloseShelf,
         json!({"id": b["id"], "open_handle": b["open_handle"]}),
@@ -113,6 +92,27 @@ fn populate(srv: &Server) {
         json!({"path": "/b", "id": b["id"], "size_bytes": BOOK, "zero_enabled": false}),
     )
     .unwrap();
+}
+
+/// Node `node_id` reports `load` (its SOC status) and creates `path`, left open, with the
+/// LocalNode policy and `books` books; returns its client and the created shelf.
+fn node_with_file(
+    srv: &Server,
+    node_id: i64,
+    load: Value,
+    path: &str,
+    books: i64,
+) -> (Client, Value) {
+    let mut c = srv.client(node_id);
+    c.call(Wire::UpdateNodeSocStatus, load).unwrap();
+    let shelf = create(&mut c, path);
+    c.call(
+        Wire::SetXattr,
+        json!({"path": path, "xattr": "user.LFS.AllocationPolicy", "value": "LocalNode"}),
+    )
+    .unwrap();
+    resize(&mut c, path, shelf["id"].as_i64().unwrap(), books * BOOK).unwrap();
+    (c, shelf)
 }
 
 #[test]
@@ -168,13 +168,10 @@ fn every_view_reports_the_database() {
     );
 
     let dir = lmp.json("/lmp/shelf/");
-    let names: Vec<&str> = dir["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["garbage", ".", "lost+found", "a", "b"]);
+    assert_eq!(
+        names(&dir["entries"]),
+        ["garbage", ".", "lost+found", "a", "b"]
+    );
     assert_eq!(dir["entries"][3]["policy"], "LocalNode");
     assert_eq!(dir["entries"][1]["policy"], "unknown");
     assert_eq!(dir["mode"], "0777");

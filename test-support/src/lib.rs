@@ -257,6 +257,17 @@ pub fn expect_err(r: Result<Value, ClientError>, errno: i32) -> String {
     }
 }
 
+/// The `name` of every entry of a JSON list (a directory listing, of the Librarian or the LMP).
+pub fn names(list: &Value) -> Vec<&str> {
+    let entries = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or_else(|| panic!("no name: {e}")))
+        .collect()
+}
+
 pub fn create(c: &mut Client, path: &str) -> Value {
     c.call(Wire::CreateShelf, json!({"path": path, "mode": 0o100644}))
         .unwrap()
