@@ -45,6 +45,15 @@ fn make_file(path: &Path, len: u64) {
     f.set_len(len).unwrap();
 }
 
+/// Two nodes, `plain_mmap` built, and a file `name` of `len` bytes on node01's mount.
+fn two_nodes_and_a_file(name: &str, len: u64) -> (Cluster, PathBuf, PathBuf) {
+    let c = Cluster::two(&[]);
+    let prog = plain_mmap(c.dir.path());
+    let file = c.node(0).path(name);
+    make_file(&file, len);
+    (c, prog, file)
+}
+
 #[test]
 fn atomic_increments_from_four_nodes_lose_nothing() {
     let c = Cluster::start(4, FOUR_NODES, &[]);
@@ -134,52 +143,30 @@ fn stores_on_one_node_are_loads_on_another_without_msync_c_and_python() {
     );
     std::fs::write(&hold, "").unwrap();
     assert!(storer.wait().unwrap().success());
-    assert_eq!(
-        loaded.trim(),
-        "4277009102",
-        "node04 did not see node01's store"
-    );
-    assert_eq!(seen.trim(), "4277009102", "Python did not see the C store");
+    let stored = "4277009102"; // 0xfeedface, in decimal as the loaders print it
+    assert_eq!(loaded.trim(), stored, "node04 did not see node01's store");
+    assert_eq!(seen.trim(), stored, "Python did not see the C store");
     assert_eq!(run(true, &prog, &["load", &on(3), "8"]).trim(), "24301");
 }
 
 #[test]
 fn private_maps_stay_private_forks_share_and_pages_past_the_books_fault() {
-    let c = Cluster::two(&[]);
-    let prog = plain_mmap(c.dir.path());
-    let p = c.node(0).path("f");
-    make_file(&p, 100);
+    let (_c, prog, p) = two_nodes_and_a_file("f", 100);
     let path = p.to_str().unwrap();
     assert_eq!(run(true, &prog, &["private", path]).trim(), "private-ok");
     assert_eq!(run(true, &prog, &["fork", path]).trim(), "fork-ok");
     // One book: its bytes past the 100-byte size are FAM; the page after the book is SIGBUS.
-    let two_books = (2 * BOOK).to_string();
-    assert_eq!(
-        run(
-            true,
-            &prog,
-            &["past", path, &two_books, &(BOOK - 1).to_string()]
-        )
-        .trim(),
-        "ok"
-    );
-    assert_eq!(
-        run(
-            true,
-            &prog,
-            &["past", path, &two_books, &(BOOK + 10).to_string()]
-        )
-        .trim(),
-        "SIGBUS"
-    );
+    let touch_two_books_at = |offset: u64| {
+        let args = ["past", path, &(2 * BOOK).to_string(), &offset.to_string()];
+        run(true, &prog, &args).trim().to_string()
+    };
+    assert_eq!(touch_two_books_at(BOOK - 1), "ok");
+    assert_eq!(touch_two_books_at(BOOK + 10), "SIGBUS");
 }
 
 #[test]
 fn the_map_is_the_fam_file_unless_turned_off() {
-    let c = Cluster::two(&[]);
-    let prog = plain_mmap(c.dir.path());
-    let p = c.node(0).path("m");
-    make_file(&p, 4096);
+    let (c, prog, p) = two_nodes_and_a_file("m", 4096);
     let path = p.to_str().unwrap();
     let fam = c.fam.to_str().unwrap().to_string();
     let backing = run(true, &prog, &["maps", path]);
