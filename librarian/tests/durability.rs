@@ -13,49 +13,42 @@ const BOOK: i64 = 8 << 20;
 /// Every INUSE book is on exactly one shelf, counts agree, nothing is owned twice.
 fn assert_consistent(srv: &Server) {
     let db = srv.sql();
-    let dup: i64 = db
-        .query_row(
+    let never = [
+        (
             "SELECT count(*) FROM (SELECT book_id FROM books_on_shelves GROUP BY book_id HAVING count(*) > 1)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(dup, 0, "a book is on two shelves");
-    let not_inuse_on_shelf: i64 = db
-        .query_row(
-            "SELECT count(*) FROM books_on_shelves JOIN books ON books.id = book_id WHERE allocated != 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let zeroing: i64 = db
-        .query_row(
-            "SELECT count(*) FROM books_on_shelves JOIN shelves ON shelves.id = shelf_id \
-             WHERE name LIKE '.lfs\\_pending\\_zero\\_%' ESCAPE '\\'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+            "a book is on two shelves",
+        ),
+        (
+            "SELECT count(*) FROM books WHERE allocated = 1 AND id NOT IN (SELECT book_id FROM books_on_shelves)",
+            "INUSE books on no shelf",
+        ),
+        (
+            "SELECT count(*) FROM shelves s WHERE book_count != (SELECT count(*) FROM books_on_shelves WHERE shelf_id = s.id)",
+            "book_count disagrees with books on shelf",
+        ),
+    ];
+    for (sql, what) in never {
+        assert_eq!(int(&db, sql), 0, "{what}");
+    }
+    let not_inuse_on_shelf = int(
+        &db,
+        "SELECT count(*) FROM books_on_shelves JOIN books ON books.id = book_id WHERE allocated != 1",
+    );
+    let zeroing = int(
+        &db,
+        "SELECT count(*) FROM books_on_shelves JOIN shelves ON shelves.id = shelf_id \
+         WHERE name LIKE '.lfs\\_pending\\_zero\\_%' ESCAPE '\\'",
+    );
     assert_eq!(
         not_inuse_on_shelf, zeroing,
         "only zeroing shelves hold non-INUSE books"
     );
-    let inuse_off_shelf: i64 = db
-        .query_row(
-            "SELECT count(*) FROM books WHERE allocated = 1 AND id NOT IN (SELECT book_id FROM books_on_shelves)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(inuse_off_shelf, 0, "INUSE books on no shelf");
-    let bad_counts: i64 = db
-        .query_row(
-            "SELECT count(*) FROM shelves s WHERE book_count != (SELECT count(*) FROM books_on_shelves WHERE shelf_id = s.id)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(bad_counts, 0, "book_count disagrees with books on shelf");
+}
+
+/// The one integer that `sql` selects.
+fn int(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 #[test]
