@@ -85,6 +85,16 @@ fn ok(c: &Container<GenericImage>, what: &str, script: &str) -> Vec<u8> {
     r.stdout
 }
 
+/// The file `path` on `c` holds the one line `want` (`what` says which check failed).
+fn assert_holds(c: &Container<GenericImage>, what: &str, path: &str, want: &str) {
+    let seen = ok(c, what, &format!("cat {path}"));
+    assert_eq!(
+        String::from_utf8_lossy(&seen),
+        format!("{want}\n"),
+        "{what}"
+    );
+}
+
 /// Retries `script` until it exits 0 (returns its stdout) or `timeout` passes.
 fn eventually(c: &Container<GenericImage>, what: &str, timeout: Duration, script: &str) -> Vec<u8> {
     let deadline = Instant::now() + timeout;
@@ -308,11 +318,11 @@ fn lfs_on_containers() {
         "phase 1 write",
         &format!("echo '{token}' > /lfs/hello"),
     );
-    let seen = ok(&node2, "phase 1 read on node2", "cat /lfs/hello");
-    assert_eq!(
-        String::from_utf8_lossy(&seen),
-        format!("{token}\n"),
-        "phase 1: node2 reads what node1 wrote"
+    assert_holds(
+        &node2,
+        "phase 1: node2 reads what node1 wrote",
+        "/lfs/hello",
+        &token,
     );
     let written = ok(
         &node1,
@@ -435,11 +445,11 @@ fn lfs_on_containers() {
             "phase 2: {name} lost its mount over the restart"
         );
     }
-    let seen = ok(&node2, "phase 2 old file on node2", "cat /lfs/hello");
-    assert_eq!(
-        String::from_utf8_lossy(&seen),
-        format!("{token}\n"),
-        "phase 2: a file from before the restart is intact"
+    assert_holds(
+        &node2,
+        "phase 2: a file from before the restart is intact",
+        "/lfs/hello",
+        &token,
     );
     let seen = ok(&node1, "phase 2 old file on node1", "cat /lfs/random.bin");
     assert!(
@@ -465,11 +475,11 @@ fn lfs_on_containers() {
         "phase 2 new file on node1",
         &format!("mkdir /lfs/after && echo 'restart {token}' > /lfs/after/file && lfs-node fill /lfs/after/big --seed {} --size 9M", seed + 3),
     );
-    let seen = ok(&node2, "phase 2 new file on node2", "cat /lfs/after/file");
-    assert_eq!(
-        String::from_utf8_lossy(&seen),
-        format!("restart {token}\n"),
-        "phase 2: node2 reads the file node1 created after the restart"
+    assert_holds(
+        &node2,
+        "phase 2: node2 reads the file node1 created after the restart",
+        "/lfs/after/file",
+        &format!("restart {token}"),
     );
     ok(
         &node2,
@@ -481,15 +491,11 @@ fn lfs_on_containers() {
         "phase 2 create on node2",
         &format!("echo 'node2 {token}' > /lfs/after/from2"),
     );
-    let seen = ok(
+    assert_holds(
         &node1,
-        "phase 2 node1 reads node2's",
-        "cat /lfs/after/from2",
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&seen),
-        format!("node2 {token}\n"),
-        "phase 2: node1 reads the file node2 created after the restart"
+        "phase 2: node1 reads the file node2 created after the restart",
+        "/lfs/after/from2",
+        &format!("node2 {token}"),
     );
     let busy = sh(&node2, "rm /lfs/held");
     assert_ne!(
@@ -547,15 +553,11 @@ fn lfs_on_containers() {
         "touch /lfs/healed",
     );
     let recovered = t.elapsed();
-    let seen = ok(
+    assert_holds(
         &node2,
-        "phase 3 node2 reads node1's file",
-        "cat /lfs/during",
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&seen),
-        format!("during {token}\n"),
-        "phase 3: node2 sees what node1 wrote during the partition"
+        "phase 3: node2 sees what node1 wrote during the partition",
+        "/lfs/during",
+        &format!("during {token}"),
     );
     ok(
         &node2,
