@@ -224,13 +224,20 @@ fn directories_symlinks_and_link_counts() {
         .unwrap();
     c.call(Command::Mkdir, json!({"path": "/a/c", "mode": 0o040777}))
         .unwrap();
-    expect_err(
-        c.call(Command::Mkdir, json!({"path": "/a", "mode": 0o040777})),
-        libc::EEXIST,
-    );
-    expect_err(
-        c.call(Command::Mkdir, json!({"path": "/x/y", "mode": 0o040777})),
-        libc::ENOENT,
+    expect_errs(
+        &mut c,
+        &[
+            (
+                Command::Mkdir,
+                json!({"path": "/a", "mode": 0o040777}),
+                libc::EEXIST,
+            ),
+            (
+                Command::Mkdir,
+                json!({"path": "/x/y", "mode": 0o040777}),
+                libc::ENOENT,
+            ),
+        ],
     );
     let links = |c: &mut lfs_proto::client::Client, p: &str| {
         c.call(Command::GetShelf, json!({"path": p})).unwrap()["link_count"]
@@ -261,23 +268,25 @@ fn directories_symlinks_and_link_counts() {
         libc::EINVAL,
     );
     create(&mut c, "/b/file");
-    expect_err(
-        c.call(
-            Command::RenameShelf,
-            json!({"path": "/b/d", "id": 0, "newpath": "/b/file"}),
-        ),
-        libc::EEXIST,
-    );
-    expect_err(
-        c.call(Command::GetShelf, json!({"path": "/b/file/x"})),
-        libc::ENOTDIR,
-    );
-    expect_err(
-        c.call(
-            Command::CreateShelf,
-            json!({"path": "/b/file/x", "mode": 0}),
-        ),
-        libc::ENOTDIR,
+    expect_errs(
+        &mut c,
+        &[
+            (
+                Command::RenameShelf,
+                json!({"path": "/b/d", "id": 0, "newpath": "/b/file"}),
+                libc::EEXIST,
+            ),
+            (
+                Command::GetShelf,
+                json!({"path": "/b/file/x"}),
+                libc::ENOTDIR,
+            ),
+            (
+                Command::CreateShelf,
+                json!({"path": "/b/file/x", "mode": 0}),
+                libc::ENOTDIR,
+            ),
+        ],
     );
 
     let listing = c.call(Command::ListShelves, json!({"path": "/b"})).unwrap();
@@ -285,25 +294,15 @@ fn directories_symlinks_and_link_counts() {
     let root = c.call(Command::ListShelves, json!({"path": "/"})).unwrap();
     assert_eq!(names(&root), [".", "..", "lost+found", "a", "b"]);
 
-    expect_err(
-        c.call(Command::Rmdir, json!({"path": "/b"})),
-        libc::ENOTEMPTY,
-    );
-    expect_err(
-        c.call(Command::Rmdir, json!({"path": "/b/file"})),
-        libc::ENOTDIR,
-    );
-    expect_err(
-        c.call(Command::Rmdir, json!({"path": "/lost+found"})),
-        libc::EPERM,
-    );
-    expect_err(
-        c.call(Command::Rmdir, json!({"path": "/nope"})),
-        libc::ENOENT,
-    );
-    expect_err(
-        c.call(Command::DestroyShelf, json!({"path": "/b/d"})),
-        libc::EISDIR,
+    expect_errs(
+        &mut c,
+        &[
+            (Command::Rmdir, json!({"path": "/b"}), libc::ENOTEMPTY),
+            (Command::Rmdir, json!({"path": "/b/file"}), libc::ENOTDIR),
+            (Command::Rmdir, json!({"path": "/lost+found"}), libc::EPERM),
+            (Command::Rmdir, json!({"path": "/nope"}), libc::ENOENT),
+            (Command::DestroyShelf, json!({"path": "/b/d"}), libc::EISDIR),
+        ],
     );
     c.call(Command::Rmdir, json!({"path": "/b/d"})).unwrap();
     assert_eq!(links(&mut c, "/b"), 2);
@@ -319,17 +318,17 @@ fn directories_symlinks_and_link_counts() {
         c.call(Command::Readlink, json!({"path": "/ln"})).unwrap(),
         "/b/file"
     );
-    expect_err(
-        c.call(Command::Symlink, json!({"path": "/ln", "target": "x"})),
-        libc::EEXIST,
-    );
-    expect_err(
-        c.call(Command::Readlink, json!({"path": "/a"})),
-        libc::EINVAL,
-    );
-    expect_err(
-        c.call(Command::Readlink, json!({"path": "/zz"})),
-        libc::ENOENT,
+    expect_errs(
+        &mut c,
+        &[
+            (
+                Command::Symlink,
+                json!({"path": "/ln", "target": "x"}),
+                libc::EEXIST,
+            ),
+            (Command::Readlink, json!({"path": "/a"}), libc::EINVAL),
+            (Command::Readlink, json!({"path": "/zz"}), libc::ENOENT),
+        ],
     );
 
     c.call(
@@ -400,19 +399,20 @@ fn xattrs_and_policies() {
         set(&mut c, "user.LFS.AllocationPolicy", "Bogus"),
         libc::EINVAL,
     );
-    expect_err(
-        c.call(
-            Command::SetXattr,
-            json!({"path": "/p", "xattr": "user.x", "value": null}),
-        ),
-        libc::EINVAL,
-    );
-    expect_err(
-        c.call(
-            Command::RemoveXattr,
-            json!({"path": "/p", "xattr": "user.LFS.AllocationPolicy"}),
-        ),
-        libc::EINVAL,
+    expect_errs(
+        &mut c,
+        &[
+            (
+                Command::SetXattr,
+                json!({"path": "/p", "xattr": "user.x", "value": null}),
+                libc::EINVAL,
+            ),
+            (
+                Command::RemoveXattr,
+                json!({"path": "/p", "xattr": "user.LFS.AllocationPolicy"}),
+                libc::EINVAL,
+            ),
+        ],
     );
 
     let igs = |c: &mut lfs_proto::client::Client| -> Vec<i64> {
@@ -508,22 +508,13 @@ fn xattrs_and_policies() {
     srv.launch();
     let mut c = srv.client(15);
     create(&mut c, "/r");
-    assert_eq!(
-        c.call(
-            Command::GetXattr,
-            json!({"path": "/r", "xattr": "user.LFS.AllocationPolicy"})
-        )
-        .unwrap()["value"],
-        "LZAdescending"
-    );
-    assert_eq!(
-        c.call(
-            Command::GetXattr,
-            json!({"path": "/r", "xattr": "user.LFS.AllocationPolicyDefault"})
-        )
-        .unwrap()["value"],
-        "LZAdescending"
-    );
+    for xattr in [
+        "user.LFS.AllocationPolicy",
+        "user.LFS.AllocationPolicyDefault",
+    ] {
+        let got = c.call(Command::GetXattr, json!({"path": "/r", "xattr": xattr}));
+        assert_eq!(got.unwrap()["value"], "LZAdescending", "{xattr}");
+    }
 }
 
 #[test]
@@ -1144,13 +1135,20 @@ fn requests_that_would_leave_the_database_inconsistent_are_refused() {
         libc::EINVAL,
     );
     // A symlink needs a target that can be read back.
-    expect_err(
-        c.call(Command::Symlink, json!({"path": "/e", "target": ""})),
-        libc::ENOENT,
-    );
-    expect_err(
-        c.call(Command::Symlink, json!({"path": "/e", "target": "a\u{0}b"})),
-        libc::EINVAL,
+    expect_errs(
+        &mut c,
+        &[
+            (
+                Command::Symlink,
+                json!({"path": "/e", "target": ""}),
+                libc::ENOENT,
+            ),
+            (
+                Command::Symlink,
+                json!({"path": "/e", "target": "a\u{0}b"}),
+                libc::EINVAL,
+            ),
+        ],
     );
     // A shelf being zeroed keeps its name: elsewhere its zombie books would be books of an
     // ordinary file that are not in use.

@@ -257,6 +257,22 @@ pub fn expect_err(r: Result<Value, ClientError>, errno: i32) -> String {
     }
 }
 
+/// Each call of `cases` (a command, its parameters and an errno) must fail with its errno; a
+/// failure names the call.
+pub fn expect_errs(c: &mut Client, cases: &[(Wire, Value, i32)]) {
+    for (command, params, errno) in cases {
+        match c.call(*command, params.clone()) {
+            Err(ClientError::Remote { errno: e, msg }) => {
+                assert_eq!(
+                    e, *errno,
+                    "{command:?} {params}: wrong errno, message: {msg}"
+                )
+            }
+            other => panic!("{command:?} {params}: expected errno {errno}, got {other:?}"),
+        }
+    }
+}
+
 /// The `name` of every entry of a JSON list (a directory listing, of the Librarian or the LMP).
 pub fn names(list: &Value) -> Vec<&str> {
     let entries = list
