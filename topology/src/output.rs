@@ -35,6 +35,18 @@ fn s(v: impl Into<String>) -> J {
     J::Str(v.into())
 }
 
+/// A management processor (a node's or an IZone board's) at address `ip`: its coordinate, its
+/// collector and its Redfish API, as the original's generated TMCF lists them.
+fn management_processor(coordinate: &str, collector: &str, ip: String) -> J {
+    let api = format!("http://{ip}:8081/redfish/v1");
+    J::Obj(vec![
+        ("coordinate", s(coordinate)),
+        ("msCollector", s(collector)),
+        ("ipv4Address", s(ip)),
+        ("mfwApiUri", s(api)),
+    ])
+}
+
 fn write_json(j: &J, level: usize, out: &mut String) {
     let pad = |n: usize| "    ".repeat(n);
     match j {
@@ -212,15 +224,8 @@ pub(crate) fn tmcf_json(topo: &Topology) -> Option<String> {
             ];
             if !phys {
                 let ip = format!("10.254.{enc}.{}", 200 + n.node);
-                node.push((
-                    "nodeMp",
-                    J::Obj(vec![
-                        ("coordinate", s("SocBoard/1/MpDaughterCard/1/NodeMp/1")),
-                        ("msCollector", s("nodemp")),
-                        ("ipv4Address", s(ip.clone())),
-                        ("mfwApiUri", s(format!("http://{ip}:8081/redfish/v1"))),
-                    ]),
-                ));
+                let mp = management_processor("SocBoard/1/MpDaughterCard/1/NodeMp/1", "nodemp", ip);
+                node.push(("nodeMp", mp));
             }
             node.push((
                 "soc",
@@ -266,12 +271,7 @@ pub(crate) fn tmcf_json(topo: &Topology) -> Option<String> {
                                 ("coordinate", s(format!("IZone/1/IZoneBoard/{iz}"))),
                                 (
                                     "izBoardMp",
-                                    J::Obj(vec![
-                                        ("coordinate", s("IZoneBoardMp/1")),
-                                        ("msCollector", s("switchmp")),
-                                        ("ipv4Address", s(ip.clone())),
-                                        ("mfwApiUri", s(format!("http://{ip}:8081/redfish/v1"))),
-                                    ]),
+                                    management_processor("IZoneBoardMp/1", "switchmp", ip),
                                 ),
                             ])
                         })
