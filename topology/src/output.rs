@@ -482,8 +482,12 @@ mod tests {
 
     #[test]
     fn ctime_format() {
-        assert_eq!(ctime_utc(0), "Thu Jan  1 00:00:00 1970");
-        assert_eq!(ctime_utc(1_764_059_100), "Tue Nov 25 08:25:00 2025");
+        for (secs, want) in [
+            (0, "Thu Jan  1 00:00:00 1970"),
+            (1_764_059_100, "Tue Nov 25 08:25:00 2025"),
+        ] {
+            assert_eq!(ctime_utc(secs), want, "{secs}");
+        }
     }
 
     #[test]
