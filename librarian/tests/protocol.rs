@@ -521,8 +521,7 @@ fn xattrs_and_policies() {
 fn errors_are_meaningful_and_change_nothing() {
     let srv = Server::start(FOUR_NODES);
     let mut c = srv.client(1);
-    let s = create(&mut c, "/big");
-    let id = s["id"].as_i64().unwrap();
+    let id = create(&mut c, "/big")["id"].as_i64().unwrap();
     // The pool has 256 books: 300 cannot be had, and nothing is taken.
     let msg = expect_err(resize(&mut c, "/big", id, 300 * BOOK), libc::ENOSPC);
     assert!(msg.contains("big"), "{msg}");

@@ -73,6 +73,15 @@ impl Lmp {
     }
 }
 
+/// A Librarian of two nodes of 8 books each, with [`populate`]'s files, and an LMP on it.
+fn populated() -> (Server, Lmp) {
+    let srv =
+        Server::start("[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 8B\n");
+    populate(&srv);
+    let lmp = Lmp::start(&srv);
+    (srv, lmp)
+}
+
 /// Two nodes: node 1 holds `/a` (3 books, open), node 2 holds `/b` (1 book); one zombie book.
 fn populate(srv: &Server) {
     let load = json!({"status": 1, "cpu_percent": 30, "rootfs_percent": 5,
@@ -117,10 +126,7 @@ fn node_with_file(
 
 #[test]
 fn every_view_reports_the_database() {
-    let srv =
-        Server::start("[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 8B\n");
-    populate(&srv);
-    let lmp = Lmp::start(&srv);
+    let (_srv, lmp) = populated();
 
     let g = lmp.json("/lmp/global/");
     assert_eq!(
@@ -420,10 +426,7 @@ fn a_locked_database_is_a_503_then_recovers() {
 /// the page's own script fetched the data, shows the real figures. Saves a screenshot as an artifact.
 #[test]
 fn dashboard_shows_live_numbers_in_chromium() {
-    let srv =
-        Server::start("[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 8B\n");
-    populate(&srv);
-    let lmp = Lmp::start(&srv);
+    let (_srv, lmp) = populated();
     let profile = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}/", lmp.port);
     let run = |extra: &[&str]| {
