@@ -48,6 +48,14 @@ impl Lmp {
         Lmp { child, port }
     }
 
+    /// The Prometheus text of `/metrics`, which must answer 200 with text.
+    fn metrics(&self) -> String {
+        let (status, ct, text) = self.get("/metrics", None);
+        assert_eq!(status, 200, "{text}");
+        assert!(ct.starts_with("text/plain"), "{ct}");
+        text
+    }
+
     fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, String) {
         let mut req = ureq::get(&format!("http://127.0.0.1:{}{path}", self.port));
         if let Some(a) = accept {
@@ -70,6 +78,13 @@ impl Lmp {
             "{path}: content type {ct}"
         );
         serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// `text` holds every one of `lines` (whole lines or parts of lines).
+fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
 }
 
@@ -331,17 +346,13 @@ fn versioning_errors_and_html() {
     assert_eq!(status, 404);
     assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
 
-    let (status, ct, metrics) = lmp.get("/metrics", None);
-    assert_eq!(status, 200);
-    assert!(ct.starts_with("text/plain"), "{ct}");
-    assert!(
-        metrics.contains("lfs_books{state=\"free\"} 256"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("# TYPE lfs_node_up gauge"), "{metrics}");
-    assert!(
-        metrics.contains("lfs_group_books{ig=\"3\",state=\"free\"} 64"),
-        "{metrics}"
+    assert_lines(
+        &lmp.metrics(),
+        &[
+            "lfs_books{state=\"free\"} 256",
+            "# TYPE lfs_node_up gauge",
+            "lfs_group_books{ig=\"3\",state=\"free\"} 64",
+        ],
     );
 
     let d: Value = serde_json::from_str(&lmp.get("/dashboard.json", None).2).unwrap();
@@ -360,27 +371,22 @@ fn metrics_include_the_librarians_request_counts() {
     let _ = c.call(Wire::GetShelf, json!({"path": "/none"}));
     let url = format!("http://127.0.0.1:{mport}/metrics");
     let lmp = Lmp::start_with(&srv, &["--librarian-metrics", &url]);
-    let (status, _, text) = lmp.get("/metrics", None);
-    assert_eq!(status, 200);
-    assert!(text.contains("lfs_librarian_up 1"), "{text}");
-    assert!(
-        text.contains("lfs_librarian_requests_total{command=\"get_fs_stats\"} 3"),
-        "{text}"
-    );
-    assert!(
-        text.contains("lfs_librarian_errors_total{command=\"get_shelf\"} 1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("lfs_librarian_request_seconds_bucket{command=\"get_shelf\",le=\"+Inf\"} 1"),
-        "{text}"
+    assert_lines(
+        &lmp.metrics(),
+        &[
+            "lfs_librarian_up 1",
+            "lfs_librarian_requests_total{command=\"get_fs_stats\"} 3",
+            "lfs_librarian_errors_total{command=\"get_shelf\"} 1",
+            "lfs_librarian_request_seconds_bucket{command=\"get_shelf\",le=\"+Inf\"} 1",
+        ],
     );
     // A Librarian without metrics is reported as such, not as an error of LMP.
     let lmp2 = Lmp::start_with(&srv, &["--librarian-metrics", "http://127.0.0.1:1/metrics"]);
-    let (status, _, text) = lmp2.get("/metrics", None);
-    assert_eq!(status, 200);
-    assert!(text.contains("lfs_librarian_up 0"), "{text}");
-    assert!(text.contains("lfs_books{state=\"free\"} 256"), "{text}");
+    let metrics = lmp2.metrics();
+    assert_lines(
+        &metrics,
+        &["lfs_librarian_up 0", "lfs_books{state=\"free\"} 256"],
+    );
 }
 
 #[test]
