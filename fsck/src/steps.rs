@@ -480,45 +480,37 @@ fn book_ownership(conn: &Connection, globals: &Globals) -> Result<(String, Vec<F
                 .books(ids),
             );
         }
+        // book_count is the number of its books; size_bytes fits in them.
         let count = rows.len() as i64;
-        if shelf.book_count != Some(count) {
-            conn.execute(
-                "UPDATE shelves SET book_count = ? WHERE id = ?",
-                [count, shelf.id],
-            )?;
-            findings.push(
-                Finding::new(
-                    Problem::WrongBookCount,
-                    format!(
-                        "Adjusting {} book count {} -> {count}",
-                        shelf.name(),
-                        show(shelf.book_count)
-                    ),
-                )
-                .shelves([shelf.id])
-                .names([shelf.name()]),
-            );
-        }
-        let limit = count.saturating_mul(globals.book_size);
         let size = shelf.size_bytes.unwrap_or(-1);
-        if size > limit || size < 0 {
-            let fixed = size.clamp(0, limit);
-            conn.execute(
-                "UPDATE shelves SET size_bytes = ? WHERE id = ?",
-                [fixed, shelf.id],
-            )?;
-            findings.push(
-                Finding::new(
-                    Problem::WrongSize,
-                    format!(
-                        "Adjusting {} book size {} -> {fixed}",
-                        shelf.name(),
-                        show(shelf.size_bytes)
-                    ),
-                )
-                .shelves([shelf.id])
-                .names([shelf.name()]),
-            );
+        let fitting_size = size.clamp(0, count.saturating_mul(globals.book_size));
+        let wants = [
+            (
+                "book_count",
+                shelf.book_count,
+                count,
+                Problem::WrongBookCount,
+                "count",
+            ),
+            (
+                "size_bytes",
+                shelf.size_bytes,
+                fitting_size,
+                Problem::WrongSize,
+                "size",
+            ),
+        ];
+        for (column, have, want, problem, what) in wants {
+            if have != Some(want) {
+                conn.execute(
+                    &format!("UPDATE shelves SET {column} = ? WHERE id = ?"),
+                    [want, shelf.id],
+                )?;
+                let name = shelf.name();
+                let message = format!("Adjusting {name} book {what} {} -> {want}", show(have));
+                let finding = Finding::new(problem, message).shelves([shelf.id]);
+                findings.push(finding.names([name]));
+            }
         }
     }
 
