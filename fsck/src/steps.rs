@@ -427,13 +427,11 @@ fn book_ownership(conn: &Connection, globals: &Globals) -> Result<(String, Vec<F
         } else {
             "sequence numbers not 1..n in"
         };
-        for (i, r) in rows.iter().enumerate() {
-            let want = i as i64 + 1;
-            if r.seq_num != Some(want) {
-                conn.execute(
-                    "UPDATE books_on_shelves SET seq_num = ? WHERE rowid = ?",
-                    [want, r.rowid],
-                )?;
+        let mut renumber =
+            conn.prepare_cached("UPDATE books_on_shelves SET seq_num = ? WHERE rowid = ?")?;
+        for (seq, r) in (1i64..).zip(rows) {
+            if r.seq_num != Some(seq) {
+                renumber.execute([seq, r.rowid])?;
             }
         }
         findings.push(
