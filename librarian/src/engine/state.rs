@@ -8,7 +8,8 @@
 
 use super::pool::{BookIdx, BookPool};
 use lfs_db::{self as schema, book_state};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, ToSql};
+use rusqlite::Result as SqlResult;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Params, ToSql};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::iter;
@@ -175,7 +176,7 @@ fn lenient_i64(v: rusqlite::types::Value) -> i64 {
 }
 
 /// Rows of three integer columns, read leniently (the original's tools may have stored text).
-fn i64_triples(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(i64, i64, i64)>> {
+fn i64_triples(conn: &Connection, sql: &str) -> SqlResult<Vec<(i64, i64, i64)>> {
     conn.prepare(sql)?
         .query_map([], |r| {
             Ok((
@@ -459,7 +460,15 @@ impl State {
 
     // ---- mutators: SQL first, then memory ----
 
-    pub fn insert_shelf(&mut self, conn: &Connection, mut s: Shelf) -> rusqlite::Result<i64> {
+    /// One change of a mutator that needs nothing back, as a cached statement (the same few run
+    /// again and again), after marking the state changed.
+    fn write(&mut self, conn: &Connection, sql: &str, params: impl Params) -> SqlResult<()> {
+        self.dirty = true;
+        conn.prepare_cached(sql)?.execute(params)?;
+        Ok(())
+    }
+
+    pub fn insert_shelf(&mut self, conn: &Connection, mut s: Shelf) -> SqlResult<i64> {
         self.dirty = true;
         s.id = self.next_shelf_id;
         let row = iter::once(&s.id as &dyn ToSql).chain(s.columns());
@@ -474,7 +483,7 @@ impl State {
 
     /// Writes every column of a changed shelf, moving it in the namespace if its name or parent
     /// changed.
-    pub fn save_shelf(&mut self, conn: &Connection, s: Shelf) -> rusqlite::Result<()> {
+    pub fn save_shelf(&mut self, conn: &Connection, s: Shelf) -> SqlResult<()> {
         self.dirty = true;
         conn.prepare_cached(
             "UPDATE shelves SET creator_id=?, size_bytes=?, book_count=?, ctime=?, mtime=?, \
@@ -513,7 +522,7 @@ impl State {
     /// Deletes a shelf row with its xattrs, symlink target and open handles (books must be gone
     /// already). Only a directory can still be open here (rmdir of an open directory, as POSIX
     /// allows): files are not removed while open.
-    pub fn delete_shelf(&mut self, conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    pub fn delete_shelf(&mut self, conn: &Connection, id: i64) -> SqlResult<()> {
         self.dirty = true;
         if self.opens_of(id) > 0 {
             let handles: Vec<i64> = self
@@ -543,63 +552,48 @@ impl State {
         Ok(())
     }
 
-    pub fn set_book_state(
-        &mut self,
-        conn: &Connection,
-        idx: BookIdx,
-        state: i64,
-    ) -> rusqlite::Result<()> {
-        self.dirty = true;
+    pub fn set_book_state(&mut self, conn: &Connection, idx: BookIdx, state: i64) -> SqlResult<()> {
         let id = self.pool.book(idx).id;
-        conn.prepare_cached("UPDATE books SET allocated=? WHERE id=?")?
-            .execute(params![state, id])?;
+        let update = "UPDATE books SET allocated=? WHERE id=?";
+        self.write(conn, update, params![state, id])?;
         self.pool.set_state(idx, state);
         Ok(())
     }
 
     /// Appends a book to a shelf with the next sequence number.
-    pub fn push_book(
-        &mut self,
-        conn: &Connection,
-        shelf: i64,
-        idx: BookIdx,
-    ) -> rusqlite::Result<()> {
-        self.dirty = true;
-        let list = self.bos.entry(shelf).or_default();
-        let seq = list.len() as i64 + 1;
-        conn.prepare_cached("INSERT INTO books_on_shelves VALUES (?, ?, ?)")?
-            .execute(params![shelf, self.pool.book(idx).id, seq])?;
-        list.push(idx);
+    pub fn push_book(&mut self, conn: &Connection, shelf: i64, idx: BookIdx) -> SqlResult<()> {
+        let seq = self.books_of(shelf).len() as i64 + 1;
+        let book = self.pool.book(idx).id;
+        let insert = "INSERT INTO books_on_shelves VALUES (?, ?, ?)";
+        self.write(conn, insert, params![shelf, book, seq])?;
+        self.bos.entry(shelf).or_default().push(idx);
         Ok(())
     }
 
     /// Removes the last book of a shelf (LIFO, as the original shrinks).
-    pub fn pop_book(&mut self, conn: &Connection, shelf: i64) -> rusqlite::Result<Option<BookIdx>> {
+    pub fn pop_book(&mut self, conn: &Connection, shelf: i64) -> SqlResult<Option<BookIdx>> {
         let Some(&idx) = self.bos.get(&shelf).and_then(|l| l.last()) else {
             return Ok(None);
         };
-        self.dirty = true;
-        conn.prepare_cached("DELETE FROM books_on_shelves WHERE shelf_id=? AND book_id=?")?
-            .execute(params![shelf, self.pool.book(idx).id])?;
+        let book = self.pool.book(idx).id;
+        let delete = "DELETE FROM books_on_shelves WHERE shelf_id=? AND book_id=?";
+        self.write(conn, delete, params![shelf, book])?;
         self.bos.get_mut(&shelf).map(|l| l.pop());
         Ok(Some(idx))
     }
 
-    pub fn insert_open(&mut self, conn: &Connection, o: Open) -> rusqlite::Result<i64> {
-        self.dirty = true;
+    pub fn insert_open(&mut self, conn: &Connection, o: Open) -> SqlResult<i64> {
         let id = self.next_open_id;
-        conn.prepare_cached("INSERT INTO opened_shelves VALUES (?, ?, ?, ?)")?
-            .execute(params![id, o.shelf_id, o.node_id, o.pid])?;
+        let insert = "INSERT INTO opened_shelves VALUES (?, ?, ?, ?)";
+        self.write(conn, insert, params![id, o.shelf_id, o.node_id, o.pid])?;
         self.next_open_id += 1;
         self.opens.insert(id, o);
         *self.open_count.entry(o.shelf_id).or_default() += 1;
         Ok(id)
     }
 
-    pub fn delete_open(&mut self, conn: &Connection, handle: i64) -> rusqlite::Result<()> {
-        self.dirty = true;
-        conn.prepare_cached("DELETE FROM opened_shelves WHERE id=?")?
-            .execute([handle])?;
+    pub fn delete_open(&mut self, conn: &Connection, handle: i64) -> SqlResult<()> {
+        self.write(conn, "DELETE FROM opened_shelves WHERE id=?", [handle])?;
         if let Some(o) = self.opens.remove(&handle) {
             if let Some(c) = self.open_count.get_mut(&o.shelf_id) {
                 *c -= 1;
@@ -620,7 +614,7 @@ impl State {
         conn: &Connection,
         shelf: i64,
         name: &str,
-    ) -> rusqlite::Result<Option<String>> {
+    ) -> SqlResult<Option<String>> {
         conn.prepare_cached("SELECT value FROM shelf_xattrs WHERE shelf_id=? AND xattr=?")?
             .query_row(params![shelf, name], |r| r.get::<_, Option<String>>(0))
             .optional()
@@ -634,14 +628,13 @@ impl State {
         shelf: i64,
         name: &str,
         value: &str,
-    ) -> rusqlite::Result<bool> {
+    ) -> SqlResult<bool> {
         self.dirty = true;
         let n = conn
             .prepare_cached("UPDATE shelf_xattrs SET value=? WHERE shelf_id=? AND xattr=?")?
             .execute(params![value, shelf, name])?;
         if n == 0 {
-            conn.prepare_cached("INSERT INTO shelf_xattrs VALUES (?, ?, ?)")?
-                .execute(params![shelf, name, value])?;
+            self.insert_xattr(conn, shelf, name, value)?;
         }
         Ok(n > 0)
     }
@@ -653,40 +646,25 @@ impl State {
         shelf: i64,
         name: &str,
         value: &str,
-    ) -> rusqlite::Result<()> {
-        self.dirty = true;
-        conn.prepare_cached("INSERT INTO shelf_xattrs VALUES (?, ?, ?)")?
-            .execute(params![shelf, name, value])?;
-        Ok(())
+    ) -> SqlResult<()> {
+        let insert = "INSERT INTO shelf_xattrs VALUES (?, ?, ?)";
+        self.write(conn, insert, params![shelf, name, value])
     }
 
-    pub fn delete_xattr(
-        &mut self,
-        conn: &Connection,
-        shelf: i64,
-        name: &str,
-    ) -> rusqlite::Result<()> {
-        self.dirty = true;
-        conn.prepare_cached("DELETE FROM shelf_xattrs WHERE shelf_id=? AND xattr=?")?
-            .execute(params![shelf, name])?;
-        Ok(())
+    pub fn delete_xattr(&mut self, conn: &Connection, shelf: i64, name: &str) -> SqlResult<()> {
+        let delete = "DELETE FROM shelf_xattrs WHERE shelf_id=? AND xattr=?";
+        self.write(conn, delete, params![shelf, name])
     }
 
-    pub fn xattr_names(&self, conn: &Connection, shelf: i64) -> rusqlite::Result<Vec<String>> {
+    pub fn xattr_names(&self, conn: &Connection, shelf: i64) -> SqlResult<Vec<String>> {
         conn.prepare_cached("SELECT xattr FROM shelf_xattrs WHERE shelf_id=?")?
             .query_map([shelf], |r| r.get(0))?
             .collect()
     }
 
-    pub fn insert_link(
-        &mut self,
-        conn: &Connection,
-        shelf: i64,
-        target: &str,
-    ) -> rusqlite::Result<()> {
-        self.dirty = true;
-        conn.prepare_cached("INSERT INTO links VALUES (?, ?, NULL)")?
-            .execute(params![shelf, target])?;
+    pub fn insert_link(&mut self, conn: &Connection, shelf: i64, target: &str) -> SqlResult<()> {
+        let insert = "INSERT INTO links VALUES (?, ?, NULL)";
+        self.write(conn, insert, params![shelf, target])?;
         self.links.insert(shelf, target.to_string());
         Ok(())
     }
@@ -698,7 +676,7 @@ impl State {
         shelf: i64,
         count: usize,
         state: i64,
-    ) -> rusqlite::Result<Vec<BookIdx>> {
+    ) -> SqlResult<Vec<BookIdx>> {
         let mut removed = Vec::with_capacity(count);
         for _ in 0..count {
             let Some(idx) = self.pop_book(conn, shelf)? else {
