@@ -247,6 +247,38 @@ impl ClusterState {
 }
 
 #[cfg(test)]
+impl Settings {
+    /// Settings of a two-node process cluster "t" in `dir`, for tests.
+    pub fn sample(dir: &Path) -> Settings {
+        Settings {
+            name: "t".into(),
+            dir: dir.to_path_buf(),
+            nodes: 2,
+            fam_bytes: 1 << 30,
+            book_size: None,
+            backend: crate::backend::BackendKind::Process,
+            port: Some(9999),
+            hostbase: "node".into(),
+            fam_file: None,
+            vm: VmSettings {
+                vcpus: Some(2),
+                vdram_kib: None,
+                accel: Some("tcg".into()),
+                guest_root: None,
+            },
+            subnet: None,
+            bin_dir: None,
+            timeout_secs: 30,
+            faults: FaultSettings::default(),
+            lmp_port: None,
+            no_lmp: false,
+            share: vec![],
+            mmap: MmapMode::Fam,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -254,31 +286,7 @@ mod tests {
     fn round_trips_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let s = ClusterState {
-            settings: Settings {
-                name: "t".into(),
-                dir: dir.path().into(),
-                nodes: 2,
-                fam_bytes: 1 << 30,
-                book_size: None,
-                backend: crate::backend::BackendKind::Process,
-                port: Some(9999),
-                hostbase: "node".into(),
-                fam_file: None,
-                vm: VmSettings {
-                    vcpus: Some(2),
-                    vdram_kib: None,
-                    accel: Some("tcg".into()),
-                    guest_root: None,
-                },
-                subnet: None,
-                bin_dir: None,
-                timeout_secs: 30,
-                faults: FaultSettings::default(),
-                lmp_port: None,
-                no_lmp: false,
-                share: vec![],
-                mmap: MmapMode::Fam,
-            },
+            settings: Settings::sample(dir.path()),
             phase: Phase::Up,
             port: 9999,
             fam_path: dir.path().join("fam"),

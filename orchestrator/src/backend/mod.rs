@@ -44,12 +44,21 @@ impl BackendKind {
         BackendKind::Container,
     ];
 
-    /// The backend itself.
-    pub fn open(self) -> Box<dyn Backend> {
+    /// The backend, serving the cluster `cx` (every call of the value is about that cluster).
+    pub fn open(self, cx: ClusterCtx) -> Box<dyn Backend> {
         match self {
-            BackendKind::Process => Box::new(process::ProcessBackend),
-            BackendKind::Libvirt => Box::new(libvirt::LibvirtBackend::new()),
-            BackendKind::Container => Box::new(container::ContainerBackend::default()),
+            BackendKind::Process => Box::new(process::ProcessBackend::new(cx)),
+            BackendKind::Libvirt => Box::new(libvirt::LibvirtBackend::new(cx)),
+            BackendKind::Container => Box::new(container::ContainerBackend::new(cx)),
+        }
+    }
+
+    /// What the backend is and can do (the same for every cluster).
+    pub fn capabilities(self) -> Capabilities {
+        match self {
+            BackendKind::Process => process::CAPABILITIES,
+            BackendKind::Libvirt => libvirt::CAPABILITIES,
+            BackendKind::Container => container::CAPABILITIES,
         }
     }
 
@@ -75,6 +84,39 @@ impl BackendKind {
 impl std::fmt::Display for BackendKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The cluster a backend value serves, given once when it is opened: kind's providers are
+/// handed their cluster's name at every call, and fame's backends, which used to rebuild it
+/// from the node's path and the state file at every call, get it here.
+#[derive(Debug, Clone)]
+pub struct ClusterCtx {
+    /// The cluster's settings: its name, its directory (`fame`'s mark on every process and
+    /// container of the cluster), what its nodes are.
+    pub settings: Settings,
+    /// The directory of the cluster's binaries: of its last up or reload, or, before the first,
+    /// the one `fame up` located.
+    pub bin_dir: PathBuf,
+}
+
+impl ClusterCtx {
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.settings.dir
+    }
+}
+
+impl ClusterState {
+    /// The cluster's backend, opened for it.
+    pub fn backend(&self) -> Box<dyn Backend> {
+        self.settings.backend.open(ClusterCtx {
+            settings: self.settings.clone(),
+            bin_dir: self.bin_dir.clone(),
+        })
     }
 }
 
@@ -248,18 +290,8 @@ pub struct Capabilities {
     pub cuts_network: bool,
 }
 
-impl Default for Capabilities {
-    /// Nodes with nothing shared, not VMs, started one at a time, partitioned by the proxy.
-    fn default() -> Capabilities {
-        Capabilities {
-            shared_parts: false,
-            sizes_nodes: false,
-            start_concurrency: 1,
-            cuts_network: false,
-        }
-    }
-}
-
+/// A cluster's nodes, as one backend makes and runs them; a value serves one cluster (see
+/// [`ClusterCtx`], given to [`BackendKind::open`]).
 pub trait Backend: Send + Sync {
     /// What this backend is and can do.
     fn capabilities(&self) -> Capabilities;
@@ -277,7 +309,7 @@ pub trait Backend: Send + Sync {
 
     /// Runs `argv` inside the node and returns its exit status. A backend may instead replace
     /// the calling process with the command (the exit status then passes through by itself).
-    fn exec(&self, node: &Node, cluster_dir: &Path, argv: &[OsString]) -> Result<i32>;
+    fn exec(&self, node: &Node, argv: &[OsString]) -> Result<i32>;
 
     /// Stops the nodes (their daemons get `grace` to unmount) and everything running inside them,
     /// and returns how many nodes were running. Nodes that are already gone are fine.
@@ -293,9 +325,9 @@ pub trait Backend: Send + Sync {
     /// Where the node's `/lfs` can be seen from the host, if it can.
     fn host_lfs_path(&self, node: &Node) -> Option<PathBuf>;
 
-    /// Backend-specific checks of the settings and the host, before anything is created (the
-    /// validate step of `fame up`).
-    fn check(&self, _settings: &Settings) -> Result<()> {
+    /// Backend-specific checks of the cluster's settings and the host, before anything is
+    /// created (the validate step of `fame up`).
+    fn check(&self) -> Result<()> {
         Ok(())
     }
 
@@ -314,7 +346,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// The address the cluster's Librarian listens on (as [`prepare`](Self::prepare) decided).
-    fn librarian_addr(&self, _cluster_dir: &Path) -> IpAddr {
+    fn librarian_addr(&self) -> IpAddr {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
 

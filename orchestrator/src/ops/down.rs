@@ -109,7 +109,7 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
 
     if let Some(st) = &state {
         {
-            let b = st.settings.backend.open();
+            let b = st.backend();
             let nodes: Vec<_> = st.nodes.iter().collect();
             // A daemon says goodbye to the Librarian as it unmounts; without a Librarian that
             // only waits for a timeout, so do not wait long for it.
@@ -178,10 +178,7 @@ pub fn teardown(name: &str, dir: &Path, keep_fam: bool) -> Result<Report> {
 
     if let Some(st) = &state {
         {
-            st.settings
-                .backend
-                .open()
-                .destroy(&st.nodes.iter().collect::<Vec<_>>())?;
+            st.backend().destroy(&st.nodes.iter().collect::<Vec<_>>())?;
         }
     }
     crate::logging::close();

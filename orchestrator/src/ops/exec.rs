@@ -26,5 +26,5 @@ pub fn exec(name: Option<&str>, node: &str, command: Vec<OsString>) -> Result<i3
         command
     };
     tracing::info!("fame exec {} -- {:?}", n.name, argv);
-    c.backend.exec(n, &c.paths.dir, &argv)
+    c.backend.exec(n, &argv)
 }

@@ -44,7 +44,7 @@ pub fn load(name: Option<&str>) -> Result<Loaded> {
     };
     let paths = ClusterPaths::new(dir);
     let state = ClusterState::load(&paths.state())?;
-    let backend = state.settings.backend.open();
+    let backend = state.backend();
     crate::logging::open(&paths.fame_log());
     Ok(Loaded {
         name: name.to_string(),

@@ -34,7 +34,6 @@ pub struct Plan {
 }
 
 pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
-    let backend = s.backend.open();
     check_nodes(s.nodes)?;
     check_fam_size(s.fam_bytes)?;
     if let Some(f) = &s.fam_file {
@@ -54,10 +53,14 @@ pub fn validate(s: &Settings, step: &Step) -> Result<Plan> {
     if !s.no_lmp {
         bins.check(&[bins::LMP])?;
     }
-    backend.check(s)?;
+    let backend = s.backend.open(crate::backend::ClusterCtx {
+        settings: s.clone(),
+        bin_dir: bins.dir.clone(),
+    });
+    backend.check()?;
     let port_lock = PortLock::acquire()?;
     let ports = pick_ports(s)?;
-    if !backend.capabilities().sizes_nodes && (s.vm.vcpus.is_some() || s.vm.vdram_kib.is_some()) {
+    if !s.backend.capabilities().sizes_nodes && (s.vm.vcpus.is_some() || s.vm.vdram_kib.is_some()) {
         step.println(format!(
             "note: FAME_VCPUS/FAME_VDRAM size VMs; the nodes of the {} backend are not VMs and ignore them",
             s.backend

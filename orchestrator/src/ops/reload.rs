@@ -70,7 +70,7 @@ pub fn reload(name: Option<&str>, bin_dir: Option<&Path>) -> Result<()> {
         c.state.lmp_port = fresh.lmp;
         c.state.save(&c.paths.state())?;
     }
-    let bind = c.backend.librarian_addr(&c.paths.dir);
+    let bind = c.backend.librarian_addr();
     let limit = Duration::from_secs(c.state.settings.timeout_secs);
     let result = (|| {
         steps.run("start the Librarian", |_| {

@@ -86,7 +86,7 @@ pub fn status(name: Option<&str>) -> Result<()> {
         Some(p) => format!(
             "running, pid {}, {}",
             p.pid,
-            std::net::SocketAddr::from((backend.librarian_addr(&paths.dir), st.port))
+            std::net::SocketAddr::from((backend.librarian_addr(), st.port))
         ),
         None => format!("not running (port {})", st.port),
     };
@@ -196,7 +196,7 @@ pub fn ls() -> Result<()> {
         let paths = ClusterPaths::new(&dir);
         match ClusterState::load(&paths.state()) {
             Ok(st) => {
-                let running = probe_all(st.settings.backend.open().as_ref(), &st.nodes)
+                let running = probe_all(st.backend().as_ref(), &st.nodes)
                     .iter()
                     .filter(|p| p.running)
                     .count();

@@ -17,7 +17,7 @@ pub fn up(settings: Settings) -> Result<()> {
     crate::progress::catch_interrupts();
     let t0 = Instant::now();
     // Backends with shared parts (see below) prepare them in a step of its own.
-    let shared = settings.backend.open().capabilities().shared_parts;
+    let shared = settings.backend.capabilities().shared_parts;
     let mut steps = Steps::new(7 + usize::from(shared) + usize::from(!settings.no_lmp));
     let mut plan = steps.run("validate", |s| preflight::validate(&settings, s))?;
     let paths = ClusterPaths::new(&settings.dir);
@@ -74,7 +74,7 @@ fn bring_up(
             plan.backend.prepare(&state, s)
         })?
     } else {
-        plan.backend.librarian_addr(&paths.dir)
+        plan.backend.librarian_addr()
     };
     check_interrupt()?;
     steps.run("start the Librarian", |_| {
@@ -209,7 +209,7 @@ fn print_summary(
     outln!("  database   {}", paths.db().display());
     outln!(
         "  Librarian  {} (log {})",
-        std::net::SocketAddr::from((plan.backend.librarian_addr(&paths.dir), state.port)),
+        std::net::SocketAddr::from((plan.backend.librarian_addr(), state.port)),
         paths.librarian_log().display()
     );
     if let Some(p) = state.lmp_port {

@@ -25,7 +25,7 @@ impl Cluster {
             cluster::resolve(name).ok_or_else(|| anyhow!("cluster {name} is not registered"))?;
         let paths = ClusterPaths::new(dir);
         let state = ClusterState::load(&paths.state())?;
-        let backend = state.settings.backend.open();
+        let backend = state.backend();
         Ok(Cluster {
             name: name.to_string(),
             paths,
@@ -80,7 +80,7 @@ impl Cluster {
         }
         let bins = Bins::locate(Some(&st.bin_dir))?;
         bins.check(&[bins::LIBRARIAN])?;
-        let bind = self.backend.librarian_addr(&self.paths.dir);
+        let bind = self.backend.librarian_addr();
         crate::services::run_librarian(&bins, &self.paths, &mut st, bind, limit)
     }
 
@@ -171,12 +171,18 @@ impl Cluster {
         params: serde_json::Value,
     ) -> Result<serde_json::Value> {
         let st = self.state()?;
-        let addr = self.backend.librarian_addr(&self.paths.dir);
+        let addr = self.backend.librarian_addr();
         let mut c = lfs_proto::client::Client::connect((addr, st.port), i64::from(as_node))
             .context("cannot reach the Librarian")?;
         c.set_timeout(Some(Duration::from_secs(10)))?;
         c.call(command, params)
             .map_err(|e| anyhow!("the Librarian answered {command} with an error: {e:?}"))
+    }
+
+    /// How commands in the nodes name the cluster's `lfs-node` (its node-side tools).
+    pub fn lfs_node_in_node(&self) -> Result<String> {
+        let host = self.state()?.bin_dir.join(crate::bins::LFS_NODE);
+        Ok(self.backend.binary_in_node(&host))
     }
 
     /// Log files of the cluster, with the given nodes' first.

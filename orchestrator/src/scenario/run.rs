@@ -80,9 +80,8 @@ pub struct Runner<'a> {
     /// The scenario's report directory (outputs, logs, fsck reports).
     pub dir: PathBuf,
     fame: PathBuf,
-    bin_dir: PathBuf,
-    /// The cluster's backend, which knows how commands in its nodes name fame's binaries.
-    backend: Box<dyn crate::backend::Backend>,
+    /// How commands in the nodes name `lfs-node` (see [`Cluster::lfs_node_in_node`]).
+    lfs_node: String,
     pub background: HashMap<String, Background>,
     /// Nodes a fault took away (killed, paused, cut): never used to ask the Librarian.
     pub faulted: BTreeSet<String>,
@@ -247,8 +246,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
         cluster: name.clone(),
         dir: dir.clone(),
         fame: fame_exe.clone(),
-        bin_dir: PathBuf::new(),
-        backend: backend.open(),
+        lfs_node: String::new(),
         background: HashMap::new(),
         faulted: BTreeSet::new(),
         paused: BTreeSet::new(),
@@ -276,7 +274,7 @@ pub fn run(sc: &Scenario, index: usize, opts: &Options) -> ScenarioResult {
                 "[{lbl}] up ok in {}",
                 crate::progress::fmt_duration(tu.elapsed())
             );
-            ctx.bin_dir = cl.state().map(|s| s.bin_dir).unwrap_or_default();
+            ctx.lfs_node = cl.lfs_node_in_node().unwrap_or_default();
             let ts = Instant::now();
             let n = sc.steps.len();
             for (i, step) in sc.steps.iter().enumerate() {
@@ -387,9 +385,8 @@ impl Runner<'_> {
     }
 
     /// How commands in the nodes name the `lfs-node` binary.
-    pub fn lfs_node(&self) -> String {
-        let host = self.bin_dir.join(crate::bins::LFS_NODE);
-        self.backend.binary_in_node(&host)
+    pub fn lfs_node(&self) -> &str {
+        &self.lfs_node
     }
 
     /// Runs `cmd` in every node of `on` at once, and checks each with `check` (see [`Self::finish`]).
@@ -453,7 +450,7 @@ impl Runner<'_> {
                 .arg(format!("NODES={}", nodes.join(" ")))
                 .arg(format!("SCRATCH={}", scratch.display()))
                 .arg(format!("SEED={}", self.opts.seed))
-                .arg(format!("LFS_NODE={}", self.lfs_node()))
+                .arg(format!("LFS_NODE={}", self.lfs_node))
                 .args(["sh", "-c", cmd])
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(&out)?)

@@ -28,13 +28,13 @@ pub mod engine;
 pub mod image;
 
 use super::{
-    console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, DaemonView, LfsState,
-    NodeHandle, Probe,
+    console_log, daemon_log, lfs_link, Backend, Capabilities, ClusterCtx, DaemonSpec, DaemonView,
+    LfsState, NodeHandle, Probe,
 };
 use crate::backend::process::{answers_as_fuse, fuse_on_lfs, PROBE_LIMIT};
 use crate::procs::ProcRef;
 use crate::progress::Step;
-use crate::state::{ClusterState, Node, Settings};
+use crate::state::{ClusterState, Node};
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointSettings, HostConfig, Ipam, IpamConfig,
@@ -62,8 +62,17 @@ const FAM_IN_NODE: &str = "/fam";
 /// Where a node's directory is bind-mounted.
 const LOG_DIR_IN_NODE: &str = "/var/log/fame";
 
-#[derive(Default)]
+/// The cluster's network and node image are shared; the engine starts several nodes at a time
+/// (runc, mounts, network); a node is cut off by disconnecting it from the cluster network.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    shared_parts: true,
+    sizes_nodes: false,
+    start_concurrency: 4,
+    cuts_network: true,
+};
+
 pub struct ContainerBackend {
+    cx: ClusterCtx,
     /// The engine, connected on first use and shared by every call (a `fame up` probes its
     /// nodes hundreds of times while they start).
     engine: std::sync::Mutex<Option<std::sync::Arc<Engine>>>,
@@ -106,30 +115,6 @@ pub fn network_name(cluster: &str) -> String {
 
 pub fn container_name(cluster: &str, node: &str) -> String {
     format!("fame-{cluster}-{node}")
-}
-
-/// The node's cluster directory (`DIR/nodes/nodeNN` -> `DIR`).
-fn cluster_dir_of(node: &Node) -> PathBuf {
-    node.dir
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-/// The cluster name a node belongs to, from `container.json` or else `state.json`.
-fn cluster_of(cluster_dir: &Path) -> String {
-    load_config(cluster_dir)
-        .map(|c| c.cluster)
-        .or_else(|_| {
-            crate::state::ClusterState::load(&cluster_dir.join("state.json"))
-                .map(|s| s.settings.name)
-        })
-        .unwrap_or_default()
-}
-
-fn name_of(node: &Node) -> String {
-    container_name(&cluster_of(&cluster_dir_of(node)), &node.name)
 }
 
 /// The FAME MAC of node `id` (`48:50:42:NN:NN:NN`), as lfs-node recognises it. Engines take a
@@ -314,6 +299,18 @@ fn apparmor_enabled() -> bool {
 }
 
 impl ContainerBackend {
+    pub fn new(cx: ClusterCtx) -> ContainerBackend {
+        ContainerBackend {
+            cx,
+            engine: Default::default(),
+        }
+    }
+
+    /// The container of a node of the cluster.
+    fn name_of(&self, node: &Node) -> String {
+        container_name(self.cx.name(), &node.name)
+    }
+
     /// The connected engine; a failed connection is not remembered.
     fn engine(&self) -> Result<std::sync::Arc<Engine>> {
         let mut held = self.engine.lock().unwrap_or_else(|e| e.into_inner());
@@ -409,15 +406,7 @@ impl ContainerBackend {
 
 impl Backend for ContainerBackend {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            // The cluster's network and the node image.
-            shared_parts: true,
-            sizes_nodes: false,
-            // The engine does the work of a start (runc, mounts, network), several at a time.
-            start_concurrency: 4,
-            // Disconnecting the container from the cluster network.
-            cuts_network: true,
-        }
+        CAPABILITIES
     }
 
     /// The binaries are on the image's `PATH`.
@@ -428,7 +417,8 @@ impl Backend for ContainerBackend {
             .unwrap_or_default()
     }
 
-    fn check(&self, s: &Settings) -> Result<()> {
+    fn check(&self) -> Result<()> {
+        let s = &self.cx.settings;
         check_fuse_device()?;
         check_loopback()?;
         let engine = self.engine()?;
@@ -547,8 +537,8 @@ impl Backend for ContainerBackend {
         Ok(IpAddr::V4(gateway))
     }
 
-    fn librarian_addr(&self, cluster_dir: &Path) -> IpAddr {
-        load_config(cluster_dir)
+    fn librarian_addr(&self) -> IpAddr {
+        load_config(self.cx.dir())
             .map(|c| IpAddr::V4(c.gateway))
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
@@ -611,7 +601,7 @@ impl Backend for ContainerBackend {
         let Ok(engine) = self.engine() else {
             return absent;
         };
-        let Some((running, paused, pid)) = container_pid(&engine, &name_of(node)) else {
+        let Some((running, paused, pid)) = container_pid(&engine, &self.name_of(node)) else {
             return absent;
         };
         if !running {
@@ -630,9 +620,9 @@ impl Backend for ContainerBackend {
         Probe { running, lfs }
     }
 
-    fn exec(&self, node: &Node, _cluster_dir: &Path, argv: &[OsString]) -> Result<i32> {
+    fn exec(&self, node: &Node, argv: &[OsString]) -> Result<i32> {
         let engine = self.engine()?;
-        let name = name_of(node);
+        let name = self.name_of(node);
         match container_pid(&engine, &name) {
             Some((true, _, _)) => {}
             _ => bail!(
@@ -644,12 +634,12 @@ impl Backend for ContainerBackend {
     }
 
     fn stop(&self, nodes: &[&Node], grace: Duration) -> Result<usize> {
-        let Some(first) = nodes.first() else {
+        if nodes.is_empty() {
             return Ok(0);
-        };
-        let dir = cluster_dir_of(first);
+        }
+        let dir = self.cx.dir();
         let engine = self.engine()?;
-        let running: Vec<String> = cluster_containers(&engine, &dir)?
+        let running: Vec<String> = cluster_containers(&engine, dir)?
             .into_iter()
             .filter(|(_, r)| *r)
             .map(|(n, _)| n)
@@ -676,17 +666,17 @@ impl Backend for ContainerBackend {
     }
 
     fn destroy(&self, nodes: &[&Node]) -> Result<()> {
-        let Some(first) = nodes.first() else {
+        if nodes.is_empty() {
             return Ok(());
-        };
-        let dir = cluster_dir_of(first);
+        }
+        let dir = self.cx.dir();
         let engine = self.engine()?;
-        let names: Vec<String> = cluster_containers(&engine, &dir)?
+        let names: Vec<String> = cluster_containers(&engine, dir)?
             .into_iter()
             .map(|(n, _)| n)
             .collect();
         remove_containers(&engine, &names)?;
-        for net in cluster_networks(&engine, &dir)? {
+        for net in cluster_networks(&engine, dir)? {
             match engine.run(engine.docker.remove_network(&net)) {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => {}
@@ -697,7 +687,7 @@ impl Backend for ContainerBackend {
             }
         }
         super::remove_node_dirs(nodes)?;
-        let _ = std::fs::remove_file(config_path(&dir));
+        let _ = std::fs::remove_file(config_path(dir));
         Ok(())
     }
 
@@ -713,7 +703,7 @@ impl Backend for ContainerBackend {
     /// goes with its mount namespace.
     fn kill(&self, node: &Node) -> Result<()> {
         let engine = self.engine()?;
-        let name = name_of(node);
+        let name = self.name_of(node);
         let _ = engine.run(engine.docker.unpause_container(&name));
         let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
         engine
@@ -741,7 +731,7 @@ impl Backend for ContainerBackend {
     /// `docker pause`: the node's processes are frozen (cgroup freezer).
     fn pause(&self, node: &Node) -> Result<()> {
         let engine = self.engine()?;
-        let name = name_of(node);
+        let name = self.name_of(node);
         engine
             .run(engine.docker.pause_container(&name))
             .map_err(|e| {
@@ -755,7 +745,7 @@ impl Backend for ContainerBackend {
 
     fn resume(&self, node: &Node) -> Result<()> {
         let engine = self.engine()?;
-        let name = name_of(node);
+        let name = self.name_of(node);
         engine
             .run(engine.docker.unpause_container(&name))
             .map_err(|e| {
@@ -770,8 +760,7 @@ impl Backend for ContainerBackend {
     /// A partition: the node's container leaves the cluster network (its connections to the
     /// Librarian go dead), and joins it again with its MAC to heal.
     fn cut(&self, node: &Node, cut: bool) -> Result<()> {
-        let dir = cluster_dir_of(node);
-        let cfg = load_config(&dir)?;
+        let cfg = load_config(self.cx.dir())?;
         let engine = self.engine()?;
         let name = container_name(&cfg.cluster, &node.name);
         let r = if cut {

@@ -27,7 +27,8 @@ pub mod proto;
 pub mod virtiofs;
 
 use super::{
-    console_log, Backend, Capabilities, DaemonSpec, DaemonView, LfsState, NodeHandle, Probe,
+    console_log, Backend, Capabilities, ClusterCtx, DaemonSpec, DaemonView, LfsState, NodeHandle,
+    Probe,
 };
 use crate::procs::ProcRef;
 use crate::progress::Step;
@@ -59,30 +60,57 @@ pub const EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
 const DOMAIN_TEMPLATE: &str = include_str!("../../../../templates/libvirt/domain.xml");
 const NETWORK_TEMPLATE: &str = include_str!("../../../../templates/libvirt/network.xml");
 
+/// The cluster's network and guest image are shared; nodes are VMs sized by `--vcpus` and
+/// `--memory`, started one at a time; the fault proxy cuts them off.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    shared_parts: true,
+    sizes_nodes: true,
+    start_concurrency: 1,
+    cuts_network: false,
+};
+
 pub struct LibvirtBackend {
+    cx: ClusterCtx,
+    /// What `prepare` decided (`nodes/libvirt.json`), read once.
+    net: Mutex<Option<ClusterNet>>,
     /// When each node was last probed, to keep polling from flooding TCG guests.
     last_probe: Mutex<HashMap<String, Instant>>,
 }
 
 impl LibvirtBackend {
-    pub fn new() -> Self {
+    pub fn new(cx: ClusterCtx) -> Self {
         LibvirtBackend {
+            cx,
+            net: Mutex::new(None),
             last_probe: Mutex::new(HashMap::new()),
         }
     }
 
+    /// What `prepare` decided for the cluster: read from its file at the first call after it,
+    /// then kept (it does not change while the cluster exists).
+    fn config(&self) -> Result<ClusterNet> {
+        let mut held = self.net.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = held.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = load_config(self.cx.dir())?;
+        *held = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Saves what `prepare` decided, and keeps it.
+    fn save_config(&self, c: &ClusterNet) -> Result<()> {
+        save_config(self.cx.dir(), c)?;
+        *self.net.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(())
+    }
+
     fn domain_of(&self, node: &Node) -> Result<Domain> {
-        let cfg = load_config(&cluster_dir_of(node))?;
+        let cfg = self.config()?;
         let conn = connect()?;
         let name = domain_name(&cfg.cluster, &node.name);
         conn.lookup_domain_by_name(&name)
             .map_err(|_| anyhow!("{} is not running (no VM {name})", node.name))
-    }
-}
-
-impl Default for LibvirtBackend {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -138,14 +166,6 @@ pub fn connect() -> Result<Connect> {
 
 fn config_path(cluster_dir: &Path) -> PathBuf {
     cluster_dir.join("nodes").join("libvirt.json")
-}
-
-fn cluster_dir_of(node: &Node) -> PathBuf {
-    node.dir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("/"))
-        .to_path_buf()
 }
 
 fn load_config(cluster_dir: &Path) -> Result<ClusterNet> {
@@ -419,13 +439,7 @@ fn destroy_domain(d: &Domain) -> Result<()> {
 
 impl Backend for LibvirtBackend {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            // The cluster's network and the guest image.
-            shared_parts: true,
-            sizes_nodes: true,
-            start_concurrency: 1,
-            cuts_network: false,
-        }
+        CAPABILITIES
     }
 
     fn binary_in_node(&self, host_path: &Path) -> String {
@@ -436,7 +450,8 @@ impl Backend for LibvirtBackend {
         )
     }
 
-    fn check(&self, s: &Settings) -> Result<()> {
+    fn check(&self) -> Result<()> {
+        let s = &self.cx.settings;
         let bridge = bridge_name(&s.name);
         if bridge.len() > 15 {
             bail!(
@@ -609,7 +624,7 @@ impl Backend for LibvirtBackend {
             timings: vec![],
         };
         // Saved before the network exists, so that a rollback or `fame down` finds it.
-        save_config(dir, &cfg)?;
+        self.save_config(&cfg)?;
         let t3 = Instant::now();
         step.set_message("network");
         let nodes: Vec<(String, u32)> =
@@ -635,12 +650,12 @@ impl Backend for LibvirtBackend {
             t.elapsed().as_secs_f64()
         );
         cfg.timings = timings;
-        save_config(dir, &cfg)?;
+        self.save_config(&cfg)?;
         Ok(IpAddr::V4(cfg.torms))
     }
 
-    fn librarian_addr(&self, cluster_dir: &Path) -> IpAddr {
-        load_config(cluster_dir)
+    fn librarian_addr(&self) -> IpAddr {
+        self.config()
             .map(|c| IpAddr::V4(c.torms))
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
@@ -651,8 +666,8 @@ impl Backend for LibvirtBackend {
     }
 
     fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<NodeHandle> {
-        let dir = cluster_dir_of(node);
-        let cfg = load_config(&dir)?;
+        let dir = self.cx.dir();
+        let cfg = self.config()?;
         let conn = connect()?;
         if conn.lookup_network_by_name(&cfg.network).is_err() {
             bail!(
@@ -708,7 +723,7 @@ impl Backend for LibvirtBackend {
             name: &name,
             cluster: &cfg.cluster,
             node: &node.name,
-            marker: &marker(&dir),
+            marker: &marker(dir),
             domain_type: &cfg.domain_type,
             memory_kib: cfg.memory_kib,
             vcpus: cfg.vcpus,
@@ -726,7 +741,7 @@ impl Backend for LibvirtBackend {
         // The virtiofsds first: QEMU connects to their sockets as it starts.
         let mut daemons: Vec<ProcRef> = vec![];
         let started = exports.iter().try_for_each(|e| {
-            daemons.push(virtiofs::start(&node.dir, &dir, e)?);
+            daemons.push(virtiofs::start(&node.dir, dir, e)?);
             Ok::<_, anyhow::Error>(())
         });
         let created = started.and_then(|()| {
@@ -765,7 +780,7 @@ impl Backend for LibvirtBackend {
             running: false,
             lfs: LfsState::Absent,
         };
-        let Ok(cfg) = load_config(&cluster_dir_of(node)) else {
+        let Ok(cfg) = self.config() else {
             return absent;
         };
         let Ok(conn) = connect() else { return absent };
@@ -789,8 +804,8 @@ impl Backend for LibvirtBackend {
         Probe { running: true, lfs }
     }
 
-    fn exec(&self, node: &Node, cluster_dir: &Path, argv: &[OsString]) -> Result<i32> {
-        let cfg = load_config(cluster_dir)?;
+    fn exec(&self, node: &Node, argv: &[OsString]) -> Result<i32> {
+        let cfg = self.config()?;
         let conn = connect()?;
         let name = domain_name(&cfg.cluster, &node.name);
         let state = conn
@@ -813,13 +828,12 @@ impl Backend for LibvirtBackend {
     }
 
     fn stop(&self, nodes: &[&Node], grace: Duration) -> Result<usize> {
-        let Some(first) = nodes.first() else {
+        if nodes.is_empty() {
             return Ok(0);
-        };
-        let dir = cluster_dir_of(first);
+        }
         let conn = connect()?;
-        let cfg = load_config(&dir).ok();
-        let doms = cluster_domains(&conn, &dir);
+        let cfg = self.config().ok();
+        let doms = cluster_domains(&conn, self.cx.dir());
         let running = doms
             .iter()
             .filter(|d| d.is_active().unwrap_or(false))
@@ -856,22 +870,19 @@ impl Backend for LibvirtBackend {
     }
 
     fn destroy(&self, nodes: &[&Node]) -> Result<()> {
-        let Some(first) = nodes.first() else {
+        if nodes.is_empty() {
             return Ok(());
-        };
-        let dir = cluster_dir_of(first);
-        let cfg = load_config(&dir).ok();
+        }
+        let dir = self.cx.dir();
+        let cfg = self.config().ok();
         let conn = connect()?;
         // Anything `stop` did not see (e.g. started after it looked).
-        for d in cluster_domains(&conn, &dir) {
+        for d in cluster_domains(&conn, dir) {
             destroy_domain(&d)?;
         }
-        let cluster = match &cfg {
-            Some(c) => c.cluster.clone(),
-            None => crate::state::ClusterState::load(&dir.join("state.json"))
-                .map(|s| s.settings.name)
-                .unwrap_or_default(),
-        };
+        let cluster = cfg
+            .as_ref()
+            .map_or_else(|| self.cx.name().to_string(), |c| c.cluster.clone());
         if !cluster.is_empty() {
             let net_name = cfg
                 .as_ref()
@@ -907,7 +918,8 @@ impl Backend for LibvirtBackend {
             }
         }
         super::remove_node_dirs(nodes)?;
-        let _ = std::fs::remove_file(config_path(&dir));
+        let _ = std::fs::remove_file(config_path(dir));
+        *self.net.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
     }
 

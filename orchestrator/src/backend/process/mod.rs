@@ -33,8 +33,8 @@
 pub mod init;
 
 use super::{
-    console_log, daemon_log, lfs_link, Backend, Capabilities, DaemonSpec, DaemonView, LfsState,
-    NodeHandle, Probe,
+    console_log, daemon_log, lfs_link, Backend, Capabilities, ClusterCtx, DaemonSpec, DaemonView,
+    LfsState, NodeHandle, Probe,
 };
 use crate::procs::{self, ProcRef, MARKER_ENV};
 use crate::state::Node;
@@ -99,7 +99,23 @@ pub(crate) fn fuse_on_lfs(p: ProcRef) -> bool {
 /// Environment variable naming the node in processes started inside it.
 pub const NODE_ENV: &str = "FAME_NODE";
 
-pub struct ProcessBackend;
+/// Nodes with nothing shared, not VMs, started one at a time, partitioned by the fault proxy.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    shared_parts: false,
+    sizes_nodes: false,
+    start_concurrency: 1,
+    cuts_network: false,
+};
+
+pub struct ProcessBackend {
+    cx: ClusterCtx,
+}
+
+impl ProcessBackend {
+    pub fn new(cx: ClusterCtx) -> ProcessBackend {
+        ProcessBackend { cx }
+    }
+}
 
 fn root_dir(node: &Node) -> PathBuf {
     node.dir.join("root")
@@ -169,7 +185,7 @@ fn processes_in_mount_ns(ns: &OsString) -> Vec<ProcRef> {
 impl Backend for ProcessBackend {
     /// Nothing shared, processes not sized, one start at a time, partitions through the proxy.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        CAPABILITIES
     }
 
     fn create(&self, node: &Node) -> Result<()> {
@@ -244,7 +260,7 @@ impl Backend for ProcessBackend {
         }
     }
 
-    fn exec(&self, node: &Node, cluster_dir: &Path, argv: &[OsString]) -> Result<i32> {
+    fn exec(&self, node: &Node, argv: &[OsString]) -> Result<i32> {
         use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
         use std::os::fd::AsFd;
         let Some(p) = daemon(node) else {
@@ -281,13 +297,12 @@ impl Backend for ProcessBackend {
         }
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
-            .env(MARKER_ENV, cluster_dir)
+            .env(MARKER_ENV, self.cx.dir())
             .env(NODE_ENV, &node.name);
         // `--mmap fam`: plain mmap of /lfs files is FAM in everything the command runs (the
         // host's /etc/ld.so.preload cannot be changed for one node; LD_PRELOAD is inherited).
-        let state = crate::state::ClusterState::load(&cluster_dir.join("state.json")).ok();
-        if let Some(st) = state.filter(|st| st.settings.mmap == crate::state::MmapMode::Fam) {
-            let lib = st.bin_dir.join(crate::bins::PRELOAD);
+        if self.cx.settings.mmap == crate::state::MmapMode::Fam {
+            let lib = self.cx.bin_dir.join(crate::bins::PRELOAD);
             let value = match std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
                 Some(old) => {
                     let mut v = lib.into_os_string();
@@ -405,7 +420,10 @@ mod tests {
             dir: dir.path().join("node01"),
             handle: NodeHandle::Process(p),
         };
-        let b = ProcessBackend;
+        let b = ProcessBackend::new(ClusterCtx {
+            settings: crate::state::Settings::sample(dir.path()),
+            bin_dir: "/bin".into(),
+        });
         b.pause(&node).unwrap();
         assert_eq!(wait_state(p, &['T']), 'T');
         b.resume(&node).unwrap();
