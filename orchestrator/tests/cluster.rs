@@ -56,6 +56,7 @@ fn four_nodes_share_one_fam_then_down_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write to stdout"), "{err}");
     let dir = home.cluster_dir("fame");
+    assert_eq!(state(&dir)["port"], port, "--port was not used");
 
     // The configure script's INI, and the FAM file: sparse, exactly 32G, mode 0660.
     assert_eq!(
@@ -197,14 +198,11 @@ fn down_cleans_up_after_sigkill_of_a_node_and_the_librarian() {
 #[test]
 fn down_cleans_up_after_sigkill_of_fame_up_itself() {
     let home = Home::new();
-    let port = free_port().to_string();
     let dir = home.cluster_dir("torn");
     // Wherever `fame up` is when it dies, `ls` and `down` must cope.
     for delay_ms in [5, 30, 60] {
         let mut child = home
-            .command(&[
-                "up", "--name", "torn", "--nodes", "8", "--fam", "1G", "--port", &port,
-            ])
+            .command(&["up", "--name", "torn", "--nodes", "8", "--fam", "1G"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -523,16 +521,7 @@ fn each_cluster_has_an_lmp_with_the_librarians_counts_unless_no_lmp() {
 
     // --no-lmp: none at all.
     home.ok(&[
-        "up",
-        "--name",
-        "bare",
-        "--nodes",
-        "1",
-        "--fam",
-        "1G",
-        "--no-lmp",
-        "--port",
-        &free_port().to_string(),
+        "up", "--name", "bare", "--nodes", "1", "--fam", "1G", "--no-lmp",
     ]);
     let dir = home.cluster_dir("bare");
     assert!(state(&dir)["lmp_port"].is_null());
@@ -560,7 +549,6 @@ fn assert_refused(home: &Home, err: &str, expect: &[&str]) {
 #[test]
 fn bad_input_is_refused_with_one_clear_line_and_leaves_nothing() {
     let home = Home::new();
-    let port = free_port().to_string();
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["--fam", "3G"],
@@ -588,7 +576,7 @@ fn bad_input_is_refused_with_one_clear_line_and_leaves_nothing() {
         ),
     ];
     for (args, expect) in cases {
-        let mut all = vec!["up", "--port", &port];
+        let mut all = vec!["up"];
         all.extend_from_slice(args);
         let err = home.fails(&all);
         assert_refused(&home, &err, expect);
@@ -610,8 +598,7 @@ fn a_busy_port_and_a_name_in_use_are_refused() {
             "pick another --port",
         ],
     );
-    let port = free_port().to_string();
-    let err = home.fails(&["up", "--fam", "1G", "--port", &port, "--lmp-port", &busy]);
+    let err = home.fails(&["up", "--fam", "1G", "--lmp-port", &busy]);
     assert_refused(
         &home,
         &err,
@@ -856,8 +843,6 @@ fn a_failure_midway_rolls_back_everything_it_started() {
         "1G",
         "--timeout",
         "0",
-        "--port",
-        &free_port().to_string(),
     ]);
     assert!(err.contains("removing everything it started"), "{err}");
     assert!(
@@ -923,15 +908,7 @@ fn a_fam_bigger_than_the_free_disk_only_warns() {
     let st = available_bytes(home.path());
     let fam = (st + 1).next_power_of_two().max(1 << 30);
     let fam_arg = format!("{}G", fam >> 30);
-    let out = home.run(&[
-        "up",
-        "--nodes",
-        "1",
-        "--fam",
-        &fam_arg,
-        "--port",
-        &free_port().to_string(),
-    ]);
+    let out = home.run(&["up", "--nodes", "1", "--fam", &fam_arg]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(

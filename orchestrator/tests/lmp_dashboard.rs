@@ -13,17 +13,7 @@ fn load(url: &str, profile: &std::path::Path, extra: &[String]) -> String {
 #[test]
 fn the_dashboard_shows_the_clusters_real_numbers() {
     let home = Home::new();
-    home.ok(&[
-        "up",
-        "--name",
-        "dash",
-        "--nodes",
-        "3",
-        "--fam",
-        "1G",
-        "--port",
-        &free_port().to_string(),
-    ]);
+    home.ok(&["up", "--name", "dash", "--nodes", "3", "--fam", "1G"]);
     // Three books' worth of data on node02, one file held open on node03 while we look.
     home.ok(&[
         "exec",

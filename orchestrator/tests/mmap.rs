@@ -23,11 +23,8 @@ fn plain_mmap_is_fam_on_process_nodes_unless_page_cache() {
     let scratch = tempfile::tempdir().unwrap();
     let prog = plain_mmap(scratch.path());
     let p = prog.to_str().unwrap();
-    let port = free_port().to_string();
     let up = |extra: &[&str]| {
-        let mut args = vec![
-            "up", "--name", "mm", "--nodes", "4", "--fam", "1G", "--port", &port,
-        ];
+        let mut args = vec!["up", "--name", "mm", "--nodes", "4", "--fam", "1G"];
         args.extend_from_slice(extra);
         home.ok(&args);
     };

@@ -42,12 +42,27 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// A TCP port for a test that must name one itself (`fame up --port`), where the program
+/// cannot pick and report its own (which is the way wherever it can: `librarian --port 0
+/// --port-file`). It is drawn at random from 20000-29999, outside both the kernel's ephemeral
+/// range (32768-60999), from which every outgoing connection takes its local port, and the
+/// ports fame picks (9093 up, 31179 up), and is free when drawn; a bind-and-drop port from the
+/// ephemeral range could be taken by any connection before the test uses it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        // A random number without a dependency: std's hasher keys are random per process.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let port = 20000 + (h.finish() % 10000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until `ok` holds, checking every 20 ms, for at most `timeout`.

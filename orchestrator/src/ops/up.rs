@@ -77,24 +77,13 @@ fn bring_up(
         plan.backend.librarian_addr()
     };
     check_interrupt()?;
+    let limit = std::time::Duration::from_secs(settings.timeout_secs);
     steps.run("start the Librarian", |_| {
-        services::run_librarian(
-            &plan.bins,
-            paths,
-            &mut state,
-            bind,
-            std::time::Duration::from_secs(settings.timeout_secs),
-        )
+        services::run_librarian(&plan.bins, paths, &mut state, bind, limit)
     })?;
     if let Some(p) = state.lmp_port {
         steps.run(&format!("start the LMP on port {p}"), |_| {
-            services::run_lmp(
-                &plan.bins,
-                paths,
-                &mut state,
-                bind,
-                std::time::Duration::from_secs(settings.timeout_secs),
-            )
+            services::run_lmp(&plan.bins, paths, &mut state, bind, limit)
         })?;
     }
     // The Librarian and the LMP listen on their ports now: other `fame up`s may choose theirs.

@@ -164,19 +164,14 @@ impl Cluster {
 
     /// Asks the Librarian `command`, identifying as a node that is up (every request counts as
     /// its heartbeat, so never as a node a fault stopped).
-    pub fn ask(
-        &self,
-        as_node: u32,
-        command: lfs_proto::Command,
-        params: serde_json::Value,
-    ) -> Result<serde_json::Value> {
+    pub fn ask<R: lfs_proto::Request>(&self, as_node: u32, req: &R) -> Result<R::Reply> {
         let st = self.state()?;
         let addr = self.backend.librarian_addr();
         let mut c = lfs_proto::client::Client::connect((addr, st.port), i64::from(as_node))
             .context("cannot reach the Librarian")?;
         c.set_timeout(Some(Duration::from_secs(10)))?;
-        c.call(command, params)
-            .map_err(|e| anyhow!("the Librarian answered {command} with an error: {e:?}"))
+        c.call_typed(req)
+            .map_err(|e| anyhow!("the Librarian answered {} with an error: {e}", R::COMMAND))
     }
 
     /// How commands in the nodes name the cluster's `lfs-node` (its node-side tools).

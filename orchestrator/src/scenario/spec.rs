@@ -445,18 +445,6 @@ mod tests {
     const HEAD: &str = "[cluster]\nnodes = 2\nfam = \"1G\"\n";
 
     #[test]
-    fn a_step_is_direct_or_mmap_not_both() {
-        let e = errs(&format!(
-            "{HEAD}[[step]]\nkind = \"fill\"\nfile = \"/lfs/f\"\nsize = \"1M\"\ndirect = true\nmmap = true\n"
-        ));
-        assert!(
-            e.iter()
-                .any(|m| m.contains("direct = true and mmap = true")),
-            "{e:?}"
-        );
-    }
-
-    #[test]
     fn a_good_file_parses() {
         let s = parse(
             Path::new("ok.toml"),
@@ -468,75 +456,64 @@ mod tests {
         assert!(matches!(&s.steps[0].action, Action::Exec(e) if e.on.len() == 2));
     }
 
+    /// Each bad file's mistakes: every message, one a line, each with the file and line of the
+    /// mistake (`t.toml:LINE:`) and the words that say what to do.
     #[test]
-    fn an_unknown_kind_names_the_line_and_the_kinds() {
-        let e = errs(&format!(
-            "{HEAD}[[step]]\nname = \"x\"\nkind = \"teleport\"\n"
-        ));
-        assert_eq!(e.len(), 1, "{e:?}");
-        assert!(
-            e[0].starts_with("t.toml:6: unknown step kind \"teleport\""),
-            "{e:?}"
-        );
-        assert!(e[0].contains("exec, fill"), "{e:?}");
-    }
-
-    #[test]
-    fn a_missing_field_names_the_step_and_the_fix() {
-        let e = errs(&format!(
-            "{HEAD}\n[[step]]\nname = \"w\"\nkind = \"fill\"\nfile = \"/lfs/a\"\n"
-        ));
-        assert_eq!(e.len(), 1, "{e:?}");
-        assert!(
-            e[0].starts_with("t.toml:5: fill step \"w\" has no `size`; add `size = "),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn a_node_that_does_not_exist() {
-        let e = errs(&format!(
-            "{HEAD}[[step]]\nkind = \"cut\"\non = \"node07\"\n"
-        ));
-        assert!(
-            e[0].starts_with("t.toml:6: on = \"node07\": the cluster has no such node"),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn a_bad_timeout() {
-        let e = errs(&format!(
-            "{HEAD}[[step]]\nkind = \"exec\"\nrun = \"true\"\ntimeout = \"soon\"\n"
-        ));
-        assert!(
-            e[0].starts_with("t.toml:7: timeout = \"soon\" is not a duration"),
-            "{e:?}"
-        );
-        let e = errs(&format!(
-            "{HEAD}[[step]]\nkind = \"exec\"\nrun = \"true\"\ntimeout = \"0s\"\n"
-        ));
-        assert!(e[0].contains("out of range"), "{e:?}");
-    }
-
-    #[test]
-    fn unknown_fields_and_toml_errors_have_lines() {
-        let e = errs(&format!(
-            "{HEAD}[[step]]\nkind = \"exec\"\nrun = \"true\"\nrnu = 3\n"
-        ));
-        assert!(
-            e[0].starts_with("t.toml:7:") && e[0].contains("rnu"),
-            "{e:?}"
-        );
+    fn every_mistake_names_its_line_and_the_fix() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[[step]]\nname = \"x\"\nkind = \"teleport\"\n",
+                &["t.toml:6: unknown step kind \"teleport\" in step \"x\"; use one of: exec, fill, "],
+            ),
+            (
+                "\n[[step]]\nname = \"w\"\nkind = \"fill\"\nfile = \"/lfs/a\"\n",
+                &["t.toml:5: fill step \"w\" has no `size`; add `size = "],
+            ),
+            (
+                "[[step]]\nkind = \"cut\"\non = \"node07\"\n",
+                &["t.toml:6: on = \"node07\": the cluster has no such node"],
+            ),
+            (
+                "[[step]]\nkind = \"exec\"\nrun = \"true\"\ntimeout = \"soon\"\n",
+                &["t.toml:7: timeout = \"soon\" is not a duration"],
+            ),
+            (
+                "[[step]]\nkind = \"exec\"\nrun = \"true\"\ntimeout = \"0s\"\n",
+                &["t.toml:7: timeout = \"0s\" is out of range"],
+            ),
+            (
+                "[[step]]\nkind = \"exec\"\nrun = \"true\"\nrnu = 3\nfoo = 1\n",
+                &[
+                    "t.toml:7: `rnu` does not belong to an exec step",
+                    "t.toml:8: `foo` does not belong to an exec step",
+                ],
+            ),
+            (
+                "[[step]]\nkind = \"sleep\"\nfor = \"1s\"\nrun = \"x\"\n",
+                &["t.toml:7: `run` does not belong to a sleep step (\"step 1\"); sleep takes name, timeout, for"],
+            ),
+            (
+                "[[step]]\nkind = \"exec\"\nrun = \"true\"\nexit = \"x\"\n",
+                &["t.toml:7: invalid type: string \"x\", expected i64; see scenarios/README.md"],
+            ),
+            (
+                "[[step]]\nkind = \"fill\"\nfile = \"/lfs/f\"\nsize = \"1M\"\ndirect = true\nmmap = true\n",
+                &["t.toml:9: direct = true and mmap = true"],
+            ),
+        ];
+        for (steps, want) in cases {
+            let got = errs(&format!("{HEAD}{steps}"));
+            assert_eq!(got.len(), want.len(), "{steps}: {got:?}");
+            for (g, w) in got.iter().zip(*want) {
+                assert!(
+                    g.starts_with(w) || g.contains(w),
+                    "{steps}: {g:?} lacks {w:?}"
+                );
+                assert!(g.starts_with("t.toml:"), "{g}");
+            }
+        }
         let e = errs("[cluster\n");
         assert!(e[0].starts_with("t.toml:1:"), "{e:?}");
-        let e = errs(&format!(
-            "{HEAD}[[step]]\nkind = \"sleep\"\nfor = \"1s\"\nrun = \"x\"\n"
-        ));
-        assert!(
-            e[0].contains("`run` does not belong to a sleep step"),
-            "{e:?}"
-        );
     }
 
     #[test]

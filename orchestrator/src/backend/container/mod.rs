@@ -188,6 +188,26 @@ fn remove_container(engine: &Engine, name: &str) -> Result<()> {
 }
 
 /// Removes containers (all at once) whatever their state; gone already is fine.
+/// Removes the cluster's containers and networks (those labelled with its directory).
+fn remove_cluster(engine: &Engine, dir: &Path) -> Result<()> {
+    let names: Vec<String> = cluster_containers(engine, dir)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    remove_containers(engine, &names)?;
+    for net in cluster_networks(engine, dir)? {
+        match engine.run(engine.docker.remove_network(&net)) {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => bail!(
+                "cannot remove the network {net}: {}; remove it with `docker network rm {net}` and run `fame down` again",
+                message(&e)
+            ),
+        }
+    }
+    Ok(())
+}
+
 fn remove_containers(engine: &Engine, names: &[String]) -> Result<()> {
     let results = engine.run(futures_util::future::join_all(names.iter().map(|name| {
         let docker = engine.docker.clone();
@@ -454,14 +474,7 @@ impl Backend for ContainerBackend {
         step.set_message("engine");
         let engine = self.engine()?;
         // Leftovers of an earlier run of this very cluster (fame killed during `up`).
-        let names: Vec<String> = cluster_containers(&engine, dir)?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        remove_containers(&engine, &names)?;
-        for net in cluster_networks(&engine, dir)? {
-            let _ = engine.run(engine.docker.remove_network(&net));
-        }
+        remove_cluster(&engine, dir)?;
         let mut timings = vec![];
         step.set_message("node image");
         let img = image::ensure(&engine, &state.bin_dir)?;
@@ -671,21 +684,7 @@ impl Backend for ContainerBackend {
         }
         let dir = self.cx.dir();
         let engine = self.engine()?;
-        let names: Vec<String> = cluster_containers(&engine, dir)?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        remove_containers(&engine, &names)?;
-        for net in cluster_networks(&engine, dir)? {
-            match engine.run(engine.docker.remove_network(&net)) {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => bail!(
-                    "cannot remove the network {net}: {}; remove it with `docker network rm {net}` and run `fame down` again",
-                    message(&e)
-                ),
-            }
-        }
+        remove_cluster(&engine, dir)?;
         super::remove_node_dirs(nodes)?;
         let _ = std::fs::remove_file(config_path(dir));
         Ok(())

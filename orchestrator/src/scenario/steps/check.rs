@@ -6,8 +6,7 @@ use crate::scenario::faults::Cluster;
 use crate::scenario::run::Runner;
 use crate::scenario::spec::Step;
 use anyhow::{anyhow, bail, Result};
-use lfs_proto::Command;
-use serde_json::json;
+use lfs_proto::request::{GetFsStats, ListOpenShelves, ListShelves};
 use std::time::{Duration, Instant};
 use toml::Spanned;
 
@@ -145,7 +144,7 @@ impl Check {
         let asker = r.asker(cl)?;
         let mut bad = vec![];
         if let Some(c) = self.books_used {
-            let v = cl.ask(asker, Command::GetFsStats, json!({}))?;
+            let v = cl.ask(asker, &GetFsStats {})?;
             let used = v["books_used"]
                 .as_i64()
                 .ok_or_else(|| anyhow!("get_fs_stats has no books_used: {v}"))?;
@@ -154,24 +153,19 @@ impl Check {
             }
         }
         if let Some(c) = self.opens {
-            let v = cl.ask(asker, Command::ListOpenShelves, json!({}))?;
+            let opens = cl.ask(asker, &ListOpenShelves {})?;
             let ids: Option<Vec<i64>> = self.opens_on.as_ref().map(|o| {
                 o.iter()
                     .filter_map(|n| st.node(n).map(|x| i64::from(x.id)))
                     .collect()
             });
-            let n = v.as_array().map_or(0, |a| {
-                a.iter()
-                    .filter(|o| {
-                        ids.as_ref().is_none_or(|ids| {
-                            o["node_id"].as_i64().is_some_and(|i| ids.contains(&i))
-                        })
-                    })
-                    .count() as i64
-            });
+            let n = opens
+                .iter()
+                .filter(|o| ids.as_ref().is_none_or(|ids| ids.contains(&o.node_id)))
+                .count() as i64;
             if !c.holds(n) {
                 bad.push(format!(
-                    "open files{} are {n}, expected {c} (the Librarian's opens: {v})",
+                    "open files{} are {n}, expected {c} (the Librarian's opens: {opens:?})",
                     self.of_nodes()
                 ));
             }
@@ -202,12 +196,11 @@ impl Check {
 
 /// The names in the Librarian's directory `path`.
 pub fn entries(cl: &Cluster, asker: u32, path: &str) -> Result<Vec<String>> {
-    let v = cl.ask(asker, Command::ListShelves, json!({ "path": path }))?;
-    Ok(v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    let shelves = cl.ask(
+        asker,
+        &ListShelves {
+            path: path.to_string(),
+        },
+    )?;
+    Ok(shelves.into_iter().map(|s| s.name).collect())
 }
