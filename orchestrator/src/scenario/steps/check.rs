@@ -8,18 +8,8 @@ use crate::scenario::spec::Step;
 use anyhow::{anyhow, bail, Result};
 use lfs_proto::request::{GetFsStats, ListOpenShelves, ListShelves};
 use std::time::{Duration, Instant};
-use toml::Spanned;
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fields {
-    books_used: Option<Spanned<toml::Value>>,
-    opens: Option<Spanned<toml::Value>>,
-    on: Option<Spanned<On>>,
-    shelves: Option<Spanned<toml::Value>>,
-    path: Option<Spanned<String>>,
-    within: Option<Spanned<String>>,
-}
+fields!(Fields; books_used: toml::Value, opens: toml::Value, on: On, shelves: toml::Value, path: String, within: String);
 
 /// What to ask the Librarian and what its answers must be.
 #[derive(Debug, Clone, Default)]

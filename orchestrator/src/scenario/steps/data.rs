@@ -7,16 +7,7 @@ use crate::scenario::spec::Step;
 use anyhow::Result;
 use toml::Spanned;
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fields {
-    on: Option<Spanned<On>>,
-    file: Option<Spanned<String>>,
-    size: Option<Spanned<String>>,
-    seed: Option<Spanned<i64>>,
-    direct: Option<Spanned<bool>>,
-    mmap: Option<Spanned<bool>>,
-}
+fields!(Fields; on: On, file: String, size: String, seed: i64, direct: bool, mmap: bool);
 
 #[derive(Debug, Clone)]
 pub struct Data {

@@ -10,17 +10,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 use toml::Spanned;
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fields {
-    on: Option<Spanned<On>>,
-    run: Option<Spanned<String>>,
-    exit: Option<Spanned<i64>>,
-    stdout: Option<Spanned<String>>,
-    stderr: Option<Spanned<String>>,
-    background: Option<Spanned<bool>>,
-    retry: Option<Spanned<String>>,
-}
+fields!(Fields; on: On, run: String, exit: i64, stdout: String, stderr: String, background: bool, retry: String);
 
 #[derive(Debug, Clone)]
 pub struct Exec {

@@ -30,14 +30,7 @@ pub const ERRNOS: &[(&str, i32)] = &[
     ("EXDEV", libc::EXDEV),
 ];
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fields {
-    on: Option<Spanned<On>>,
-    run: Option<Spanned<String>>,
-    error: Option<Spanned<String>>,
-    within: Option<Spanned<String>>,
-}
+fields!(Fields; on: On, run: String, error: String, within: String);
 
 #[derive(Debug, Clone)]
 pub struct Expect {

@@ -6,19 +6,10 @@ use crate::scenario::faults::Cluster;
 use crate::scenario::run::Runner;
 use crate::scenario::spec::Step;
 use anyhow::Result;
-use toml::Spanned;
 
-/// The fields of the Librarian's faults: none.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoFields {}
-
-/// The fields of the nodes' faults.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fields {
-    on: Option<Spanned<On>>,
-}
+// The fields of the Librarian's faults (none) and of the nodes'.
+fields!(NoFields;);
+fields!(Fields; on: On);
 
 #[derive(Debug, Clone)]
 pub enum Fault {

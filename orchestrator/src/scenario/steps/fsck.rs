@@ -9,14 +9,8 @@ use crate::scenario::spec::Step;
 use anyhow::{bail, Result};
 use lfs_fsck::Problem;
 use std::time::{Duration, Instant};
-use toml::Spanned;
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fields {
-    expect: Option<Spanned<String>>,
-    repairs: Option<Spanned<Vec<String>>>,
-}
+fields!(Fields; expect: String, repairs: Vec<String>);
 
 /// The problems fsck-lfs must find and repair (none: the database must be clean).
 #[derive(Debug, Clone)]

@@ -5,6 +5,19 @@
 //! To add a kind: a module with `Fields`, a step type, `parse` and `run`; a variant of
 //! [`Action`]; an entry in [`KINDS`]; a row in `scenarios/README.md`.
 
+/// Declares a step kind's fields, once: `fields!(Fields; on: On, run: String)` is a struct of
+/// them, each optional and spanned (so that a mistake in it names its line), refusing any other.
+/// The derived field list is what the "does not belong" check and its help name.
+macro_rules! fields {
+    ($name:ident; $($(#[$meta:meta])* $field:ident: $ty:ty),* $(,)?) => {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$meta])* $field: Option<toml::Spanned<$ty>>,)*
+        }
+    };
+}
+
 pub mod check;
 pub mod data;
 pub mod exec;

@@ -5,14 +5,8 @@ use crate::scenario::run::Runner;
 use crate::scenario::spec::Step;
 use anyhow::{anyhow, Result};
 use std::time::Duration;
-use toml::Spanned;
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SleepFields {
-    #[serde(rename = "for")]
-    for_: Option<Spanned<String>>,
-}
+fields!(SleepFields; #[serde(rename = "for")] for_: String);
 
 #[derive(Debug, Clone)]
 pub struct Sleep(pub Duration);
@@ -31,11 +25,7 @@ impl Sleep {
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WaitFields {
-    step: Option<Spanned<String>>,
-}
+fields!(WaitFields; step: String);
 
 /// The name of the background step to wait for.
 #[derive(Debug, Clone)]
