@@ -157,7 +157,7 @@ fn four_nodes_share_one_fam_then_down_leaves_nothing() {
     assert!(out.contains("removed"), "{out}");
     sleeper.wait().unwrap();
     assert_gone(&fp);
-    assert!(home.entries().is_empty(), "{:?}", home.entries());
+    home.assert_empty("after down");
     // Idempotent.
     let out = home.ok(&["down"]);
     assert!(out.contains("nothing to do"), "{out}");
@@ -192,7 +192,7 @@ fn down_cleans_up_after_sigkill_of_a_node_and_the_librarian() {
     );
     home.ok(&["down", "k"]);
     assert_gone(&fp);
-    assert!(home.entries().is_empty());
+    home.assert_empty("after down");
 }
 
 #[test]
@@ -218,11 +218,7 @@ fn down_cleans_up_after_sigkill_of_fame_up_itself() {
             namespaces: vec![],
         };
         assert_gone(&fp);
-        assert!(
-            home.entries().is_empty(),
-            "after {delay_ms} ms: {:?}",
-            home.entries()
-        );
+        home.assert_empty(&format!("after {delay_ms} ms"));
     }
 }
 
@@ -409,7 +405,8 @@ fn a_stopped_clusters_ports_are_not_taken_from_another_fame_home() {
     );
     two.ok(&["down", "second"]);
     one.ok(&["down", "first"]);
-    assert!(one.entries().is_empty() && two.entries().is_empty());
+    one.assert_empty("after down");
+    two.assert_empty("after down");
 }
 
 #[test]
@@ -539,11 +536,7 @@ fn assert_refused(home: &Home, err: &str, expect: &[&str]) {
     for e in expect {
         assert!(last.contains(e), "expected {e:?} in the error line: {last}");
     }
-    assert!(
-        home.entries().is_empty(),
-        "left behind: {:?}",
-        home.entries()
-    );
+    home.assert_empty("at the end");
 }
 
 #[test]
@@ -674,7 +667,7 @@ fn a_cluster_being_changed_is_busy_for_every_other_command() {
     assert!(home.ok(&["status", "busy"]).contains(": up"));
     home.ok(&["down", "busy"]);
     // The lock file goes with the cluster.
-    assert!(home.entries().is_empty(), "{:?}", home.entries());
+    home.assert_empty("after down");
 }
 
 /// `fame up --name NAME --nodes NODES` started in the background (stderr piped), once `until`
@@ -764,7 +757,7 @@ fn an_interrupted_up_rolls_back_everything_it_started() {
             namespaces: vec![],
         };
         assert_gone(&fp);
-        assert!(home.entries().is_empty(), "{:?}", home.entries());
+        home.assert_empty("after down");
     }
 }
 
@@ -797,7 +790,7 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
     let out = home.ok(&["down", "damaged"]);
     assert!(out.contains("removed"), "{out}");
     assert!(!dir.exists());
-    assert!(home.entries().is_empty(), "{:?}", home.entries());
+    home.assert_empty("after down");
     // A cluster of a backend this fame lacks (made by another fame): only that backend can stop
     // its nodes, so down refuses and touches nothing.
     up(&home, "alien", 1);
@@ -826,7 +819,7 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
     std::fs::write(dir.join("state.json"), &text).unwrap();
     home.ok(&["down", "alien"]);
     assert_gone(&fp);
-    assert!(home.entries().is_empty(), "{:?}", home.entries());
+    home.assert_empty("after down");
 }
 
 #[test]
@@ -854,7 +847,7 @@ fn a_failure_midway_rolls_back_everything_it_started() {
         procs: vec![],
         namespaces: vec![],
     });
-    assert!(home.entries().is_empty(), "{:?}", home.entries());
+    home.assert_empty("after down");
 }
 
 #[test]

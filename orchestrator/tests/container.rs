@@ -9,7 +9,10 @@
 
 mod common;
 
-use common::{first_line, pids, shipped_scenarios, succeeded, workspace, FAME, FAME_VARS};
+use common::{
+    first_line, pids, release_and_check, shipped_scenarios, shipped_suite_args, succeeded, FAME,
+    FAME_VARS,
+};
 use fame_tests::docker::TestEngine;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -377,13 +380,7 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
         py.into(),
     ]);
     let seen = ct.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    std::fs::write(&hold, "").unwrap();
-    assert!(storer.wait().unwrap().success());
-    assert_eq!(
-        seen.trim(),
-        "777",
-        "Python on node02 did not see node01's store"
-    );
+    release_and_check(Path::new(&hold), &mut storer, &seen);
     let back = ct.ok(&[
         "exec", "--name", "ct", "node01", "--", p, "load", "/lfs/c", "16",
     ]);
@@ -743,23 +740,11 @@ fn missing_dev_fuse_is_one_clear_error() {
 fn shipped_scenarios_pass_on_containers() {
     let t0 = Instant::now();
     let ct = Ct::new();
-    let workspace = workspace();
     let out_dir = tempfile::tempdir().unwrap();
     let junit = out_dir.path().join("junit.xml");
     let report = out_dir.path().join("report");
-    let out = ct.run(&[
-        "scenario",
-        "run",
-        &workspace.join("scenarios").display().to_string(),
-        "--backend",
-        "container",
-        "--jobs",
-        "2",
-        "--junit",
-        &junit.display().to_string(),
-        "--report-dir",
-        &report.display().to_string(),
-    ]);
+    let args = shipped_suite_args(&junit, &report, &["--backend", "container"]);
+    let out = ct.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         out.status.success(),
         "the shipped scenarios failed on containers ({}):\n{}\n{}",

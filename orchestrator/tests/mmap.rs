@@ -99,13 +99,7 @@ fn plain_mmap_is_fam_on_process_nodes_unless_page_cache() {
               m = mmap.mmap(fd, 8192, mmap.MAP_SHARED)\n\
               print(struct.unpack_from('<Q', m, 4104)[0])\n";
     let seen = exec("node02", &["python3", "-c", py]);
-    std::fs::write(&hold, "").unwrap();
-    assert!(storer.wait().unwrap().success());
-    assert_eq!(
-        seen.trim(),
-        "777",
-        "Python on node02 did not see node01's store"
-    );
+    release_and_check(&hold, &mut storer, &seen);
 
     // What backs the map: the FAM file, or (LFS_MMAP=page-cache, one command) the file itself.
     let fam = home.cluster_dir("mm").join("fam");
@@ -134,9 +128,5 @@ fn plain_mmap_is_fam_on_process_nodes_unless_page_cache() {
         err.contains("--mmap tmfs: ") && err.contains("page-cache"),
         "{err}"
     );
-    assert!(
-        home.entries().is_empty(),
-        "a refused up left {:?}",
-        home.entries()
-    );
+    home.assert_empty("after a refused up");
 }

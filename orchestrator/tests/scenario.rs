@@ -23,17 +23,8 @@ fn the_shipped_suite_passes_and_leaves_a_junit_report() {
     let report = target.join("scenario-report");
     let _ = std::fs::remove_dir_all(&report);
     let _ = std::fs::remove_file(&junit);
-    let out = home.run(&[
-        "scenario",
-        "run",
-        &workspace().join("scenarios").display().to_string(),
-        "--jobs",
-        "2",
-        "--junit",
-        &junit.display().to_string(),
-        "--report-dir",
-        &report.display().to_string(),
-    ]);
+    let args = shipped_suite_args(&junit, &report, &[]);
+    let out = home.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -52,11 +43,7 @@ fn the_shipped_suite_passes_and_leaves_a_junit_report() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert_eq!(xml.matches("<testsuite ").count(), n, "{xml}");
     assert!(!xml.contains("<failure"), "{xml}");
-    assert!(
-        home.entries().is_empty(),
-        "left behind: {:?}",
-        home.entries()
-    );
+    home.assert_empty("at the end");
 }
 
 #[test]
@@ -102,11 +89,7 @@ fn a_failing_scenario_is_caught_and_reported_with_its_step() {
         "the unreached step is skipped: {xml}"
     );
     // Torn down all the same.
-    assert!(
-        home.entries().is_empty(),
-        "left behind: {:?}",
-        home.entries()
-    );
+    home.assert_empty("at the end");
 
     // With --retain the cluster and a log bundle stay for a post-mortem.
     let out = home.run(&[
@@ -122,7 +105,7 @@ fn a_failing_scenario_is_caught_and_reported_with_its_step() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(work.path().join("r2/01-must-fail/bundle").is_dir());
     home.ok(&["down", "--all"]);
-    assert!(home.entries().is_empty());
+    home.assert_empty("after down");
 }
 
 #[test]
@@ -168,5 +151,5 @@ fn bad_input_is_refused_with_file_line_and_fix_before_any_cluster_starts() {
     let out = home.run(&["scenario", "run", "/nonexistent/scenarios"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory"));
-    assert!(home.entries().is_empty());
+    home.assert_empty("after down");
 }

@@ -90,6 +90,16 @@ impl Home {
             })
             .unwrap_or_default()
     }
+
+    /// Asserts that FAME_HOME holds nothing (every cluster gone with its lock and files);
+    /// `when` says at what point, for the message.
+    pub fn assert_empty(&self, when: &str) {
+        let left = self.entries();
+        assert!(
+            left.is_empty(),
+            "{when}: left behind in FAME_HOME: {left:?}"
+        );
+    }
 }
 
 impl Drop for Home {
@@ -313,4 +323,32 @@ pub fn shipped_scenarios() -> usize {
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
         .count()
+}
+
+/// The end of the cross-node mmap check: node01's storer (which stored 777 at offset 4104 of
+/// its mapping and holds it until `hold` exists) is let go and must succeed, and what node02's
+/// Python read meanwhile (`seen`) must be that store.
+pub fn release_and_check(hold: &Path, storer: &mut Child, seen: &str) {
+    std::fs::write(hold, "").unwrap();
+    assert!(storer.wait().unwrap().success());
+    assert_eq!(
+        seen.trim(),
+        "777",
+        "Python on node02 did not see node01's store"
+    );
+}
+
+/// `fame scenario run` of the shipped suite, two at a time, with its JUnit file and report
+/// directory, and `extra` flags (`--backend container`).
+pub fn shipped_suite_args(junit: &Path, report: &Path, extra: &[&str]) -> Vec<String> {
+    let suite = workspace().join("scenarios");
+    let mut args: Vec<String> = ["scenario", "run", "--jobs", "2", "--junit"]
+        .map(String::from)
+        .into();
+    args.push(junit.display().to_string());
+    args.push("--report-dir".into());
+    args.push(report.display().to_string());
+    args.push(suite.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
