@@ -10,8 +10,8 @@
 mod common;
 
 use common::{
-    first_line, pids, release_and_check, shipped_scenarios, shipped_suite_args, succeeded, FAME,
-    FAME_VARS,
+    first_line, in_home, pids, release_and_check, shipped_scenarios, shipped_suite_args, succeeded,
+    words, FAME,
 };
 use fame_tests::docker::TestEngine;
 use std::io::Write;
@@ -47,11 +47,13 @@ impl Ct {
     /// `fame ARGS` inside the engine's network namespace, with DOCKER_HOST set to it.
     fn command(&self, args: &[&str]) -> Command {
         let mut c = self.engine.command(FAME);
-        c.args(args).env("FAME_HOME", self.home.path());
-        for v in FAME_VARS {
-            c.env_remove(v);
-        }
+        in_home(c.args(args), self.home.path());
         c
+    }
+
+    /// `fame exec --name ct NODE -- sh -c SCRIPT`.
+    fn sh(&self, node: &str, script: &str) -> Command {
+        self.command(&["exec", "--name", "ct", node, "--", "sh", "-c", script])
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -233,16 +235,7 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
     // Bytes written on node01 from fame's stdin are the bytes node02 reads.
     let data = pattern(300_000, 1);
     let mut child = ct
-        .command(&[
-            "exec",
-            "--name",
-            "ct",
-            "node01",
-            "--",
-            "sh",
-            "-c",
-            "cat > /lfs/blob",
-        ])
+        .sh("node01", "cat > /lfs/blob")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -259,48 +252,16 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
     );
 
     // Stores through the direct map of the FAM on node01 are loads on node02.
-    ct.ok(&[
-        "exec",
-        "--name",
-        "ct",
-        "node01",
-        "--",
-        "lfs-node",
-        "fill",
-        "/lfs/direct.dat",
-        "--seed",
-        "42",
-        "--size",
-        "16M",
-        "--direct",
-    ]);
-    ct.ok(&[
-        "exec",
-        "--name",
-        "ct",
-        "node02",
-        "--",
-        "lfs-node",
-        "verify",
-        "/lfs/direct.dat",
-        "--seed",
-        "42",
-        "--direct",
-    ]);
+    ct.ok(&words(
+        "exec --name ct node01 -- lfs-node fill /lfs/direct.dat --seed 42 --size 16M --direct",
+    ));
+    ct.ok(&words(
+        "exec --name ct node02 -- lfs-node verify /lfs/direct.dat --seed 42 --direct",
+    ));
     // A wrong seed is caught: the check above checks.
-    let out = ct.run(&[
-        "exec",
-        "--name",
-        "ct",
-        "node02",
-        "--",
-        "lfs-node",
-        "verify",
-        "/lfs/direct.dat",
-        "--seed",
-        "43",
-        "--direct",
-    ]);
+    let out = ct.run(&words(
+        "exec --name ct node02 -- lfs-node verify /lfs/direct.dat --seed 43 --direct",
+    ));
     assert!(!out.status.success(), "verify with another seed passed");
 
     // Plain mmap of an /lfs file is FAM (the image's /etc/ld.so.preload): atomic increments from
@@ -390,7 +351,7 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
     let out = ct.run(&["exec", "--name", "ct", "node01", "--", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     let mut child = ct
-        .command(&["exec", "--name", "ct", "2", "--", "sh", "-c", "tr a-z A-Z"])
+        .sh("2", "tr a-z A-Z")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -405,16 +366,7 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
     assert_eq!(text(&out.stdout), "THROUGH STDIN\n");
     // A signal to `fame exec` reaches the command (`docker exec` would leave it running).
     let mut child = ct
-        .command(&[
-            "exec",
-            "--name",
-            "ct",
-            "node01",
-            "--",
-            "sh",
-            "-c",
-            "echo started; exec sleep 300",
-        ])
+        .sh("node01", "echo started; exec sleep 300")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -453,18 +405,9 @@ fn two_container_clusters_share_fam_within_and_leave_nothing() {
     assert!(console.contains("node01: starting lfs-node"), "{console}");
 
     // A second cluster at the same time: its own network and containers, its own FAM.
-    let out = ct.ok(&[
-        "up",
-        "--backend",
-        "container",
-        "--nodes",
-        "2",
-        "--fam",
-        "1G",
-        "--name",
-        "ct2",
-        "--no-lmp",
-    ]);
+    let out = ct.ok(&words(
+        "up --backend container --nodes 2 --fam 1G --name ct2 --no-lmp",
+    ));
     assert!(out.contains("cluster ct2 is ready"), "{out}");
     let mut containers = ct.engine.containers();
     containers.sort();
@@ -551,17 +494,7 @@ fn down_after_sigkill_of_up_leaves_nothing() {
     let ct = Ct::new();
     let dir = ct.cluster_dir("k");
     let mut up = ct
-        .command(&[
-            "up",
-            "--backend",
-            "container",
-            "--nodes",
-            "4",
-            "--fam",
-            "1G",
-            "--name",
-            "k",
-        ])
+        .command(&words("up --backend container --nodes 4 --fam 1G --name k"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -642,25 +575,10 @@ fn no_engine_is_one_clear_error() {
     let home = tempfile::tempdir().unwrap();
     for args in [
         &["images"][..],
-        &[
-            "up",
-            "--backend",
-            "container",
-            "--name",
-            "ne",
-            "--nodes",
-            "2",
-            "--fam",
-            "1G",
-        ][..],
+        &words("up --backend container --name ne --nodes 2 --fam 1G")[..],
     ] {
         let mut c = Command::new(FAME);
-        c.args(args)
-            .env("FAME_HOME", home.path())
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-        for v in FAME_VARS {
-            c.env_remove(v);
-        }
+        in_home(c.args(args), home.path()).env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
         let out = c.output().unwrap();
         let err = failed(&out, &format!("fame {args:?} without an engine"));
         assert_one_error(&err, "no Docker engine");
@@ -718,11 +636,8 @@ fn missing_dev_fuse_is_one_clear_error() {
         .arg(format!(
             "mount --bind {} /dev/fuse && exec {FAME} up --backend container --name nofuse --nodes 2 --fam 1G",
             empty.path().display()
-        ))
-        .env("FAME_HOME", ct.home.path());
-    for v in FAME_VARS {
-        c.env_remove(v);
-    }
+        ));
+    in_home(&mut c, ct.home.path());
     let out = c.output().unwrap();
     let err = failed(&out, "fame up without /dev/fuse");
     assert_one_error(&err, "/dev/fuse");
@@ -780,11 +695,8 @@ fn loopback_down_is_one_clear_error() {
     let home = tempfile::tempdir().unwrap();
     let mut c = Command::new("unshare");
     c.args(["-n", "--", FAME, "up", "--backend", "container"])
-        .args(["--name", "lo", "--nodes", "2", "--fam", "1G"])
-        .env("FAME_HOME", home.path());
-    for v in FAME_VARS {
-        c.env_remove(v);
-    }
+        .args(["--name", "lo", "--nodes", "2", "--fam", "1G"]);
+    in_home(&mut c, home.path());
     let out = c.output().unwrap();
     let err = failed(&out, "fame up with lo down");
     assert_one_error(&err, "loopback interface");

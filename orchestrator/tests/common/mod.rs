@@ -48,10 +48,7 @@ impl Home {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(FAME);
-        c.args(args).env("FAME_HOME", self.path());
-        for v in FAME_VARS {
-            c.env_remove(v);
-        }
+        in_home(c.args(args), self.path());
         c
     }
 
@@ -351,4 +348,17 @@ pub fn shipped_suite_args(junit: &Path, report: &Path, extra: &[&str]) -> Vec<St
     args.push(suite.display().to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
     args
+}
+
+/// The words of a command line without quoting (`"up --nodes 2"`), for `fame` arguments.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// Runs `c` with `home` as its FAME_HOME and none of the caller's other `FAME_*` settings.
+pub fn in_home<'c>(c: &'c mut Command, home: &Path) -> &'c mut Command {
+    for v in FAME_VARS {
+        c.env_remove(v);
+    }
+    c.env("FAME_HOME", home)
 }
