@@ -146,69 +146,59 @@ impl Checker<'_> {
         self.background.push(name.to_string());
     }
 
+    /// Records "`field` = VALUE `what`" at the value's line; None, for the caller to return.
+    fn bad<T>(
+        &mut self,
+        field: &str,
+        v: &Spanned<String>,
+        what: impl std::fmt::Display,
+    ) -> Option<T> {
+        self.err(
+            v.span().start,
+            format!("{field} = {:?} {what}", v.get_ref()),
+        );
+        None
+    }
+
     pub fn duration(&mut self, field: &str, v: &Spanned<String>) -> Option<Duration> {
-        let d = match humantime::parse_duration(v.get_ref().trim()) {
-            Ok(d) => d,
-            Err(e) => {
-                self.err(
-                    v.span().start,
-                    format!(
-                        "{field} = {:?} is not a duration ({e}); write it like \"30s\", \"500ms\" or \"2m\"",
-                        v.get_ref()
-                    ),
-                );
-                return None;
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Err(e) => self.bad(
+                field,
+                v,
+                format!("is not a duration ({e}); write it like \"30s\", \"500ms\" or \"2m\""),
+            ),
+            Ok(d) if d.is_zero() || d > MAX_DURATION => {
+                self.bad(field, v, "is out of range; use more than 0 and at most 1h")
             }
-        };
-        if d.is_zero() || d > MAX_DURATION {
-            self.err(
-                v.span().start,
-                format!(
-                    "{field} = {:?} is out of range; use more than 0 and at most 1h",
-                    v.get_ref()
-                ),
-            );
-            return None;
+            Ok(d) => Some(d),
         }
-        Some(d)
     }
 
     pub fn size(&mut self, field: &str, v: &Spanned<String>) -> Option<u64> {
         match parse_size(v.get_ref()) {
             Ok(n) if n > 0 => Some(n),
-            _ => {
-                self.err(
-                    v.span().start,
-                    format!(
-                        "{field} = {:?} is not a size; write bytes with an optional K, M or G suffix, e.g. \"16M\"",
-                        v.get_ref()
-                    ),
-                );
-                None
-            }
+            _ => self.bad(
+                field,
+                v,
+                "is not a size; write bytes with an optional K, M or G suffix, e.g. \"16M\"",
+            ),
         }
     }
 
     pub fn regex(&mut self, field: &str, v: &Spanned<String>) -> Option<Regex> {
         // `^` and `$` match at every line, as one expects of command output.
-        match regex::RegexBuilder::new(v.get_ref())
+        let built = regex::RegexBuilder::new(v.get_ref())
             .multi_line(true)
-            .build()
-        {
-            Ok(r) => Some(r),
-            Err(e) => {
-                let first = e.to_string().lines().last().unwrap_or_default().to_string();
-                self.err(
-                    v.span().start,
-                    format!(
-                        "{field} = {:?} is not a regular expression ({}); fix the pattern (regex crate syntax; escape literal characters like . ( [ with \\\\)",
-                        v.get_ref(),
-                        first.trim()
-                    ),
-                );
-                None
-            }
-        }
+            .build();
+        built.map_err(|e| {
+            let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+            self.bad::<()>(
+                field,
+                v,
+                format!("is not a regular expression ({first}); fix the pattern (regex crate syntax; escape literal characters like . ( [ with \\\\)"),
+            )
+        })
+        .ok()
     }
 
     pub fn cmp(&mut self, field: &str, v: &Spanned<toml::Value>) -> Option<Cmp> {

@@ -326,6 +326,26 @@ impl ContainerBackend {
         }
     }
 
+    /// Pauses (`freeze`) or unpauses the node's container.
+    fn freeze(&self, node: &Node, freeze: bool) -> Result<()> {
+        let engine = self.engine()?;
+        let name = self.name_of(node);
+        let docker = &engine.docker;
+        let done = if freeze {
+            engine.run(docker.pause_container(&name))
+        } else {
+            engine.run(docker.unpause_container(&name))
+        };
+        let verb = if freeze { "pause" } else { "resume" };
+        done.map_err(|e| {
+            anyhow!(
+                "{}: cannot {verb} its container {name}: {}",
+                node.name,
+                message(&e)
+            )
+        })
+    }
+
     /// The container of a node of the cluster.
     fn name_of(&self, node: &Node) -> String {
         container_name(self.cx.name(), &node.name)
@@ -729,31 +749,11 @@ impl Backend for ContainerBackend {
 
     /// `docker pause`: the node's processes are frozen (cgroup freezer).
     fn pause(&self, node: &Node) -> Result<()> {
-        let engine = self.engine()?;
-        let name = self.name_of(node);
-        engine
-            .run(engine.docker.pause_container(&name))
-            .map_err(|e| {
-                anyhow!(
-                    "{}: cannot pause its container {name}: {}",
-                    node.name,
-                    message(&e)
-                )
-            })
+        self.freeze(node, true)
     }
 
     fn resume(&self, node: &Node) -> Result<()> {
-        let engine = self.engine()?;
-        let name = self.name_of(node);
-        engine
-            .run(engine.docker.unpause_container(&name))
-            .map_err(|e| {
-                anyhow!(
-                    "{}: cannot resume its container {name}: {}",
-                    node.name,
-                    message(&e)
-                )
-            })
+        self.freeze(node, false)
     }
 
     /// A partition: the node's container leaves the cluster network (its connections to the
