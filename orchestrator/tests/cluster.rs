@@ -190,9 +190,7 @@ fn down_cleans_up_after_sigkill_of_a_node_and_the_librarian() {
         status.contains("not running") && status.contains("stopped"),
         "{status}"
     );
-    home.ok(&["down", "k"]);
-    assert_gone(&fp);
-    home.assert_empty("after down");
+    home.down_leaves_nothing("k", &fp);
 }
 
 #[test]
@@ -772,15 +770,14 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
     std::fs::create_dir_all(mine.join("logs")).unwrap();
     std::fs::write(mine.join("logs/notes.txt"), "keep").unwrap();
     std::fs::write(mine.join("thesis.tex"), "keep").unwrap();
-    let err = home.fails(&["down", "mine"]);
-    assert!(
-        err.contains("has no readable state.json and holds files fame does not make (thesis.tex)")
-            && err.contains("nothing was removed"),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(mine.join("logs/notes.txt")).unwrap(),
-        "keep"
+    refused_untouched(
+        &home.fails(&["down", "mine"]),
+        &[
+            "has no readable state.json and holds files fame does not make (thesis.tex)",
+            "nothing was removed",
+        ],
+        &mine.join("logs/notes.txt"),
+        "keep",
     );
     std::fs::remove_dir_all(&mine).unwrap();
     // A cluster whose state file is damaged is still one, and goes.
@@ -800,15 +797,14 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
     let alien = text.replace("\"backend\": \"process\"", "\"backend\": \"vmware\"");
     assert_ne!(alien, text, "no backend in {text}");
     std::fs::write(dir.join("state.json"), &alien).unwrap();
-    let err = home.fails(&["down", "alien"]);
-    assert!(
-        err.contains("backend \"vmware\" is not one this fame has")
-            && err.contains("nothing was touched"),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dir.join("state.json")).unwrap(),
-        alien
+    refused_untouched(
+        &home.fails(&["down", "alien"]),
+        &[
+            "backend \"vmware\" is not one this fame has",
+            "nothing was touched",
+        ],
+        &dir.join("state.json"),
+        &alien,
     );
     for &(pid, start) in &fp.procs {
         assert!(
@@ -817,9 +813,7 @@ fn down_of_what_is_not_a_cluster_removes_nothing() {
         );
     }
     std::fs::write(dir.join("state.json"), &text).unwrap();
-    home.ok(&["down", "alien"]);
-    assert_gone(&fp);
-    home.assert_empty("after down");
+    home.down_leaves_nothing("alien", &fp);
 }
 
 #[test]
@@ -928,4 +922,17 @@ fn available_bytes(p: &std::path::Path) -> u64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// A refused command's error says every one of `says`, and `file` still holds `content`.
+fn refused_untouched(err: &str, says: &[&str], file: &Path, content: &str) {
+    for w in says {
+        assert!(err.contains(w), "{w:?} not in: {err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(file).unwrap(),
+        content,
+        "{}",
+        file.display()
+    );
 }

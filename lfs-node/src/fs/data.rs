@@ -401,10 +401,7 @@ impl LfsFs {
             let req = DestroyShelf {
                 path: path.to_string(),
             };
-            return match self.link.call(&req) {
-                Err(e) if e.resent() && e.errno() == libc::ENOENT => Ok(()),
-                r => r.map(|_| ()).map_err(|e| FsError::from_link(e, &req)),
-            };
+            return self.call_removing(&req);
         }
         let zpath = format!("/{PENDING_ZERO_PREFIX}{}", s.id);
         let req = RenameShelf {
@@ -412,12 +409,7 @@ impl LfsFs {
             id: s.id,
             newpath: zpath.clone(),
         };
-        match self.link.call(&req) {
-            Err(e) if e.resent() && e.errno() == libc::ENOENT => {}
-            r => {
-                r.map_err(|e| FsError::from_link(e, &req))?;
-            }
-        }
+        self.call_removing(&req)?;
         self.zeroer.queue(zpath);
         Ok(())
     }

@@ -108,6 +108,15 @@ impl LfsFs {
         self.link.call(req).map_err(|e| FsError::from_link(e, req))
     }
 
+    /// Sends a request that removes or moves a name away (destroy, rmdir, rename). If it had to
+    /// be resent, ENOENT means its first execution did the work before the reply was lost.
+    fn call_removing<R: Request>(&self, req: &R) -> Res<()> {
+        match self.link.call(req) {
+            Err(e) if e.resent() && e.errno() == libc::ENOENT => Ok(()),
+            r => r.map(|_| ()).map_err(|e| FsError::from_link(e, req)),
+        }
+    }
+
     /// Sends a request that opens a file (`create_shelf`, `open_shelf`). If it had to be resent, a
     /// first execution whose reply was lost (the Librarian killed after committing it) left an open
     /// record this daemon never learnt about, which would keep the file busy until the node's next

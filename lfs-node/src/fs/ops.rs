@@ -161,10 +161,7 @@ impl LfsFs {
         let req = Rmdir {
             path: path.to_string(),
         };
-        match self.link.call(&req) {
-            Err(e) if e.resent() && e.errno() == libc::ENOENT => Ok(()),
-            r => r.map(|_| ()).map_err(|e| FsError::from_link(e, &req)),
-        }
+        self.call_removing(&req)
     }
 
     pub fn do_rename(
@@ -209,12 +206,7 @@ impl LfsFs {
             id: src.id,
             newpath: to.clone(),
         };
-        match self.link.call(&req) {
-            Err(e) if e.resent() && e.errno() == libc::ENOENT => {}
-            r => {
-                r.map_err(|e| FsError::from_link(e, &req))?;
-            }
-        }
+        self.call_removing(&req)?;
         self.inodes.lock().unwrap().renamed(&from, &to);
         Ok(())
     }
@@ -317,6 +309,22 @@ impl LfsFs {
     }
 }
 
+/// Answers an operation that returns nothing.
+fn reply_empty(op: &str, reply: ReplyEmpty, r: Res<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e.log(op)),
+    }
+}
+
+/// Answers an operation that makes a name (mknod, mkdir, symlink, link): its entry.
+fn reply_entry(op: &str, reply: ReplyEntry, r: Res<(fuser::FileAttr, Generation)>) {
+    match r {
+        Ok((attr, g)) => reply.entry(ttl_of(&attr), &attr, g),
+        Err(e) => reply.error(e.log(op)),
+    }
+}
+
 fn reply_xattr(op: &str, reply: ReplyXattr, size: u32, r: Res<Vec<u8>>) {
     match r {
         Ok(data) if size == 0 => reply.size(data.len() as u32),
@@ -342,10 +350,7 @@ impl Filesystem for LfsFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.do_lookup(parent, name) {
-            Ok((attr, g)) => reply.entry(ttl_of(&attr), &attr, g),
-            Err(e) => reply.error(e.log("lookup")),
-        }
+        reply_entry("lookup", reply, self.do_lookup(parent, name))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -423,17 +428,11 @@ impl Filesystem for LfsFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.do_mkdir(parent, name, mode, umask) {
-            Ok((attr, g)) => reply.entry(ttl_of(&attr), &attr, g),
-            Err(e) => reply.error(e.log("mkdir")),
-        }
+        reply_entry("mkdir", reply, self.do_mkdir(parent, name, mode, umask))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.do_unlink(parent, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.log("unlink")),
-        }
+        reply_empty("unlink", reply, self.do_unlink(parent, name))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -446,10 +445,7 @@ impl Filesystem for LfsFs {
             self.inodes.lock().unwrap().forget(ino_of(s.id));
             Ok(())
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.log("rmdir")),
-        }
+        reply_empty("rmdir", reply, r)
     }
 
     fn symlink(
@@ -468,10 +464,7 @@ impl Filesystem for LfsFs {
             };
             self.make_name(path, &req)
         });
-        match r {
-            Ok((attr, g)) => reply.entry(ttl_of(&attr), &attr, g),
-            Err(e) => reply.error(e.log("symlink")),
-        }
+        reply_entry("symlink", reply, r)
     }
 
     fn rename(
@@ -484,10 +477,11 @@ impl Filesystem for LfsFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.do_rename(parent, name, newparent, newname, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.log("rename")),
-        }
+        reply_empty(
+            "rename",
+            reply,
+            self.do_rename(parent, name, newparent, newname, flags),
+        )
     }
 
     fn link(
@@ -580,7 +574,9 @@ impl Filesystem for LfsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Data is stored in the shared FAM mapping by the time write returns.
+        // Data is stored in the shared FAM mapping by the time write returns. (Directories have
+        // no fsyncdir: fuser answers ENOSYS, which the kernel takes as success for good, as
+        // there is nothing to flush in them either.)
         reply.ok();
     }
 
@@ -623,17 +619,6 @@ impl Filesystem for LfsFs {
         reply.ok();
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.call(&GetFsStats {}) {
             Ok(v) => {
@@ -664,10 +649,7 @@ impl Filesystem for LfsFs {
             .to_str()
             .ok_or(Errno::EINVAL.into())
             .and_then(|n| self.set_xattr(ino, n, value, flags));
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.log("setxattr")),
-        }
+        reply_empty("setxattr", reply, r)
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -687,10 +669,7 @@ impl Filesystem for LfsFs {
             .to_str()
             .ok_or(Errno::ENODATA.into())
             .and_then(|n| self.remove_xattr(ino, n));
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.log("removexattr")),
-        }
+        reply_empty("removexattr", reply, r)
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
@@ -729,10 +708,11 @@ impl Filesystem for LfsFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.do_fallocate(ino, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.log("fallocate")),
-        }
+        reply_empty(
+            "fallocate",
+            reply,
+            self.do_fallocate(ino, offset, length, mode),
+        )
     }
 }
 

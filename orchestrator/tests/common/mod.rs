@@ -88,6 +88,14 @@ impl Home {
             .unwrap_or_default()
     }
 
+    /// `fame down NAME`, after which nothing of the cluster (`fp`) is left, nor anything in
+    /// FAME_HOME.
+    pub fn down_leaves_nothing(&self, name: &str, fp: &Footprint) {
+        self.ok(&["down", name]);
+        assert_gone(fp);
+        self.assert_empty("after down");
+    }
+
     /// Asserts that FAME_HOME holds nothing (every cluster gone with its lock and files);
     /// `when` says at what point, for the message.
     pub fn assert_empty(&self, when: &str) {
