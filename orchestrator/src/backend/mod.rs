@@ -13,7 +13,7 @@ pub mod rootfs;
 
 use crate::progress::Step;
 use crate::state::{ClusterState, Node, Settings};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
@@ -296,8 +296,12 @@ pub trait Backend: Send + Sync {
     /// What this backend is and can do.
     fn capabilities(&self) -> Capabilities;
 
-    /// Prepares what the node needs before it can start (directories, images, definitions).
-    fn create(&self, node: &Node) -> Result<()>;
+    /// Prepares what the node needs before it can start (directories, images, definitions); by
+    /// default, its directory.
+    fn create(&self, node: &Node) -> Result<()> {
+        std::fs::create_dir_all(&node.dir)
+            .with_context(|| format!("cannot create {}", node.dir.display()))
+    }
 
     /// Starts the node with its LFS daemon and returns what must be remembered to find the
     /// running node again (stored in [`Node::handle`]). Returns once the node is launched; the

@@ -143,13 +143,7 @@ fn cluster_containers(engine: &Engine, dir: &Path) -> Result<Vec<(String, bool)>
         .build();
     let list = engine
         .run(engine.docker.list_containers(Some(options)))
-        .map_err(|e| {
-            anyhow!(
-                "cannot list the containers of {}: {}",
-                engine.host,
-                message(&e)
-            )
-        })?;
+        .map_err(|e| cannot_list(engine, "containers", &e))?;
     Ok(list
         .into_iter()
         .map(|c| {
@@ -166,19 +160,18 @@ fn cluster_containers(engine: &Engine, dir: &Path) -> Result<Vec<(String, bool)>
         .collect())
 }
 
+/// A failed listing of the engine's `what` (containers, networks).
+fn cannot_list(engine: &Engine, what: &str, e: &bollard::errors::Error) -> anyhow::Error {
+    anyhow!("cannot list the {what} of {}: {}", engine.host, message(e))
+}
+
 /// The cluster's networks, by name.
 fn cluster_networks(engine: &Engine, dir: &Path) -> Result<Vec<String>> {
     let filters = label_filter(dir);
     let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
     let list = engine
         .run(engine.docker.list_networks(Some(options)))
-        .map_err(|e| {
-            anyhow!(
-                "cannot list the networks of {}: {}",
-                engine.host,
-                message(&e)
-            )
-        })?;
+        .map_err(|e| cannot_list(engine, "networks", &e))?;
     Ok(list.into_iter().filter_map(|n| n.name).collect())
 }
 
@@ -574,11 +567,6 @@ impl Backend for ContainerBackend {
         load_config(self.cx.dir())
             .map(|c| IpAddr::V4(c.gateway))
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-    }
-
-    fn create(&self, node: &Node) -> Result<()> {
-        std::fs::create_dir_all(&node.dir)
-            .with_context(|| format!("cannot create {}", node.dir.display()))
     }
 
     fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<NodeHandle> {

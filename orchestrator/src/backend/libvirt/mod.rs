@@ -660,11 +660,6 @@ impl Backend for LibvirtBackend {
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
 
-    fn create(&self, node: &Node) -> Result<()> {
-        std::fs::create_dir_all(&node.dir)
-            .with_context(|| format!("cannot create {}", node.dir.display()))
-    }
-
     fn start(&self, node: &Node, daemon: &DaemonSpec) -> Result<NodeHandle> {
         let dir = self.cx.dir();
         let cfg = self.config()?;
