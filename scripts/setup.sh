@@ -9,6 +9,8 @@ packages=(
   gcc libc6-dev  # the C example of the direct-map API and crates that build C
   sqlite3        # inspecting librarian databases by hand (tests do not need it)
   procps         # ps/pkill used in diagnostics
+  python3        # tests run programs on the mounts with it, some as other users (/usr/bin/python3)
+  util-linux     # setpriv: the owner and permission tests run calls as other users
   rsync          # the LFS test copies between node mounts with cp -a, mv and rsync -X
   chromium       # the LMP dashboard test loads the page in headless Chromium
   # The libvirt backend (VM nodes) and its test: QEMU and libvirt (daemons started by hand, no

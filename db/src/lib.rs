@@ -164,6 +164,26 @@ pub const XATTR_INDEX: (&str, &str) = (
                        ON shelf_xattrs (shelf_id, xattr)",
 );
 
+/// The owners of shelves (ours; the original had none): one row per shelf not owned by root
+/// (uid 0, gid 0), so that a database the original made, which has no such rows, is all root's,
+/// as it always was. Kept apart from the original's tables, which stay exactly as they are, so
+/// the original's tools still read our databases.
+pub const OWNERS_TABLE: (&str, &str) = (
+    "lfs_owners",
+    "CREATE TABLE IF NOT EXISTS lfs_owners (
+            shelf_id INTEGER PRIMARY KEY,
+            uid INT NOT NULL,
+            gid INT NOT NULL
+            )",
+);
+
+/// Creates the tables of ours that are missing (see [`OWNERS_TABLE`]): the Librarian does so
+/// whenever it opens a database, the original's included; `book-register` leaves them out, so
+/// that what it makes is the original's schema exactly.
+pub fn create_our_tables(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(OWNERS_TABLE.1, []).map(|_| ())
+}
+
 /// Creates every table and the xattr index in an empty database and switches it to WAL.
 pub fn create_empty_db(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;

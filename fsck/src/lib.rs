@@ -70,11 +70,12 @@ pub enum Step {
     OrphanLinks,
     SymlinkTargets,
     DuplicateNames,
+    OrphanOwners,
 }
 
 impl Step {
     /// Every step in execution order (the first seven are the original's, in its order).
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 11] = [
         Step::StaleOpens,
         Step::PartialUnlinks,
         Step::ZombieBooks,
@@ -85,6 +86,7 @@ impl Step {
         Step::OrphanLinks,
         Step::SymlinkTargets,
         Step::DuplicateNames,
+        Step::OrphanOwners,
     ];
 
     /// The line that introduces the step (the original's docstrings for steps 1-7).
@@ -100,6 +102,7 @@ impl Step {
             Step::OrphanLinks => "Remove orphaned symlink targets",
             Step::SymlinkTargets => "Verify symlinks have targets",
             Step::DuplicateNames => "Rename duplicate names within a directory",
+            Step::OrphanOwners => "Remove owners of deleted shelves",
         }
     }
 }
@@ -149,6 +152,8 @@ pub enum Problem {
     SymlinkWithoutTarget,
     /// Two or more shelves with the same name in the same directory.
     DuplicateName,
+    /// An `lfs_owners` row (ours) of a shelf that does not exist.
+    OrphanOwner,
 }
 
 impl Problem {
@@ -175,6 +180,7 @@ impl Problem {
         Problem::DuplicateLink,
         Problem::SymlinkWithoutTarget,
         Problem::DuplicateName,
+        Problem::OrphanOwner,
     ];
 
     /// The problem's name as reports, scenario files and JUnit show it (`StaleOpen`).

@@ -113,6 +113,7 @@ pub(super) fn run(step: Step, conn: &Connection, globals: &Globals) -> Result<St
         Step::OrphanLinks => orphan_links(conn)?,
         Step::SymlinkTargets => symlink_targets(conn)?,
         Step::DuplicateNames => duplicate_names(conn)?,
+        Step::OrphanOwners => orphan_owners(conn)?,
     };
     Ok(StepReport {
         step,
@@ -579,6 +580,42 @@ fn orphan_xattrs(conn: &Connection) -> Result<(String, Vec<Finding>)> {
             )
             .shelves(shelf_id)
             .names(names),
+        );
+    }
+    Ok((detected(&findings), findings))
+}
+
+/// Step 11 (ours): owner rows of shelves that are gone. A database the original made, or one our
+/// Librarian never served, has no `lfs_owners` table: nothing to check.
+fn orphan_owners(conn: &Connection) -> Result<(String, Vec<Finding>)> {
+    let has_table: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+        [lfs_db::OWNERS_TABLE.0],
+        |r| r.get(0),
+    )?;
+    if has_table == 0 {
+        return Ok((
+            "no owners table (a database the original made)".into(),
+            vec![],
+        ));
+    }
+    let orphans: Vec<i64> = conn
+        .prepare(
+            "SELECT o.shelf_id FROM lfs_owners o
+             WHERE NOT EXISTS (SELECT 1 FROM shelves s WHERE s.id = o.shelf_id)
+             ORDER BY o.shelf_id",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut findings = Vec::new();
+    for id in orphans {
+        conn.execute("DELETE FROM lfs_owners WHERE shelf_id = ?", [id])?;
+        findings.push(
+            Finding::new(
+                Problem::OrphanOwner,
+                format!("removing the owner of deleted shelf {id}"),
+            )
+            .shelves(Some(id)),
         );
     }
     Ok((detected(&findings), findings))

@@ -374,6 +374,21 @@ fn bos_rows_of_missing_shelves_and_books_are_removed() {
 }
 
 #[test]
+fn orphan_owners_are_removed_and_a_database_without_owners_is_clean() {
+    let conn = fixture();
+    // A database the original made has no owners table: nothing to find.
+    assert!(problems(&report_then_repair(&conn)).is_empty());
+    lfs_db::create_our_tables(&conn).unwrap();
+    let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 0);
+    exec(&conn, "INSERT INTO lfs_owners VALUES (?, 1000, 1000)", [f]);
+    exec(&conn, "INSERT INTO lfs_owners VALUES (77, 1000, 100)", []);
+    let report = report_then_repair(&conn);
+    assert_eq!(problems(&report), [Problem::OrphanOwner]);
+    assert_eq!(report.findings().next().unwrap().shelf_ids, [77]);
+    assert_eq!(count(&conn, "lfs_owners"), 1, "the live file's owner stays");
+}
+
+#[test]
 fn orphan_xattrs_are_removed() {
     let conn = fixture();
     let (f, _) = add_file(&conn, "f", ROOT_SHELF_ID, 0);
@@ -695,9 +710,10 @@ fn every_problem_is_listed_once_and_named_by_its_variant() {
         | Problem::OrphanLink
         | Problem::DuplicateLink
         | Problem::SymlinkWithoutTarget
-        | Problem::DuplicateName => Problem::ALL.iter().position(|q| *q == p),
+        | Problem::DuplicateName
+        | Problem::OrphanOwner => Problem::ALL.iter().position(|q| *q == p),
     };
-    assert_eq!(Problem::ALL.len(), 21);
+    assert_eq!(Problem::ALL.len(), 22);
     for (i, p) in Problem::ALL.iter().enumerate() {
         assert_eq!(position(*p), Some(i), "{p:?} twice in Problem::ALL");
         assert_eq!(Problem::from_name(&p.name()), Some(*p));

@@ -131,6 +131,8 @@ pub struct Shelf {
     pub link_count: u32,
     pub parent_id: u64,
     pub open_handle: Option<u64>,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 // The protocol's file-type bits, in the width of a FUSE mode.
@@ -153,6 +155,8 @@ impl From<lfs_proto::reply::Shelf> for Shelf {
             link_count: s.link_count.max(0) as u32,
             parent_id: s.parent_id as u64,
             open_handle: s.open_handle.map(|h| h as u64),
+            uid: s.uid,
+            gid: s.gid,
         }
     }
 }

@@ -6,7 +6,7 @@
 use fuser::{Errno, FileType, INodeNo};
 use lfs_node::fam::Fam;
 use lfs_node::fs::inodes::ROOT_INO;
-use lfs_node::fs::{FsError, LfsFs};
+use lfs_node::fs::{FsError, LfsFs, Maker};
 use lfs_node::geometry::Geometry;
 use lfs_node::link::{Identity, Link};
 use lfs_node::zeroing::Zeroer;
@@ -24,6 +24,8 @@ use std::time::Duration;
 /// Two nodes of 8 books of 8 MiB.
 const TOPOLOGY: &str = "[global]\nnode_count = 2\nbook_size_bytes = 8M\nnvm_size_per_node = 8B\n";
 const BOOK: u64 = 8 << 20;
+/// Root makes what a test makes, unless it says otherwise.
+const ROOT: Maker = Maker { uid: 0, gid: 0 };
 
 struct Node {
     fs: LfsFs,
@@ -99,17 +101,19 @@ fn names_files_and_data_without_a_mount() {
         Errno::ENOENT
     );
 
-    let (dir, _) = fs.do_mkdir(root, name("d"), 0o755, 0o022).unwrap();
+    let (dir, _) = fs.do_mkdir(root, name("d"), 0o755, 0o022, ROOT).unwrap();
     assert_eq!(dir.kind, FileType::Directory);
     assert_eq!(dir.perm, 0o755);
     assert_eq!(
-        fs.do_mkdir(root, name("d"), 0o755, 0).unwrap_err().errno(),
+        fs.do_mkdir(root, name("d"), 0o755, 0, ROOT)
+            .unwrap_err()
+            .errno(),
         Errno::EEXIST
     );
 
     // A file in it, written in its first book and past it (the write grows it by a book).
     let (f, _, fh) = fs
-        .do_create(dir.ino, name("f"), 0o666, 0o022, libc::O_RDWR)
+        .do_create(dir.ino, name("f"), 0o666, 0o022, libc::O_RDWR, ROOT)
         .unwrap();
     assert_eq!((f.kind, f.perm, f.size), (FileType::RegularFile, 0o644, 0));
     assert_eq!(fs.write_data(f.ino, fh, 0, b"hello fam").unwrap(), 9);
@@ -132,7 +136,7 @@ fn names_files_and_data_without_a_mount() {
 
     // O_EXCL of a name that exists, unlink, rmdir of what is then empty.
     assert_eq!(
-        fs.do_create(dir.ino, name("f"), 0o666, 0, libc::O_EXCL)
+        fs.do_create(dir.ino, name("f"), 0o666, 0, libc::O_EXCL, ROOT)
             .unwrap_err()
             .errno(),
         Errno::EEXIST
@@ -178,4 +182,48 @@ fn an_unusable_reply_is_eio_that_names_what_was_missing() {
     ] {
         assert!(msg.contains(part), "{part:?} not in {msg:?}");
     }
+}
+
+/// Owners (issue 16): what a user makes is theirs, as the Librarian keeps it; in a setgid
+/// directory the group is the directory's and a new directory is setgid too; chown changes
+/// either or both (-1 keeps one), and root's files carry no owner on the wire.
+#[test]
+fn owners_are_kept_by_the_librarian() {
+    let n = node();
+    let fs = &n.fs;
+    let root = INodeNo(ROOT_INO);
+    let alice = Maker {
+        uid: 1000,
+        gid: 100,
+    };
+    let (f, _, fh) = fs
+        .do_create(root, name("mine"), 0o644, 0, libc::O_RDWR, alice)
+        .unwrap();
+    fs.release_handle(fh);
+    assert_eq!((f.uid, f.gid), (1000, 100));
+    let (d, _) = fs.do_mkdir(root, name("team"), 0o2775, 0, ROOT).unwrap();
+    assert_eq!((d.uid, d.gid, d.perm), (0, 0, 0o2775));
+    let d = fs
+        .do_setattr(d.ino, None, None, None, None, Some(50))
+        .unwrap();
+    assert_eq!((d.uid, d.gid), (0, 50), "chgrp keeps the owner");
+    // In the setgid directory: the directory's group, and setgid subdirectories.
+    let (g, _, fh) = fs
+        .do_create(d.ino, name("doc"), 0o664, 0, libc::O_RDWR, alice)
+        .unwrap();
+    fs.release_handle(fh);
+    assert_eq!((g.uid, g.gid), (1000, 50));
+    let (sub, _) = fs.do_mkdir(d.ino, name("sub"), 0o755, 0, alice).unwrap();
+    assert_eq!((sub.uid, sub.gid, sub.perm), (1000, 50, 0o2755));
+    // chown to another owner, then back to root: seen again from the Librarian.
+    let f = fs
+        .do_setattr(f.ino, None, None, None, Some(2000), Some(200))
+        .unwrap();
+    assert_eq!((f.uid, f.gid), (2000, 200));
+    let (again, _) = fs.do_lookup(root, name("mine")).unwrap();
+    assert_eq!((again.uid, again.gid), (2000, 200));
+    let f = fs
+        .do_setattr(f.ino, None, None, None, Some(0), Some(0))
+        .unwrap();
+    assert_eq!((f.uid, f.gid), (0, 0));
 }

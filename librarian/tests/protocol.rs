@@ -1230,6 +1230,7 @@ fn typed_requests_are_accepted_and_their_replies_read() {
         .call_typed(&Mkdir {
             mode: 0o40755,
             path: p("/d"),
+            ..Default::default()
         })
         .unwrap();
     assert_eq!((d.name.as_str(), d.mode), ("d", 0o40755));
@@ -1237,6 +1238,7 @@ fn typed_requests_are_accepted_and_their_replies_read() {
         .call_typed(&CreateShelf {
             path: p("/d/f"),
             mode: 0o100644,
+            ..Default::default()
         })
         .unwrap();
     let h = f.open_handle.expect("create opens");
@@ -1297,6 +1299,40 @@ fn typed_requests_are_accepted_and_their_replies_read() {
         mode: 0o600,
     })
     .unwrap();
+    // Owners (ours): a root-owned shelf is the original's 12 keys; chown adds the owner to the
+    // replies, and -1 keeps one of the two.
+    let raw = c.call(Command::GetShelf, json!({"path": "/d/f"})).unwrap();
+    assert_eq!(raw.as_object().unwrap().len(), 12, "{raw}");
+    c.call_typed(&Chown {
+        path: p("/d/f"),
+        uid: 1000,
+        gid: 100,
+    })
+    .unwrap();
+    c.call_typed(&Chown {
+        path: p("/d/f"),
+        uid: -1,
+        gid: 50,
+    })
+    .unwrap();
+    let owned = c.call_typed(&GetShelf { path: p("/d/f") }).unwrap();
+    assert_eq!((owned.uid, owned.gid), (1000, 50));
+    let bad = c
+        .call(Command::Chown, json!({"path": "/d/f", "uid": -5, "gid": 0}))
+        .unwrap_err();
+    assert!(
+        matches!(bad, ClientError::Remote { errno, .. } if errno == libc::EINVAL),
+        "{bad:?}"
+    );
+    let made = c
+        .call_typed(&Mkdir {
+            mode: 0o40755,
+            path: p("/alices"),
+            uid: 1000,
+            gid: 1000,
+        })
+        .unwrap();
+    assert_eq!((made.uid, made.gid), (1000, 1000));
     c.call_typed(&SetAmTime {
         path: p("/d/f"),
         atime: 0,
@@ -1306,6 +1342,7 @@ fn typed_requests_are_accepted_and_their_replies_read() {
     c.call_typed(&Symlink {
         target: p("f"),
         path: p("/d/l"),
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(c.call_typed(&Readlink { path: p("/d/l") }).unwrap(), "f");

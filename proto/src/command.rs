@@ -22,8 +22,8 @@ pub enum Effect {
 
 macro_rules! command_table {
     ($($(#[$doc:meta])* $variant:ident = $name:literal, $effect:ident;)*) => {
-        /// A wire command: every command the original engine exposes, plus `chmod` (ours: the
-        /// original could not change a mode at all).
+        /// A wire command: every command the original engine exposes, plus `chmod` and `chown`
+        /// (ours: the original could change neither a mode nor an owner).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Command {
             $($(#[$doc])* $variant,)*
@@ -94,6 +94,8 @@ command_table! {
     /// The original raises NotImplementedError here, which its engine turns into a null success.
     GetShelfZaddr = "get_shelf_zaddr", Ordered;
     Chmod = "chmod", Ordered;
+    /// Sets the owner and group of a path (ours; -1 leaves one as it is).
+    Chown = "chown", Ordered;
 }
 
 impl fmt::Display for Command {
@@ -115,7 +117,7 @@ mod tests {
                 "{c} twice"
             );
         }
-        assert_eq!(Command::ALL.len(), 32);
+        assert_eq!(Command::ALL.len(), 33, "the original's 31, chmod and chown");
         assert_eq!(Command::from_name("GET_SHELF"), None);
         assert_eq!(Command::from_name("command"), None);
     }

@@ -35,6 +35,18 @@ pub struct Shelf {
     /// The handle of the open this reply made (`open_shelf`, `create_shelf`), else null.
     #[serde(default)]
     pub open_handle: Option<i64>,
+    /// The owner (ours): sent only when not root, so that a root-owned shelf (everything the
+    /// original made) is the original's 12 keys, byte for byte. The original's client ignores
+    /// keys it does not know.
+    #[serde(default, skip_serializing_if = "is_root")]
+    pub uid: u32,
+    /// The group (ours), likewise.
+    #[serde(default, skip_serializing_if = "is_root")]
+    pub gid: u32,
+}
+
+fn is_root(id: &u32) -> bool {
+    *id == 0
 }
 
 fn one() -> i64 {
@@ -155,12 +167,25 @@ mod tests {
             link_count: 1,
             bos: vec![],
             open_handle: None,
+            uid: 0,
+            gid: 0,
         };
         assert_eq!(
             s.to_value().to_string(),
             r#"{"id":5,"creator_id":1,"size_bytes":10,"book_count":1,"ctime":2,"mtime":3,"name":"f","mode":33188,"parent_id":2,"link_count":1,"bos":[],"open_handle":null}"#
         );
-        assert_eq!(Shelf::from_value(&s.to_value()), Some(s));
+        assert_eq!(Shelf::from_value(&s.to_value()), Some(s.clone()));
+        // A shelf of another owner (ours) carries its owner after the original's keys.
+        let theirs = Shelf {
+            uid: 1000,
+            gid: 100,
+            ..s
+        };
+        assert!(theirs
+            .to_value()
+            .to_string()
+            .ends_with(r#""open_handle":null,"uid":1000,"gid":100}"#));
+        assert_eq!(Shelf::from_value(&theirs.to_value()), Some(theirs));
     }
 
     #[test]

@@ -98,7 +98,7 @@ macro_rules! requests {
         }
     )*) => {$(
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
         }
@@ -116,6 +116,12 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// `skip_serializing_if` for owners sent only when not root, so that what root makes goes on
+/// the wire as before owners existed (and an original Librarian reads it).
+fn is_root(id: &u32) -> bool {
+    *id == 0
+}
+
 requests! {
     /// The file-system statistics: book size, books total and used, the interleave groups.
     GetFsStats => Value, "statistics object" {}
@@ -125,7 +131,14 @@ requests! {
 
     /// Opens `path`, creating a regular file with `mode` (type and permission bits; 0 is
     /// `S_IFREG | 0666`) if there is none. The reply's `open_handle` is the new open.
-    CreateShelf => reply::Shelf, "shelf" { path: String, mode: u32 }
+    CreateShelf => reply::Shelf, "shelf" {
+        path: String,
+        mode: u32,
+        #[serde(default, skip_serializing_if = "is_root")]
+        uid: u32,
+        #[serde(default, skip_serializing_if = "is_root")]
+        gid: u32,
+    }
 
     /// Opens the shelf at `path`; the reply's `open_handle` is the new open.
     OpenShelf => reply::Shelf, "shelf" { path: String }
@@ -180,14 +193,32 @@ requests! {
     /// Sets the permission bits of `path` (ours; the original had no way to change a mode).
     Chmod => Value, "value" { path: String, mode: u32 }
 
+    /// Sets the owner and group of `path` (ours); -1 leaves one as it is. The node's kernel has
+    /// checked who may (`default_permissions`).
+    Chown => Value, "value" { path: String, uid: i64, gid: i64 }
+
     /// Makes directory `path` with `mode`. The daemon has always sent `mode` first.
-    Mkdir => reply::Shelf, "shelf" { mode: u32, path: String }
+    Mkdir => reply::Shelf, "shelf" {
+        mode: u32,
+        path: String,
+        #[serde(default, skip_serializing_if = "is_root")]
+        uid: u32,
+        #[serde(default, skip_serializing_if = "is_root")]
+        gid: u32,
+    }
 
     /// Removes the empty directory `path`.
     Rmdir => Value, "value" { path: String }
 
     /// Makes symlink `path` pointing at `target`. The daemon has always sent `target` first.
-    Symlink => reply::Shelf, "shelf" { target: String, path: String }
+    Symlink => reply::Shelf, "shelf" {
+        target: String,
+        path: String,
+        #[serde(default, skip_serializing_if = "is_root")]
+        uid: u32,
+        #[serde(default, skip_serializing_if = "is_root")]
+        gid: u32,
+    }
 
     /// The target of symlink `path`.
     Readlink => String, "symlink target" { path: String }
@@ -248,8 +279,19 @@ mod tests {
             wire(&CreateShelf {
                 path: p(),
                 mode: 0o100644,
+                ..Default::default()
             }),
             json!({"path": "/d/f", "mode": 0o100644}),
+        );
+        // A maker other than root is sent (ours); root's requests are as they always were.
+        same(
+            wire(&CreateShelf {
+                path: p(),
+                mode: 0o100644,
+                uid: 1000,
+                gid: 100,
+            }),
+            json!({"path": "/d/f", "mode": 0o100644, "uid": 1000, "gid": 100}),
         );
         same(
             wire(&CloseShelf {
@@ -317,6 +359,7 @@ mod tests {
             wire(&Mkdir {
                 mode: 0o40755,
                 path: "/d".into(),
+                ..Default::default()
             }),
             before,
         );
@@ -326,6 +369,7 @@ mod tests {
             wire(&Symlink {
                 target: "t".into(),
                 path: "/l".into(),
+                ..Default::default()
             }),
             before,
         );

@@ -61,6 +61,23 @@ const BLKSIZE: u32 = 1 << 20;
 /// A directory entry as listed at opendir: inode, type, name.
 type DirEntry = (u64, FileType, String);
 
+/// Who makes a new name: the caller of the FUSE request. The Librarian makes it theirs (in a
+/// setgid directory, of the directory's group).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Maker {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Maker {
+    pub fn of(req: &fuser::Request) -> Maker {
+        Maker {
+            uid: req.uid(),
+            gid: req.gid(),
+        }
+    }
+}
+
 pub struct LfsFs {
     link: Arc<Link>,
     fam: Arc<Fam>,
@@ -218,8 +235,8 @@ impl LfsFs {
             } else {
                 1
             },
-            uid: 0,
-            gid: 0,
+            uid: s.uid,
+            gid: s.gid,
             rdev: 0,
             blksize: BLKSIZE,
             flags: 0,

@@ -2,7 +2,7 @@
 //! program expects.
 
 use super::inodes::{self, ino_of, ROOT_INO};
-use super::{ttl_of, FsError, LfsFs, Res, TTL};
+use super::{ttl_of, FsError, LfsFs, Maker, Res, TTL};
 use crate::geometry::{Shelf, S_IFDIR, S_IFREG};
 use crate::zeroing::PENDING_ZERO_PREFIX;
 use fuser::{
@@ -14,7 +14,7 @@ use fuser::{
 use lfs_proto::reply;
 use lfs_proto::request::Request as _;
 use lfs_proto::request::{
-    Chmod, CloseShelf, CreateShelf, GetFsStats, ListShelves, Mkdir, OpenShelf, Readlink,
+    Chmod, Chown, CloseShelf, CreateShelf, GetFsStats, ListShelves, Mkdir, OpenShelf, Readlink,
     RenameShelf, Rmdir, SetAmTime, Symlink,
 };
 use serde_json::Value;
@@ -35,6 +35,9 @@ pub fn mount_config() -> fuser::Config {
         MountOption::Subtype("lfs".into()),
         MountOption::NoAtime,
         MountOption::Dev,
+        // The kernel checks permissions against the owners and modes the Librarian keeps, as a
+        // local file system's would be (read, write, search, sticky bit, chown's rules, access).
+        MountOption::DefaultPermissions,
     ];
     c.acl = SessionACL::All;
     c.n_threads = Some(4);
@@ -83,9 +86,15 @@ impl LfsFs {
         gid: Option<u32>,
     ) -> Res<fuser::FileAttr> {
         let (path, mut s) = self.shelf_of(ino)?;
-        if uid.is_some_and(|u| u != 0) || gid.is_some_and(|g| g != 0) {
-            // LFS has no owners; everything belongs to root.
-            return Err(Errno::EPERM.into());
+        let chown = uid.is_some() || gid.is_some();
+        if chown {
+            // The kernel has checked who may (default_permissions); it also sends the mode with
+            // setuid and setgid cleared when a chown must clear them.
+            self.call(&Chown {
+                path: path.clone(),
+                uid: uid.map_or(-1, i64::from),
+                gid: gid.map_or(-1, i64::from),
+            })?;
         }
         if let Some(size) = size {
             self.truncate(&path, &s, size)?;
@@ -104,7 +113,7 @@ impl LfsFs {
                 mtime: m,
             })?;
         }
-        if size.is_some() || mode.is_some() || mtime.is_some() {
+        if chown || size.is_some() || mode.is_some() || mtime.is_some() {
             s = self.get_shelf(&path)?;
         }
         Ok(self.attr(&s))
@@ -116,6 +125,7 @@ impl LfsFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
+        maker: Maker,
     ) -> Res<(fuser::FileAttr, Generation)> {
         let path = self.child(parent, name)?;
         let mode = S_IFDIR | (mode & !umask & 0o7777);
@@ -124,6 +134,8 @@ impl LfsFs {
             &Mkdir {
                 mode,
                 path: path.clone(),
+                uid: maker.uid,
+                gid: maker.gid,
             },
         )
     }
@@ -218,6 +230,7 @@ impl LfsFs {
         mode: u32,
         umask: u32,
         flags: i32,
+        maker: Maker,
     ) -> Res<(fuser::FileAttr, Generation, u64)> {
         let path = self.child(parent, name)?;
         if hidden(&path) {
@@ -235,6 +248,8 @@ impl LfsFs {
         let s = self.call_opening(&CreateShelf {
             path: path.clone(),
             mode,
+            uid: maker.uid,
+            gid: maker.gid,
         })?;
         if s.is_dir() {
             self.close_opened(&s);
@@ -399,7 +414,7 @@ impl Filesystem for LfsFs {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -410,7 +425,7 @@ impl Filesystem for LfsFs {
         if mode & crate::geometry::S_IFMT != S_IFREG {
             return reply.error(Errno::EPERM);
         }
-        match self.do_create(parent, name, mode, umask, libc::O_EXCL) {
+        match self.do_create(parent, name, mode, umask, libc::O_EXCL, Maker::of(req)) {
             Ok((attr, g, fh)) => {
                 self.release_handle(fh);
                 reply.entry(&TTL, &attr, g)
@@ -421,14 +436,15 @@ impl Filesystem for LfsFs {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        reply_entry("mkdir", reply, self.do_mkdir(parent, name, mode, umask))
+        let made = self.do_mkdir(parent, name, mode, umask, Maker::of(req));
+        reply_entry("mkdir", reply, made)
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -450,17 +466,20 @@ impl Filesystem for LfsFs {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let maker = Maker::of(req);
         let r = self.child(parent, link_name).and_then(|path| {
             let target = target.to_str().ok_or(Errno::EINVAL)?.to_string();
             let req = Symlink {
                 target,
                 path: path.clone(),
+                uid: maker.uid,
+                gid: maker.gid,
             };
             self.make_name(path, &req)
         });
@@ -682,7 +701,7 @@ impl Filesystem for LfsFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -690,7 +709,7 @@ impl Filesystem for LfsFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.do_create(parent, name, mode, umask, flags) {
+        match self.do_create(parent, name, mode, umask, flags, Maker::of(req)) {
             Ok((attr, g, fh)) => {
                 reply.created(&TTL, &attr, g, FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
             }

@@ -7,7 +7,7 @@ pub mod nodes;
 pub mod shelves;
 pub mod xattrs;
 
-use crate::engine::state::State;
+use crate::engine::state::{Shelf, State};
 use crate::engine::{CmdError, Engine, Outcome, Reply, Request};
 use lfs_db::ROOT_SHELF_ID;
 use lfs_proto::Command;
@@ -45,6 +45,7 @@ pub fn dispatch(e: &mut Engine, req: &Request) -> Reply {
         Command::Readlink => namespace::readlink(e, req),
         Command::SetAmTime => namespace::set_am_time(e, req),
         Command::Chmod => namespace::chmod(e, req),
+        Command::Chown => namespace::chown(e, req),
         Command::GetXattr => xattrs::get_xattr(e, req),
         Command::ListXattrs => xattrs::list_xattrs(e, req),
         Command::SetXattr => xattrs::set_xattr(e, req),
@@ -104,6 +105,36 @@ pub fn int_param(req: &Request, name: &str) -> Result<i64, CmdError> {
         Some(v) => as_int(v).ok_or_else(|| mistyped(req, name, "an integer", v)),
     }
 }
+
+/// Gives `shelf`, about to be made in directory `parent`, its owner: the maker's `uid` and
+/// `gid` (ours, sent by our node daemon for a maker that is not root; absent is root, as for
+/// everything the original's clients make), except that in a setgid directory the group is the
+/// directory's and a new directory is setgid too, as on a local file system.
+pub fn set_owner(
+    st: &State,
+    req: &Request,
+    parent: i64,
+    shelf: &mut Shelf,
+) -> Result<(), CmdError> {
+    let id = |name: &str| match req.params.get(name) {
+        None => Ok(0),
+        Some(v) => as_int(v)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| mistyped(req, name, "a user or group id (0 to 4294967295)", v)),
+    };
+    (shelf.uid, shelf.gid) = (id("uid")?, id("gid")?);
+    let dir = st.shelf(parent);
+    if dir.mode & S_ISGID != 0 {
+        shelf.gid = dir.gid;
+        if shelf.is_dir() {
+            shelf.mode |= S_ISGID;
+        }
+    }
+    Ok(())
+}
+
+/// The set-group-ID bit of a mode.
+const S_ISGID: i64 = 0o2000;
 
 pub fn as_int(v: &Value) -> Option<i64> {
     match v {

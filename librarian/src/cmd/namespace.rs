@@ -5,7 +5,7 @@
 //! itself, and renaming a directory within one parent leaves the parent's link count alone.
 
 use super::shelves::PENDING_ZERO_PREFIX;
-use super::{int_param, resolve, resolve_parent, str_param};
+use super::{int_param, resolve, resolve_parent, set_owner, str_param};
 use crate::engine::state::{Shelf, S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::engine::{now_secs, CmdError, CmdResult, Engine, Request};
 use lfs_db::{book_state, GARBAGE_SHELF_ID, LOST_FOUND_SHELF_ID, ROOT_SHELF_ID};
@@ -52,8 +52,9 @@ pub fn mkdir(e: &mut Engine, req: &Request) -> CmdResult {
     } else {
         mode & 0o7777
     };
-    let id =
-        e.st.insert_shelf(&e.conn, Shelf::new(name, S_IFDIR | perm, parent, 2))?;
+    let mut dir = Shelf::new(name, S_IFDIR | perm, parent, 2);
+    set_owner(&e.st, req, parent, &mut dir)?;
+    let id = e.st.insert_shelf(&e.conn, dir)?;
     adjust_links(e, parent, 1)?;
     Ok(e.st.shelf(id).to_json(None))
 }
@@ -104,8 +105,9 @@ pub fn symlink(e: &mut Engine, req: &Request) -> CmdResult {
         return Err(exists(path));
     }
     let (parent, name) = resolve_parent(&e.st, path)?;
-    let id =
-        e.st.insert_shelf(&e.conn, Shelf::new(name, S_IFLNK | 0o777, parent, 1))?;
+    let mut link = Shelf::new(name, S_IFLNK | 0o777, parent, 1);
+    set_owner(&e.st, req, parent, &mut link)?;
+    let id = e.st.insert_shelf(&e.conn, link)?;
     e.st.insert_link(&e.conn, id, target)?;
     Ok(e.st.shelf(id).to_json(None))
 }
@@ -137,6 +139,31 @@ pub fn chmod(e: &mut Engine, req: &Request) -> CmdResult {
     let mode = int_param(req, "mode")?;
     let mut s = e.st.shelf(id).clone();
     s.mode = (s.mode & S_IFMT) | (mode & 0o7777);
+    s.ctime = now_secs();
+    e.st.save_shelf(&e.conn, s.clone())?;
+    Ok(s.to_json(None))
+}
+
+/// Sets the owner and group of a path (ours); -1 leaves one as it is. Who may is the node
+/// kernel's check (the daemon mounts with `default_permissions`), as with `chmod`.
+pub fn chown(e: &mut Engine, req: &Request) -> CmdResult {
+    let id = resolve(&e.st, str_param(req, "path")?)?;
+    let mut s = e.st.shelf(id).clone();
+    for (name, field) in [("uid", &mut s.uid), ("gid", &mut s.gid)] {
+        match int_param(req, name)? {
+            -1 => {}
+            n => {
+                *field = u32::try_from(n).map_err(|_| {
+                    CmdError::new(
+                        libc::EINVAL,
+                        format!(
+                        "{name} {n} is not a user or group id (0 to 4294967295, or -1 to keep it)"
+                    ),
+                    )
+                })?
+            }
+        }
+    }
     s.ctime = now_secs();
     e.st.save_shelf(&e.conn, s.clone())?;
     Ok(s.to_json(None))

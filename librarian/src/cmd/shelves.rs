@@ -1,6 +1,6 @@
 //! Files: lookup, create/open/close, sizing and destruction, and the pending-zero protocol.
 
-use super::{bool_param, int_param, resolve, resolve_parent, str_param};
+use super::{bool_param, int_param, resolve, resolve_parent, set_owner, str_param};
 use crate::engine::state::{Open, Shelf, S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::engine::{now_float, now_secs, CmdError, CmdResult, Engine, Request};
 use crate::policy::{self, InterleaveRequest};
@@ -115,8 +115,9 @@ pub fn create_shelf(e: &mut Engine, req: &Request) -> CmdResult {
         Err(_) => {}
     }
     let (parent, name) = resolve_parent(&e.st, path)?;
-    let id =
-        e.st.insert_shelf(&e.conn, Shelf::new(name, mode, parent, 1))?;
+    let mut file = Shelf::new(name, mode, parent, 1);
+    set_owner(&e.st, req, parent, &mut file)?;
+    let id = e.st.insert_shelf(&e.conn, file)?;
     let default = e.st.default_policy.clone();
     for (x, v) in [
         ("user.LFS.AllocationPolicy", default.as_str()),

@@ -158,6 +158,7 @@ impl Engine {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
+        lfs_db::create_our_tables(&conn)?;
         let st = State::load(&conn)
             .map_err(|e| anyhow::anyhow!("cannot serve {}: {e}", path.display()))?;
         // SQLite keeps the WAL file (same inode) while this connection is open, so one handle to it

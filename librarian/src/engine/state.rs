@@ -28,6 +28,9 @@ pub struct Shelf {
     pub mode: i64,
     pub parent_id: i64,
     pub link_count: i64,
+    /// Owner and group (ours, kept in `lfs_owners`; 0 without a row).
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Shelf {
@@ -65,6 +68,8 @@ impl Shelf {
             mode,
             parent_id,
             link_count,
+            uid: 0,
+            gid: 0,
         }
     }
 
@@ -91,6 +96,8 @@ impl Shelf {
             link_count: self.link_count,
             bos: vec![],
             open_handle,
+            uid: self.uid,
+            gid: self.gid,
         }
         .to_value()
     }
@@ -309,6 +316,8 @@ impl State {
                 mode: lenient_i64(r.get(7)?),
                 parent_id: lenient_i64(r.get(8)?),
                 link_count: lenient_i64(r.get(9)?),
+                uid: 0,
+                gid: 0,
             };
             if s.id != schema::GARBAGE_SHELF_ID {
                 let d = dirs.entry(s.parent_id).or_default();
@@ -323,6 +332,14 @@ impl State {
         drop(stmt);
         if !shelves.contains_key(&schema::ROOT_SHELF_ID) {
             return Err(invalid("Database has no root shelf (id 2)"));
+        }
+        // Owners (ours): a shelf without a row is root's. A row of a shelf that is gone is
+        // fsck-lfs's business (an orphan owner).
+        for (id, uid, gid) in i64_triples(conn, "SELECT shelf_id, uid, gid FROM lfs_owners")? {
+            if let Some(s) = shelves.get_mut(&id) {
+                s.uid = u32::try_from(uid).unwrap_or(0);
+                s.gid = u32::try_from(gid).unwrap_or(0);
+            }
         }
 
         let mut bos: HashMap<i64, Vec<BookIdx>> = HashMap::new();
@@ -475,6 +492,9 @@ impl State {
         conn.prepare_cached("INSERT INTO shelves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?
             .execute(params_from_iter(row))?;
         self.next_shelf_id += 1;
+        if (s.uid, s.gid) != (0, 0) {
+            self.write_owner(conn, &s)?;
+        }
         self.link_name(&s);
         let id = s.id;
         self.shelves.insert(id, s);
@@ -492,6 +512,13 @@ impl State {
         .execute(params_from_iter(
             s.columns().into_iter().chain([&s.id as &dyn ToSql]),
         ))?;
+        if self
+            .shelves
+            .get(&s.id)
+            .is_some_and(|o| (o.uid, o.gid) != (s.uid, s.gid))
+        {
+            self.write_owner(conn, &s)?;
+        }
         let old = self
             .shelves
             .insert(s.id, s.clone())
@@ -499,6 +526,18 @@ impl State {
         if old.name != s.name || old.parent_id != s.parent_id {
             self.unlink_name(&old);
             self.link_name(&s);
+        }
+        Ok(())
+    }
+
+    /// Writes the owner row of `s` (ours): none for root's, as in a database of the original.
+    fn write_owner(&mut self, conn: &Connection, s: &Shelf) -> SqlResult<()> {
+        if (s.uid, s.gid) == (0, 0) {
+            conn.prepare_cached("DELETE FROM lfs_owners WHERE shelf_id=?")?
+                .execute([s.id])?;
+        } else {
+            conn.prepare_cached("INSERT OR REPLACE INTO lfs_owners VALUES (?, ?, ?)")?
+                .execute(params![s.id, s.uid, s.gid])?;
         }
         Ok(())
     }
@@ -538,6 +577,8 @@ impl State {
         conn.prepare_cached("DELETE FROM shelves WHERE id=?")?
             .execute([id])?;
         conn.prepare_cached("DELETE FROM shelf_xattrs WHERE shelf_id=?")?
+            .execute([id])?;
+        conn.prepare_cached("DELETE FROM lfs_owners WHERE shelf_id=?")?
             .execute([id])?;
         if self.links.remove(&id).is_some() {
             conn.prepare_cached("DELETE FROM links WHERE shelf_id=?")?
