@@ -86,6 +86,7 @@ impl LfsFs {
         gid: Option<u32>,
     ) -> Res<fuser::FileAttr> {
         let (path, mut s) = self.shelf_of(ino)?;
+        self.forget_dir_attrs();
         let chown = uid.is_some() || gid.is_some();
         if chown {
             // The kernel has checked who may (default_permissions); it also sends the mode with
@@ -170,6 +171,7 @@ impl LfsFs {
     }
 
     pub fn do_rmdir(&self, path: &str) -> Res<()> {
+        self.forget_dir_attrs();
         let req = Rmdir {
             path: path.to_string(),
         };
@@ -184,6 +186,7 @@ impl LfsFs {
         newname: &OsStr,
         flags: RenameFlags,
     ) -> Res<()> {
+        self.forget_dir_attrs();
         if flags.contains(RenameFlags::RENAME_EXCHANGE)
             || flags.contains(RenameFlags::RENAME_WHITEOUT)
         {
@@ -369,6 +372,9 @@ impl Filesystem for LfsFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let Some(a) = self.cached_dir_attr(ino) {
+            return reply.attr(ttl_of(&a), &a);
+        }
         match self.shelf_of(ino) {
             Ok((_, s)) => {
                 let a = self.attr(&s);

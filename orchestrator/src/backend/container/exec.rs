@@ -148,29 +148,29 @@ pub fn run(engine: &Engine, name: &str, node: &str, argv: &[OsString]) -> Result
 }
 
 /// The exec's command, when it is a process of this host carrying `token`.
+///
+/// Asked again every 5 ms for up to about 2 s while the exec runs: on a loaded machine the
+/// engine may not report the command's pid yet even though it has printed, and a command in the
+/// middle of an execve (`sh -c '...; exec sleep 300'`) shows an empty environment for a moment
+/// (fresh-clone CI runs lost a SIGINT both ways, with a single look and with 100 ms of them).
+/// Only a command that is not a process of this host (a remote engine) waits that long.
 async fn command_process(
     docker: &bollard::Docker,
     exec: &str,
     token: &str,
 ) -> Option<crate::procs::ProcRef> {
-    let pid = docker
-        .inspect_exec(exec)
-        .await
-        .ok()?
-        .pid
-        .filter(|p| *p > 0)? as i32;
-    let p = crate::procs::ProcRef::of(pid)?;
     let mark = format!("{EXEC_TOKEN_ENV}={token}");
-    // A command in the middle of an execve (`sh -c '...; exec sleep 300'`) shows an empty
-    // environment for a moment, longer on a loaded machine (a fresh-clone CI run saw more than
-    // 100 ms): ask again while it lives, for up to about 2 s, or the signal would be lost and
-    // the command run on. Only a pid that is not the command's (a remote engine) waits that long.
     for _ in 0..400 {
-        if crate::procs::has_env(pid, mark.as_bytes()) {
-            return Some(p);
-        }
-        if !p.is_alive() {
+        let info = docker.inspect_exec(exec).await.ok()?;
+        if info.running == Some(false) {
             return None;
+        }
+        let process = info
+            .pid
+            .filter(|p| *p > 0)
+            .and_then(|p| crate::procs::ProcRef::of(p as i32));
+        if let Some(p) = process.filter(|p| crate::procs::has_env(p.pid, mark.as_bytes())) {
+            return Some(p);
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
