@@ -40,86 +40,55 @@ fn code<T>(r: std::io::Result<T>) -> i32 {
     r.err().map_or(0, |e| errno(&e))
 }
 
-type Case = (&'static str, fn(&Path) -> i32);
-
-fn long(n: usize) -> String {
-    "n".repeat(n)
+/// A name or path of the case file: `nN` is a name of N bytes, `deep` a path of over 4095.
+fn at(root: &Path, word: &str) -> std::path::PathBuf {
+    match word.strip_prefix('n').and_then(|n| n.parse().ok()) {
+        Some(n) => root.join("n".repeat(n)),
+        None if word == "deep" => root.join(vec!["n".repeat(250); 20].join("/")),
+        None => root.join(word),
+    }
 }
 
-const CASES: &[Case] = &[
-    ("a name of 255 bytes", |r| {
-        code(fs::write(r.join(long(255)), b"x"))
-    }),
-    ("a name of 256 bytes", |r| {
-        code(fs::write(r.join(long(256)), b"x"))
-    }),
-    ("a directory of 256 bytes", |r| {
-        code(fs::create_dir(r.join(long(256))))
-    }),
-    ("a path over 4095 bytes", |r| {
-        let deep: Vec<String> = (0..20).map(|_| long(250)).collect();
-        code(fs::metadata(r.join(deep.join("/"))))
-    }),
-    ("rename a directory over an empty one", |r| {
-        code(fs::rename(r.join("d"), r.join("empty")))
-    }),
-    ("rename a directory over a full one", |r| {
-        code(fs::rename(r.join("d"), r.join("full")))
-    }),
-    ("rename a directory over a file", |r| {
-        code(fs::rename(r.join("d"), r.join("file")))
-    }),
-    ("rename a file over a directory", |r| {
-        code(fs::rename(r.join("file"), r.join("empty")))
-    }),
-    ("rename a directory into itself", |r| {
-        code(fs::rename(r.join("d"), r.join("d/sub/d")))
-    }),
-    ("rename a file onto itself", |r| {
-        code(fs::rename(r.join("file"), r.join("file")))
-    }),
-    ("rename what is not there", |r| {
-        code(fs::rename(r.join("nope"), r.join("x")))
-    }),
-    ("rename into a directory that is not there", |r| {
-        code(fs::rename(r.join("file"), r.join("nope/file")))
-    }),
-    ("rename under a file", |r| {
-        code(fs::rename(r.join("d/f"), r.join("file/f")))
-    }),
-    ("rmdir a full directory", |r| {
-        code(fs::remove_dir(r.join("full")))
-    }),
-    ("rmdir a file", |r| code(fs::remove_dir(r.join("file")))),
-    ("unlink a directory", |r| {
-        code(fs::remove_file(r.join("empty")))
-    }),
-    ("mkdir what exists", |r| {
-        code(fs::create_dir(r.join("file")))
-    }),
-    ("a file under a file", |r| {
-        code(fs::write(r.join("file/x"), b"x"))
-    }),
-];
+/// Runs one line of `data/names.txt` (`OP A [B]`) in `root`: its errno, or 0.
+fn run(root: &Path, line: &str) -> i32 {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let (a, b) = (at(root, w[1]), w.get(2).map(|b| at(root, b)));
+    match w[0] {
+        "write" => code(fs::write(a, b"x")),
+        "mkdir" => code(fs::create_dir(a)),
+        "stat" => code(fs::metadata(a)),
+        "rename" => code(fs::rename(a, b.expect("rename takes two names"))),
+        "rmdir" => code(fs::remove_dir(a)),
+        "unlink" => code(fs::remove_file(a)),
+        op => panic!("data/names.txt: unknown operation {op}"),
+    }
+}
 
 #[test]
 fn names_limits_and_renames_answer_as_a_local_file_system() {
     let c = Cluster::start(1, TWO_NODES, &[]);
     let mut differ = vec![];
-    for (i, (what, op)) in CASES.iter().enumerate() {
+    let cases = include_str!("../data/names.txt")
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty());
+    let mut ran = 0;
+    for (i, case) in cases.enumerate() {
+        ran += 1;
         let lfs = c.node(0).path(&format!("case{i}"));
         let local = c.dir.path().join(format!("local{i}"));
         for root in [&lfs, &local] {
             fs::create_dir(root).unwrap();
             make_tree(root);
         }
-        let (got, want) = (op(&lfs), op(&local));
+        let (got, want) = (run(&lfs, case), run(&local, case));
         let (tree_got, tree_want) = (tree(&lfs), tree(&local));
         if got != want || tree_got != tree_want {
             differ.push(format!(
-                "{what}: errno {got} on /lfs, {want} locally; tree {tree_got:?} on /lfs, {tree_want:?} locally"
+                "{case}: errno {got} on /lfs, {want} locally; tree {tree_got:?} on /lfs, {tree_want:?} locally"
             ));
         }
     }
+    assert_eq!(ran, 18, "the cases of data/names.txt");
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
